@@ -1,0 +1,3 @@
+module github.com/freezeframe/freezeframe/pkg/workload
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/freezeframe/freezeframe/services/hooker
+
+go 1.26.0

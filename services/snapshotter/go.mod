@@ -1,0 +1,3 @@
+module github.com/freezeframe/freezeframe/services/snapshotter
+
+go 1.26.0
