@@ -1,0 +1,213 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Client is the API for programs outside this repository: request backups,
+// follow their events, wait for their outcome.
+type Client struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	pub    *Publisher
+}
+
+// ClientOption adjusts a Client.
+type ClientOption func(*Client)
+
+// WithStream names the event stream, when it is not DefaultStream.
+func WithStream(name string) ClientOption { return func(c *Client) { c.stream = name } }
+
+// WithSource sets the CloudEvents source of published events (default "/freezeframe/client").
+func WithSource(source string) ClientOption {
+	return func(c *Client) { c.pub = NewPublisher(c.js, source) }
+}
+
+// NewClient returns a client over an established NATS connection.
+func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	c := &Client{nc: nc, js: js, stream: DefaultStream}
+	c.pub = NewPublisher(js, "/freezeframe/client")
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// NewBackupID returns a fresh backup id; ids sort by creation time.
+func NewBackupID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "bk-" + uuid.NewString()
+	}
+	return "bk-" + id.String()
+}
+
+// PublishBackupRequested puts a BackupRequested straight onto the stream,
+// without the scheduler's checks; a missing BackupID is filled in. Publishing
+// the same BackupID again is dropped by the stream.
+func (c *Client) PublishBackupRequested(ctx context.Context, req BackupRequested) (Event, error) {
+	if req.BackupID == "" {
+		req.BackupID = NewBackupID()
+	}
+	if req.RequestedBy == "" {
+		req.RequestedBy = "api"
+	}
+	ev, _, err := c.pub.Publish(ctx, &req)
+	return ev, err
+}
+
+// APISubject is where the scheduler of a cluster answers ad-hoc backup requests.
+func APISubject(cluster string) string { return "freezeframe.api.backup." + cluster }
+
+// BackupRequestReply is the scheduler's answer to an ad-hoc request.
+type BackupRequestReply struct {
+	BackupID string `json:"backupId"`
+	// Error says why the request was refused; a BackupFailed was published too.
+	Error string `json:"error,omitempty"`
+}
+
+// ErrRequestRefused is returned when the scheduler refused a request.
+var ErrRequestRefused = errors.New("backup request refused")
+
+// RequestBackup asks the cluster's scheduler for a backup and returns its
+// id. The scheduler checks the workload before it publishes BackupRequested.
+// The id is chosen here, so retrying after a lost reply cannot start a
+// second backup.
+func (c *Client) RequestBackup(ctx context.Context, req BackupRequested) (string, error) {
+	if req.BackupID == "" {
+		req.BackupID = NewBackupID()
+	}
+	if req.RequestedBy == "" {
+		req.RequestedBy = "api"
+	}
+	if err := req.Validate(); err != nil {
+		return "", fmt.Errorf("request backup: %w", err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("request backup: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		msg, err := c.nc.RequestWithContext(rctx, APISubject(req.Workload.Cluster), body)
+		cancel()
+		if err == nil {
+			var reply BackupRequestReply
+			if err := json.Unmarshal(msg.Data, &reply); err != nil {
+				return "", fmt.Errorf("request backup: read reply: %w", err)
+			}
+			if reply.Error != "" {
+				return reply.BackupID, fmt.Errorf("%w: %s", ErrRequestRefused, reply.Error)
+			}
+			return reply.BackupID, nil
+		}
+		if ctx.Err() != nil || attempt >= 5 {
+			if errors.Is(err, nats.ErrNoResponders) {
+				return "", fmt.Errorf("request backup: no scheduler answers on %s: is freezeframe running for cluster %q?", APISubject(req.Workload.Cluster), req.Workload.Cluster)
+			}
+			return "", fmt.Errorf("request backup: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("request backup: %w", ctx.Err())
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
+}
+
+// SubscribeOptions say where a subscription starts.
+type SubscribeOptions struct {
+	// FromStart replays every stored event that matches before following.
+	FromStart bool
+	// Since replays events stored since that time (ignored with FromStart).
+	Since time.Time
+}
+
+// Subscribe yields the events that match f, in stream order, until ctx ends
+// or the caller stops iterating. A message that cannot be decoded is yielded
+// as an error, and iteration goes on.
+func (c *Client) Subscribe(ctx context.Context, f Filter, opts SubscribeOptions) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		subjects, err := f.Subjects()
+		if err != nil {
+			yield(Event{}, err)
+			return
+		}
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+		switch {
+		case opts.FromStart:
+			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		case !opts.Since.IsZero():
+			cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+			cfg.OptStartTime = &opts.Since
+		}
+		cons, err := c.js.OrderedConsumer(ctx, c.stream, cfg)
+		if err != nil {
+			yield(Event{}, fmt.Errorf("subscribe: %w", err))
+			return
+		}
+		msgs, err := cons.Messages()
+		if err != nil {
+			yield(Event{}, fmt.Errorf("subscribe: %w", err))
+			return
+		}
+		defer msgs.Stop()
+		stop := context.AfterFunc(ctx, msgs.Stop)
+		defer stop()
+		for {
+			msg, err := msgs.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					yield(Event{}, ctx.Err())
+					return
+				}
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if !yield(Event{}, fmt.Errorf("subscribe: %w", err)) {
+					return
+				}
+				continue
+			}
+			ev, err := Decode(msg.Headers(), msg.Data())
+			if !yield(ev, err) {
+				return
+			}
+		}
+	}
+}
+
+// Wait follows backup id until its terminal event and returns it; onEvent,
+// when not nil, sees every event of the backup in order, the terminal one
+// included. Use events.Succeeded on the result to tell success from failure.
+func (c *Client) Wait(ctx context.Context, backupID string, onEvent func(Event)) (Event, error) {
+	for ev, err := range c.Subscribe(ctx, Filter{BackupID: backupID}, SubscribeOptions{FromStart: true}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return Event{}, fmt.Errorf("wait for backup %s: %w", backupID, ctx.Err())
+			}
+			continue
+		}
+		if onEvent != nil {
+			onEvent(ev)
+		}
+		if IsTerminal(ev) {
+			return ev, nil
+		}
+	}
+	return Event{}, fmt.Errorf("wait for backup %s: %w", backupID, ctx.Err())
+}

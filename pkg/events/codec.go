@@ -1,0 +1,227 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/nats-io/nats.go"
+)
+
+const (
+	headerPrefix      = "ce-"
+	headerContentType = "Content-Type"
+	structuredMedia   = "application/cloudevents"
+)
+
+// ErrUndecodable wraps every reason a message cannot be read as an event. It
+// is permanent: redelivering the same bytes cannot help.
+var ErrUndecodable = errors.New("undecodable event")
+
+// ErrUnknownType is returned for a well-formed CloudEvent of a type this
+// version of the contract does not know.
+var ErrUnknownType = errors.New("unknown event type")
+
+// Encode writes e as a NATS message in binary content mode: every context
+// attribute and extension as a "ce-" header, the JSON payload as the body.
+func Encode(e Event) (*nats.Msg, error) {
+	ce := e.CloudEvent
+	k, ok := KindOf(ce.Type())
+	if !ok {
+		return nil, fmt.Errorf("encode %q: %w", ce.Type(), ErrUnknownType)
+	}
+	m := nats.NewMsg(Subject(k, e.Payload.Ref()))
+	h := m.Header
+	h[headerPrefix+"specversion"] = []string{ce.SpecVersion()}
+	h[headerPrefix+"id"] = []string{encodeHeaderValue(ce.ID())}
+	h[headerPrefix+"source"] = []string{encodeHeaderValue(ce.Source())}
+	h[headerPrefix+"type"] = []string{ce.Type()}
+	if s := ce.Subject(); s != "" {
+		h[headerPrefix+"subject"] = []string{encodeHeaderValue(s)}
+	}
+	if t := ce.Time(); !t.IsZero() {
+		h[headerPrefix+"time"] = []string{t.UTC().Format(time.RFC3339Nano)}
+	}
+	if ct := ce.DataContentType(); ct != "" {
+		h[headerContentType] = []string{ct}
+	}
+	if ds := ce.DataSchema(); ds != "" {
+		h[headerPrefix+"dataschema"] = []string{encodeHeaderValue(ds)}
+	}
+	for name, v := range ce.Extensions() {
+		s, err := types.Format(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode extension %s: %w", name, err)
+		}
+		h[headerPrefix+name] = []string{encodeHeaderValue(s)}
+	}
+	m.Data = ce.DataEncoded
+	return m, nil
+}
+
+// Decode reads a NATS message as a freezeframe event, in binary or
+// structured content mode, and validates the payload. Errors wrap
+// ErrUndecodable or ErrUnknownType.
+func Decode(h nats.Header, data []byte) (Event, error) {
+	var ce event.Event
+	if strings.HasPrefix(firstHeader(h, headerContentType), structuredMedia) {
+		if err := json.Unmarshal(data, &ce); err != nil {
+			return Event{}, fmt.Errorf("%w: structured event: %v", ErrUndecodable, err)
+		}
+	} else {
+		var err error
+		if ce, err = decodeBinary(h, data); err != nil {
+			return Event{}, err
+		}
+	}
+	if err := ce.Validate(); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	p, ok := newPayload(ce.Type())
+	if !ok {
+		return Event{}, fmt.Errorf("%w %q (id %s)", ErrUnknownType, ce.Type(), ce.ID())
+	}
+	if err := json.Unmarshal(ce.Data(), p); err != nil {
+		return Event{}, fmt.Errorf("%w: %s %s payload: %v", ErrUndecodable, ce.Type(), ce.ID(), err)
+	}
+	if err := p.Validate(); err != nil {
+		return Event{}, fmt.Errorf("%w: %s %s payload: %v", ErrUndecodable, ce.Type(), ce.ID(), err)
+	}
+	if id, _ := ce.Extensions()[ExtBackupID].(string); id != "" && id != p.Ref().BackupID {
+		return Event{}, fmt.Errorf("%w: %s: extension backupid %q differs from payload %q", ErrUndecodable, ce.ID(), id, p.Ref().BackupID)
+	}
+	return Event{CloudEvent: ce, Payload: p}, nil
+}
+
+func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
+	if v := firstHeader(h, headerPrefix+"specversion"); v != event.CloudEventsVersionV1 {
+		return event.Event{}, fmt.Errorf("%w: ce-specversion %q, want %q", ErrUndecodable, v, event.CloudEventsVersionV1)
+	}
+	ce := event.New(event.CloudEventsVersionV1)
+	for name, vals := range h {
+		if len(vals) == 0 {
+			continue
+		}
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(lower, headerPrefix) {
+			continue
+		}
+		attr := lower[len(headerPrefix):]
+		val, err := decodeHeaderValue(vals[0])
+		if err != nil {
+			return event.Event{}, fmt.Errorf("%w: header %s: %v", ErrUndecodable, name, err)
+		}
+		switch attr {
+		case "specversion":
+		case "id":
+			ce.SetID(val)
+		case "source":
+			ce.SetSource(val)
+		case "type":
+			ce.SetType(val)
+		case "subject":
+			ce.SetSubject(val)
+		case "dataschema":
+			ce.SetDataSchema(val)
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return event.Event{}, fmt.Errorf("%w: ce-time: %v", ErrUndecodable, err)
+			}
+			ce.SetTime(t)
+		default:
+			if err := ce.Context.SetExtension(attr, val); err != nil {
+				return event.Event{}, fmt.Errorf("%w: extension %s: %v", ErrUndecodable, attr, err)
+			}
+		}
+	}
+	if ct := firstHeader(h, headerContentType); ct != "" {
+		ce.SetDataContentType(ct)
+	}
+	ce.DataEncoded = data
+	return ce, nil
+}
+
+func firstHeader(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	// NATS headers are case-sensitive; accept other spellings of the same
+	// name from publishers that canonicalise.
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// encodeHeaderValue percent-encodes what the CloudEvents NATS binding says
+// must be: space, '"', '%' and anything outside printable ASCII.
+func encodeHeaderValue(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func needsEscape(c byte) bool { return c <= 0x20 || c >= 0x7f || c == '"' || c == '%' }
+
+func decodeHeaderValue(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("truncated percent escape in %q", s)
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return "", fmt.Errorf("bad percent escape in %q", s)
+		}
+		b.WriteByte(hi<<4 | lo)
+		i += 2
+	}
+	return b.String(), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

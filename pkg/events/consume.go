@@ -1,0 +1,265 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Handler handles one event. Returning nil acks it; a Permanent error
+// terminates it with the error as reason; any other error redelivers it with
+// backoff. ctx carries the delivery (see DeliveryOf) and the trace.
+type Handler func(ctx context.Context, ev Event) error
+
+// ConsumerConfig describes one service's durable consumer.
+type ConsumerConfig struct {
+	// Stream is the stream name; DefaultStream when empty.
+	Stream string
+	// Durable is the consumer name, shared by the replicas of one service.
+	Durable string
+	// Kinds are the event kinds the service handles.
+	Kinds []Kind
+	// AckWait is how long a delivered message may go unacknowledged before it
+	// is redelivered, e.g. after a crash. Heartbeats extend it while a
+	// handler runs, so it bounds recovery time, not handler time. Default 10s.
+	AckWait time.Duration
+	// MaxDeliver bounds redeliveries; the last attempt is visible to the
+	// handler (Delivery.Last) so it can report instead of vanishing. Default 10.
+	MaxDeliver int
+	// Concurrency is how many events are handled at once (and the consumer's
+	// MaxAckPending). Default 1024.
+	Concurrency int
+	// ShutdownGrace is how long in-flight handlers may finish after Run's
+	// context ends. Default 20s.
+	ShutdownGrace time.Duration
+	// RetryDelay gives the redelivery delay after the n-th failed attempt.
+	// Default: 250ms doubling to 30s.
+	RetryDelay func(attempt int) time.Duration
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 10 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1024
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 20 * time.Second
+	}
+	if c.RetryDelay == nil {
+		c.RetryDelay = ExponentialDelay(250*time.Millisecond, 30*time.Second)
+	}
+	return c
+}
+
+// ExponentialDelay doubles from base for each attempt, capped at max.
+func ExponentialDelay(base, max time.Duration) func(int) time.Duration {
+	return func(attempt int) time.Duration {
+		d := base
+		for i := 1; i < attempt && d < max; i++ {
+			d *= 2
+		}
+		return min(d, max)
+	}
+}
+
+// Delivery describes the delivery being handled.
+type Delivery struct {
+	Attempt    int
+	MaxDeliver int
+	Subject    string
+	Sequence   uint64
+}
+
+// Last reports whether this is the final attempt: a handler that fails now
+// should report the failure as an event, since no retry will follow.
+func (d Delivery) Last() bool { return d.MaxDeliver > 0 && d.Attempt >= d.MaxDeliver }
+
+type deliveryKey struct{}
+
+// DeliveryOf returns the delivery a handler's ctx belongs to.
+func DeliveryOf(ctx context.Context) (Delivery, bool) {
+	d, ok := ctx.Value(deliveryKey{}).(Delivery)
+	return d, ok
+}
+
+// Consumer runs a handler over a durable pull consumer.
+type Consumer struct {
+	cfg     ConsumerConfig
+	cons    jetstream.Consumer
+	handler Handler
+	log     *slog.Logger
+	tracer  trace.Tracer
+}
+
+// NewConsumer creates or updates the durable consumer described by cfg.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h Handler, log *slog.Logger) (*Consumer, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Durable == "" || len(cfg.Kinds) == 0 {
+		return nil, errors.New("new consumer: durable name and at least one kind required")
+	}
+	subjects, err := Filter{Kinds: cfg.Kinds}.Subjects()
+	if err != nil {
+		return nil, fmt.Errorf("new consumer %s: %w", cfg.Durable, err)
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		Description:    "freezeframe " + cfg.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.Concurrency,
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("new consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	return &Consumer{cfg: cfg, cons: cons, handler: h, log: log.With("consumer", cfg.Durable), tracer: otel.GetTracerProvider().Tracer(instrumentationName)}, nil
+}
+
+// Run handles events until ctx ends, then stops fetching and gives in-flight
+// handlers ShutdownGrace to finish. Anything unsettled is redelivered later,
+// to this or another replica.
+func (c *Consumer) Run(ctx context.Context) error {
+	// Handlers outlive ctx by the grace period: cutting a resume short at
+	// shutdown would leave an application frozen until redelivery.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.cfg.Concurrency)
+	cc, err := c.cons.Consume(func(msg jetstream.Msg) {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.handle(handlerCtx, msg)
+		}()
+	},
+		jetstream.PullMaxMessages(min(c.cfg.Concurrency, 512)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
+				c.log.WarnContext(ctx, "consume", "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.cfg.ShutdownGrace):
+		c.log.Warn("shutdown grace over, cancelling in-flight handlers; their events will be redelivered")
+		cancelHandlers()
+		<-done
+	}
+	return nil
+}
+
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+	delivery := Delivery{Subject: msg.Subject(), MaxDeliver: c.cfg.MaxDeliver, Attempt: 1}
+	if md, err := msg.Metadata(); err == nil {
+		delivery.Attempt = int(md.NumDelivered)
+		delivery.Sequence = md.Sequence.Stream
+	}
+	ctx = traceContext.Extract(ctx, headerCarrier(msg.Headers()))
+	ev, err := Decode(msg.Headers(), msg.Data())
+	if err != nil {
+		c.log.WarnContext(ctx, "terminating undecodable message", "subject", msg.Subject(), "seq", delivery.Sequence, "err", err)
+		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
+		return
+	}
+	log := c.log.With("backup_id", ev.BackupID(), "event", ev.Kind(), "workload", ev.Workload().String())
+	ctx, span := c.tracer.Start(ctx, "process "+string(ev.Kind()), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.consumer.group.name", c.cfg.Durable),
+			attribute.String("cloudevents.event_id", ev.CloudEvent.ID()),
+			attribute.String("freezeframe.backup_id", ev.BackupID()),
+			attribute.Int("messaging.nats.delivery_attempt", delivery.Attempt),
+		))
+	defer span.End()
+	ctx = context.WithValue(ctx, deliveryKey{}, delivery)
+
+	stopBeat := c.heartbeat(ctx, msg)
+	err = c.handler(ctx, ev)
+	stopBeat()
+
+	switch {
+	case err == nil:
+		c.settle(ctx, msg, func() error { return msg.DoubleAck(ctx) })
+	case IsPermanent(err):
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		log.WarnContext(ctx, "terminating event that cannot succeed", "err", err)
+		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
+	default:
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		if delivery.Last() {
+			log.ErrorContext(ctx, "giving up on event after last delivery", "attempt", delivery.Attempt, "err", err)
+			c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate("max deliveries: "+err.Error(), 512)) })
+			return
+		}
+		delay := c.cfg.RetryDelay(delivery.Attempt)
+		log.WarnContext(ctx, "handler failed, redelivering", "attempt", delivery.Attempt, "retry_in", delay, "err", err)
+		c.settle(ctx, msg, func() error { return msg.NakWithDelay(delay) })
+	}
+}
+
+// heartbeat tells the server the message is still being worked on, so a
+// handler running longer than AckWait is not redelivered to someone else.
+func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(c.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					c.log.WarnContext(ctx, "in-progress heartbeat", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
+func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, f func() error) {
+	if err := f(); err != nil {
+		// The server will redeliver after AckWait; handlers are idempotent.
+		c.log.WarnContext(ctx, "settle message", "subject", msg.Subject(), "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,54 @@
+// Package events is freezeframe's contract: the CloudEvents that the services
+// exchange, how they travel over NATS JetStream, and a small client for
+// programs outside this repository.
+//
+// # Events
+//
+// Every event is a CloudEvents 1.0 event with a typed, versioned JSON payload.
+// All events of one backup carry the same backup id (extension attribute
+// "backupid") and the cluster (extension "cluster"); the payload names the
+// workload. The types, in pipeline order:
+//
+//	io.freezeframe.backup.requested.v1        BackupRequested   a backup is asked for
+//	io.freezeframe.backup.quiesced.v1         Quiesced          pre-hook done: the application is frozen
+//	io.freezeframe.backup.snapshotted.v1      Snapshotted       every volume snapshot is cut
+//	io.freezeframe.backup.resumed.v1          Resumed           post-hook done: the application runs again
+//	io.freezeframe.backup.failed.v1           BackupFailed      a step failed (step and reason)
+//	io.freezeframe.backup.unlock-requested.v1 UnlockRequested   a freeze must end now (watchdog, operator)
+//
+// A backup ends with Resumed, or with a BackupFailed whose ResumePending is
+// false (nothing was frozen); see [IsTerminal].
+//
+// # Subjects
+//
+// Events are published on
+//
+//	freezeframe.backup.<event>.<cluster>.<namespace>.<kind>.<name>.<backupid>
+//
+// where <event> is requested, quiesced, snapshotted, resumed, failed or
+// unlock-requested, <kind> is the lower-case workload kind (deployment,
+// statefulset), and dots inside a name are written as underscores (Kubernetes
+// names never contain underscores, so the mapping is reversible). NATS
+// wildcards select: "freezeframe.backup.failed.>" every failure,
+// "freezeframe.backup.*.prod.shop.>" everything in namespace shop of cluster
+// prod, "freezeframe.backup.*.*.*.*.*.<id>" one backup.
+//
+// # Transport
+//
+// One JetStream stream with Limits retention holds every backup event
+// ([EnsureStream]); each service reads it through its own durable pull
+// consumer with explicit acks ([Consumer]). Events travel in binary content
+// mode: each attribute is a "ce-" header and the payload is the data. The
+// event id is also the Nats-Msg-Id, so a republished event (a retried
+// handler) is dropped by the stream as a duplicate. W3C trace context
+// travels in the "traceparent" and "tracestate" headers.
+//
+// # Settlement
+//
+// A [Handler] returns nil (ack), a [Permanent] error (terminated with a
+// reason: the input can never succeed), or any other error (redelivered with
+// backoff). Undecodable messages and unknown types are terminated before a
+// handler sees them and never stop the consumer. While a handler runs, the
+// consumer sends in-progress heartbeats so that a long hook or snapshot is
+// not redelivered to another replica.
+package events

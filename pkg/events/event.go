@@ -1,0 +1,103 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// CloudEvents extension attributes carried by every freezeframe event.
+const (
+	ExtBackupID = "backupid"
+	ExtCluster  = "cluster"
+)
+
+// Event is one decoded backup event: the CloudEvent and its typed payload.
+type Event struct {
+	CloudEvent event.Event
+	Payload    Payload
+}
+
+// Kind is the event's short kind (quiesced, resumed, ...).
+func (e Event) Kind() Kind { k, _ := KindOf(e.CloudEvent.Type()); return k }
+
+// BackupID is the id of the backup the event belongs to.
+func (e Event) BackupID() string { return e.Payload.Ref().BackupID }
+
+// Workload is the workload the event belongs to.
+func (e Event) Workload() Workload { return e.Payload.Ref().Workload }
+
+// Time is when the event was emitted.
+func (e Event) Time() time.Time { return e.CloudEvent.Time() }
+
+// EventOption adjusts an event built by NewEvent.
+type EventOption func(*event.Event)
+
+// WithID replaces the default event id. Ids must stay deterministic for
+// anything a handler may publish twice, or the stream cannot drop the copy.
+func WithID(id string) EventOption { return func(e *event.Event) { e.SetID(id) } }
+
+// WithTime sets the event time (default: now).
+func WithTime(t time.Time) EventOption { return func(e *event.Event) { e.SetTime(t) } }
+
+// NewEvent wraps a payload in a CloudEvent from source (e.g. "/freezeframe/hooker").
+// The id defaults to DefaultID(p), so that a handler that is retried
+// republishes the same id and the stream drops the duplicate.
+func NewEvent(source string, p Payload, opts ...EventOption) (Event, error) {
+	if err := p.Validate(); err != nil {
+		return Event{}, fmt.Errorf("validate %s: %w", p.EventType(), err)
+	}
+	ce := event.New(event.CloudEventsVersionV1)
+	ce.SetID(DefaultID(p))
+	ce.SetSource(source)
+	ce.SetType(p.EventType())
+	ref := p.Ref()
+	ce.SetSubject(ref.Workload.Namespace + "/" + strings.ToLower(ref.Workload.Kind) + "/" + ref.Workload.Name)
+	ce.SetTime(time.Now().UTC())
+	ce.SetExtension(ExtBackupID, ref.BackupID)
+	ce.SetExtension(ExtCluster, ref.Workload.Cluster)
+	data, err := json.Marshal(p)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s payload: %w", p.EventType(), err)
+	}
+	ce.DataEncoded = data
+	ce.SetDataContentType(event.ApplicationJSON)
+	for _, o := range opts {
+		o(&ce)
+	}
+	return Event{CloudEvent: ce, Payload: p}, nil
+}
+
+// DefaultID is the deterministic id of the event a payload makes: the backup
+// id and the kind, and for failures the step, so each happens once per backup.
+func DefaultID(p Payload) string {
+	k, _ := KindOf(p.EventType())
+	id := p.Ref().BackupID + "." + string(k)
+	if f, ok := p.(*BackupFailed); ok {
+		id += "." + f.Step
+	} else if f, ok := p.(BackupFailed); ok {
+		id += "." + f.Step
+	}
+	return id
+}
+
+// IsTerminal reports whether e is the last event of its backup: a Resumed, or
+// a BackupFailed after which nothing needs resuming.
+func IsTerminal(e Event) bool {
+	switch p := e.Payload.(type) {
+	case *Resumed:
+		return true
+	case *BackupFailed:
+		return !p.ResumePending
+	}
+	return false
+}
+
+// Succeeded reports whether a terminal event ends a successful backup.
+func Succeeded(e Event) bool {
+	r, ok := e.Payload.(*Resumed)
+	return ok && r.Succeeded
+}

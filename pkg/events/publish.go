@@ -1,0 +1,68 @@
+package events
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Publisher publishes backup events onto the stream.
+type Publisher struct {
+	js     jetstream.JetStream
+	source string
+	tracer trace.Tracer
+}
+
+// NewPublisher returns a publisher whose events name source (e.g.
+// "/freezeframe/hooker") as their CloudEvents source.
+func NewPublisher(js jetstream.JetStream, source string) *Publisher {
+	return &Publisher{js: js, source: source, tracer: otel.GetTracerProvider().Tracer(instrumentationName)}
+}
+
+// Publish wraps p in an event and publishes it; see PublishEvent.
+func (p *Publisher) Publish(ctx context.Context, payload Payload, opts ...EventOption) (Event, bool, error) {
+	ev, err := NewEvent(p.source, payload, opts...)
+	if err != nil {
+		return Event{}, false, err
+	}
+	dup, err := p.PublishEvent(ctx, ev)
+	return ev, dup, err
+}
+
+// PublishEvent publishes ev and waits for the stream to store it. duplicate
+// is true when the stream already had an event with this id (a retried
+// handler): nothing new was stored, and that is not an error.
+func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool, err error) {
+	k := ev.Kind()
+	ctx, span := p.tracer.Start(ctx, "publish "+string(k), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("cloudevents.event_id", ev.CloudEvent.ID()),
+			attribute.String("cloudevents.event_type", ev.CloudEvent.Type()),
+			attribute.String("freezeframe.backup_id", ev.BackupID()),
+		))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	msg, err := Encode(ev)
+	if err != nil {
+		return false, err
+	}
+	traceContext.Inject(ctx, headerCarrier(msg.Header))
+	span.SetAttributes(attribute.String("messaging.destination.name", msg.Subject))
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.CloudEvent.ID()))
+	if err != nil {
+		return false, fmt.Errorf("publish %s %s: %w", k, ev.CloudEvent.ID(), err)
+	}
+	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate), attribute.Int64("messaging.nats.sequence", int64(ack.Sequence)))
+	return ack.Duplicate, nil
+}

@@ -1,0 +1,336 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Type names, reverse-DNS and versioned: a breaking change to a payload is a
+// new version, published side by side with the old until consumers moved.
+const (
+	TypeBackupRequested = "io.freezeframe.backup.requested.v1"
+	TypeQuiesced        = "io.freezeframe.backup.quiesced.v1"
+	TypeSnapshotted     = "io.freezeframe.backup.snapshotted.v1"
+	TypeResumed         = "io.freezeframe.backup.resumed.v1"
+	TypeBackupFailed    = "io.freezeframe.backup.failed.v1"
+	TypeUnlockRequested = "io.freezeframe.backup.unlock-requested.v1"
+)
+
+// Kind is the short name of an event type, as it appears in subjects.
+type Kind string
+
+// Event kinds, one per type.
+const (
+	KindRequested       Kind = "requested"
+	KindQuiesced        Kind = "quiesced"
+	KindSnapshotted     Kind = "snapshotted"
+	KindResumed         Kind = "resumed"
+	KindFailed          Kind = "failed"
+	KindUnlockRequested Kind = "unlock-requested"
+)
+
+var kindByType = map[string]Kind{
+	TypeBackupRequested: KindRequested,
+	TypeQuiesced:        KindQuiesced,
+	TypeSnapshotted:     KindSnapshotted,
+	TypeResumed:         KindResumed,
+	TypeBackupFailed:    KindFailed,
+	TypeUnlockRequested: KindUnlockRequested,
+}
+
+// Kinds lists every event kind in pipeline order.
+func Kinds() []Kind {
+	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindFailed, KindUnlockRequested}
+}
+
+// KindOf returns the kind of a CloudEvents type, or false for a type this
+// version of the contract does not know.
+func KindOf(eventType string) (Kind, bool) {
+	k, ok := kindByType[eventType]
+	return k, ok
+}
+
+// Payload is implemented by every event's data.
+type Payload interface {
+	// EventType is the CloudEvents type of the payload.
+	EventType() string
+	// Ref names the backup and workload the event belongs to.
+	Ref() BackupRef
+	// Validate reports what is wrong with the payload, if anything.
+	Validate() error
+}
+
+// BackupRef is embedded in every payload: which backup, of which workload.
+type BackupRef struct {
+	BackupID string   `json:"backupId"`
+	Workload Workload `json:"workload"`
+}
+
+// Ref returns the reference itself, so every payload satisfies Payload.Ref.
+func (r BackupRef) Ref() BackupRef { return r }
+
+var backupIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+
+// ValidateBackupID reports whether id can be a backup id: it becomes a subject
+// token and part of message ids, so it is restricted to letters, digits, '-'
+// and '_'.
+func ValidateBackupID(id string) error {
+	if !backupIDPattern.MatchString(id) {
+		return fmt.Errorf("backup id %q: want 1-128 letters, digits, '-' or '_'", id)
+	}
+	return nil
+}
+
+func (r BackupRef) validate() error {
+	return errors.Join(ValidateBackupID(r.BackupID), r.Workload.Validate())
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("1.5s") in JSON, so payloads stay readable in `nats sub` and logs.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string, or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration: want a string such as \"90s\": %w", err)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the standard library duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// BackupRequested asks for one application-consistent backup of a workload.
+type BackupRequested struct {
+	BackupRef
+	// RequestedBy says who asked: "cli", "api", "policy/<name>".
+	RequestedBy string `json:"requestedBy,omitempty"`
+	// Blueprint overrides the blueprint bound to the workload by annotation.
+	Blueprint string `json:"blueprint,omitempty"`
+	// MaxFreeze caps how long the application may stay frozen; zero means the
+	// hooker's default.
+	MaxFreeze Duration `json:"maxFreeze,omitempty"`
+	// SnapshotClass overrides the VolumeSnapshotClass.
+	SnapshotClass string `json:"snapshotClass,omitempty"`
+	// Options are passed to blueprint templates as .Options.
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// EventType implements Payload.
+func (BackupRequested) EventType() string { return TypeBackupRequested }
+
+// Validate implements Payload.
+func (p BackupRequested) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if p.MaxFreeze < 0 {
+		errs = append(errs, errors.New("maxFreeze: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// HookRun records one exec of a hook phase.
+type HookRun struct {
+	Phase     string   `json:"phase"`
+	Pod       string   `json:"pod"`
+	Container string   `json:"container"`
+	Duration  Duration `json:"duration"`
+}
+
+// Quiesced says the pre-hook succeeded: the application is frozen from
+// QuiescedAt until the matching Resumed.
+type Quiesced struct {
+	BackupRef
+	QuiescedAt time.Time `json:"quiescedAt"`
+	// FreezeDeadline is when the watchdog forces a resume at the latest.
+	FreezeDeadline time.Time `json:"freezeDeadline"`
+	// Holder is the hooker replica that froze the application; a session-held
+	// lock can only be released by it.
+	Holder        string    `json:"holder,omitempty"`
+	Blueprint     string    `json:"blueprint"`
+	Hooks         []HookRun `json:"hooks,omitempty"`
+	SnapshotClass string    `json:"snapshotClass,omitempty"`
+}
+
+// EventType implements Payload.
+func (Quiesced) EventType() string { return TypeQuiesced }
+
+// Validate implements Payload.
+func (p Quiesced) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if p.QuiescedAt.IsZero() {
+		errs = append(errs, errors.New("quiescedAt: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Snapshot names one VolumeSnapshot cut for a backup.
+type Snapshot struct {
+	Name      string    `json:"name"`
+	Namespace string    `json:"namespace"`
+	PVC       string    `json:"pvc"`
+	Class     string    `json:"class,omitempty"`
+	CutAt     time.Time `json:"cutAt"`
+}
+
+// Snapshot modes: one snapshot per volume, or one group snapshot cut at one instant.
+const (
+	SnapshotModeVolume = "volume"
+	SnapshotModeGroup  = "group"
+)
+
+// Snapshotted says every volume of the workload is cut; the application may
+// be resumed. Readiness (upload) may still be in progress.
+type Snapshotted struct {
+	BackupRef
+	Snapshots []Snapshot `json:"snapshots"`
+	Mode      string     `json:"mode"`
+	// CutDuration is from the first create call to the last cut.
+	CutDuration Duration `json:"cutDuration"`
+}
+
+// EventType implements Payload.
+func (Snapshotted) EventType() string { return TypeSnapshotted }
+
+// Validate implements Payload.
+func (p Snapshotted) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if len(p.Snapshots) == 0 {
+		errs = append(errs, errors.New("snapshots: at least one required"))
+	}
+	for i, s := range p.Snapshots {
+		if s.Name == "" || s.PVC == "" {
+			errs = append(errs, fmt.Errorf("snapshots[%d]: name and pvc required", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Why an application was resumed.
+const (
+	ResumeAfterSnapshot      = "snapshotted"
+	ResumeAfterFailure       = "failed"
+	ResumeAfterPrehookFailed = "prehook-failed"
+	ResumeStaleLock          = "stale-lock"
+	ResumeOperator           = "operator"
+)
+
+// Resumed says the post-hook ran: the application accepts writes again. It is
+// the last event of a backup that froze anything.
+type Resumed struct {
+	BackupRef
+	ResumedAt time.Time `json:"resumedAt"`
+	// Reason is why the resume happened (ResumeAfterSnapshot, ...).
+	Reason string `json:"reason"`
+	// Succeeded is true when the backup as a whole succeeded.
+	Succeeded bool `json:"succeeded"`
+	// FrozenFor is from the end of the pre-hook to the start of the post-hook.
+	FrozenFor Duration  `json:"frozenFor"`
+	Hooks     []HookRun `json:"hooks,omitempty"`
+}
+
+// EventType implements Payload.
+func (Resumed) EventType() string { return TypeResumed }
+
+// Validate implements Payload.
+func (p Resumed) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if p.Reason == "" {
+		errs = append(errs, errors.New("reason: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Steps of a backup, as named in BackupFailed.
+const (
+	StepRequest  = "request"
+	StepResolve  = "resolve"
+	StepQuiesce  = "quiesce"
+	StepSnapshot = "snapshot"
+	StepResume   = "resume"
+)
+
+// BackupFailed says a step failed and why.
+type BackupFailed struct {
+	BackupRef
+	Step   string `json:"step"`
+	Reason string `json:"reason"`
+	// ResumePending is true when the application was frozen and a Resumed
+	// will follow; false when this is the backup's last event.
+	ResumePending bool `json:"resumePending"`
+}
+
+// EventType implements Payload.
+func (BackupFailed) EventType() string { return TypeBackupFailed }
+
+// Validate implements Payload.
+func (p BackupFailed) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if p.Step == "" || p.Reason == "" {
+		errs = append(errs, errors.New("step and reason: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// UnlockRequested asks the hooker to run the post-hook now: a lease went
+// stale, or an operator forced it.
+type UnlockRequested struct {
+	BackupRef
+	Reason      string `json:"reason"`
+	RequestedBy string `json:"requestedBy,omitempty"`
+	// Holder is the replica that holds the freeze, if known.
+	Holder string `json:"holder,omitempty"`
+}
+
+// EventType implements Payload.
+func (UnlockRequested) EventType() string { return TypeUnlockRequested }
+
+// Validate implements Payload.
+func (p UnlockRequested) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	if p.Reason == "" {
+		errs = append(errs, errors.New("reason: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// newPayload returns an empty payload for a known type.
+func newPayload(eventType string) (Payload, bool) {
+	switch eventType {
+	case TypeBackupRequested:
+		return &BackupRequested{}, true
+	case TypeQuiesced:
+		return &Quiesced{}, true
+	case TypeSnapshotted:
+		return &Snapshotted{}, true
+	case TypeResumed:
+		return &Resumed{}, true
+	case TypeBackupFailed:
+		return &BackupFailed{}, true
+	case TypeUnlockRequested:
+		return &UnlockRequested{}, true
+	}
+	return nil, false
+}
