@@ -47,25 +47,26 @@ func TestFilterSubjects(t *testing.T) {
 }
 
 func TestCodecRoundTripAndPercentEncoding(t *testing.T) {
-	ev, err := events.NewEvent("/src with space/%", &events.BackupFailed{
+	ev, err := events.NewEvent("/freezeframe/test", &events.BackupFailed{
 		BackupRef: events.BackupRef{BackupID: "bk-enc", Workload: redis}, Step: events.StepQuiesce, Reason: `exit 3: "lock" ✗`,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ev.CloudEvent.SetSubject(`shop/deployment/redis "x" 100% ✗`)
 	msg, err := events.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := msg.Header.Get("ce-source"); got != "/src%20with%20space/%25" {
-		t.Errorf("ce-source header %q is not percent-encoded", got)
+	if got := msg.Header.Get("ce-subject"); got != "shop/deployment/redis%20%22x%22%20100%25%20%E2%9C%97" {
+		t.Errorf("ce-subject header %q is not percent-encoded", got)
 	}
 	back, err := events.Decode(msg.Header, msg.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.CloudEvent.Source() != "/src with space/%" || back.Payload.(*events.BackupFailed).Reason != `exit 3: "lock" ✗` {
-		t.Errorf("round trip changed the event: %s %+v", back.CloudEvent.Source(), back.Payload)
+	if back.CloudEvent.Subject() != `shop/deployment/redis "x" 100% ✗` || back.Payload.(*events.BackupFailed).Reason != `exit 3: "lock" ✗` {
+		t.Errorf("round trip changed the event: %s %+v", back.CloudEvent.Subject(), back.Payload)
 	}
 	if back.CloudEvent.ID() != "bk-enc.failed.quiesce" {
 		t.Errorf("id %q", back.CloudEvent.ID())
