@@ -62,9 +62,15 @@ install_packages() {
 	local sudo=()
 	[[ $(id -u) == 0 ]] || sudo=(sudo)
 	# Installing must not start the servers as system services: the sandbox runs its own.
-	"${sudo[@]}" apt-get update -qq >&2
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	local aptlog=$cache/sandbox/apt.log
+	if ! { "${sudo[@]}" apt-get update -qq &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+			apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$aptlog" 2>&1; then
+		log "apt-get failed; output:"
+		cat "$aptlog" >&2
+		return 1
+	fi
+	log "installed ${missing[*]}"
 }
 
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor"
@@ -80,11 +86,12 @@ build() {
 		cd "$tools/$mod"
 		GOWORK=off GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg"
 	) >"$logf" 2>&1 &
-	local pid=$!
+	local pid=$! next=30
 	while kill -0 "$pid" 2>/dev/null; do
 		sleep 1
-		if (((SECONDS - start) % 30 == 0)); then
+		if ((SECONDS - start >= next)); then
 			log "  ... $name still building, $((SECONDS - start))s elapsed"
+			next=$((next + 30))
 		fi
 	done
 	if ! wait "$pid"; then

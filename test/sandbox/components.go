@@ -1,0 +1,327 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/freezeframe/freezeframe/test/sandbox/csidriver"
+)
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	pki := filepath.Join(c.StateDir, "pki")
+	var err error
+	if c.saKey, c.saPub, err = writeServiceAccountKey(pki); err != nil {
+		return err
+	}
+	c.token = randomHex(16)
+	tokens := filepath.Join(pki, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(c.token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return fmt.Errorf("write token file: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := c.run(binAPIServer, []string{
+		"--etcd-servers", c.etcdURL,
+		"--bind-address", "127.0.0.1",
+		"--advertise-address", "127.0.0.1",
+		"--secure-port", strconv.Itoa(port),
+		"--cert-dir", filepath.Join(c.StateDir, "apiserver"),
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", c.saPub,
+		"--service-account-signing-key-file", c.saKey,
+		"--token-auth-file", tokens,
+		"--authorization-mode", "RBAC",
+		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--allow-privileged",
+		"--profiling=false",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	c.Server = "https://127.0.0.1:" + strconv.Itoa(port)
+	if err := waitFor(ctx, p, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, c.Server+"/readyz", c.token)
+	}); err != nil {
+		return err
+	}
+	if err := c.writeKubeconfig(); err != nil {
+		return err
+	}
+	c.Config = &rest.Config{
+		Host:            c.Server,
+		BearerToken:     c.token,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
+		QPS:             100,
+		Burst:           200,
+	}
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if c.Snapshots, err = snapshotclient.NewForConfig(c.Config); err != nil {
+		return fmt.Errorf("snapshot client: %w", err)
+	}
+	if c.Dynamic, err = dynamic.NewForConfig(c.Config); err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) writeKubeconfig() error {
+	c.Kubeconfig = filepath.Join(c.StateDir, "kubeconfig")
+	// The apiserver's serving certificate is self-signed on each start; the admin token is
+	// what matters on loopback.
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: sandbox
+  cluster:
+    server: %s
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: sandbox
+  context:
+    cluster: sandbox
+    user: admin
+    namespace: default
+current-context: sandbox
+`, c.Server, c.token)
+	if err := os.WriteFile(c.Kubeconfig, []byte(cfg), 0o600); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) startControllerManager(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := c.run(binControllerManager, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--authentication-kubeconfig", c.Kubeconfig,
+		"--authorization-kubeconfig", c.Kubeconfig,
+		"--leader-elect=false",
+		"--bind-address", "127.0.0.1",
+		"--secure-port", strconv.Itoa(port),
+		"--service-account-private-key-file", c.saKey,
+		"--root-ca-file", filepath.Join(c.StateDir, "apiserver", "apiserver.crt"),
+		"--use-service-account-credentials=false",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	// Pods are refused until the namespace has its default ServiceAccount, which the
+	// controller-manager creates: that is the readiness that matters here.
+	return waitFor(ctx, p, 90*time.Second, "default ServiceAccount", func(ctx context.Context) (bool, error) {
+		_, err := c.Client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, err
+	})
+}
+
+func (c *Cluster) startScheduler(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := c.run(binScheduler, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--authentication-kubeconfig", c.Kubeconfig,
+		"--authorization-kubeconfig", c.Kubeconfig,
+		"--leader-elect=false",
+		"--bind-address", "127.0.0.1",
+		"--secure-port", strconv.Itoa(port),
+	}, nil)
+	if err != nil {
+		return err
+	}
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	return waitFor(ctx, p, 60*time.Second, "kube-scheduler /healthz", func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, url, "")
+	})
+}
+
+func (c *Cluster) startKwok(ctx context.Context) error {
+	pki := filepath.Join(c.StateDir, "pki")
+	cert, key, err := writeServingCert(pki, "kwok")
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	// An explicit, empty config keeps a user's ~/.kwok/kwok.yaml out; kwok then uses its
+	// built-in fast node and pod stages.
+	cfg := filepath.Join(c.StateDir, "kwok.yaml")
+	if err := os.WriteFile(cfg, []byte("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"), 0o644); err != nil {
+		return fmt.Errorf("write kwok config: %w", err)
+	}
+	if err := writeWrappers(c.wrapperDir); err != nil {
+		return err
+	}
+	p, err := c.run(binKwok, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--config", cfg,
+		"--manage-all-nodes",
+		"--node-ip", "127.0.0.1",
+		"--node-port", strconv.Itoa(port),
+		"--server-address", "127.0.0.1:" + strconv.Itoa(port),
+		"--tls-cert-file", cert,
+		"--tls-private-key-file", key,
+		// Exec rules are objects in the cluster, so pods can get them after kwok started.
+		"--enable-crds", "Exec",
+	}, []string{
+		// kwok looks up an exec'd command on its own PATH: the wrappers (redis-cli that
+		// honours REDIS_PORT) come first.
+		"PATH=" + c.wrapperDir + string(os.PathListSeparator) + os.Getenv("PATH"),
+	})
+	if err != nil {
+		return err
+	}
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	return waitFor(ctx, p, 60*time.Second, "kwok /healthz", func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, url, "")
+	})
+}
+
+func (c *Cluster) startDriver(ctx context.Context, opts Options) error {
+	drv, err := csidriver.New(csidriver.Options{
+		Root:       filepath.Join(c.StateDir, "csi", "data"),
+		NodeID:     NodeName,
+		ReadyDelay: opts.SnapshotReadyDelay,
+		Logger:     opts.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	c.Driver = drv
+	c.csiSocket = filepath.Join(c.StateDir, "csi", "csi.sock")
+	// The driver outlives ctx, which only bounds startup.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopDriver = cancel
+	c.driverDone = make(chan error, 1)
+	go func() { c.driverDone <- drv.Serve(runCtx, c.csiSocket) }()
+	return waitFor(ctx, nil, 10*time.Second, "CSI socket", func(context.Context) (bool, error) {
+		_, err := os.Stat(c.csiSocket)
+		return err == nil, err
+	})
+}
+
+func (c *Cluster) startSnapshotController(context.Context) error {
+	_, err := c.run(binSnapshotController, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--leader-election=false",
+	}, nil)
+	return err
+}
+
+func (c *Cluster) startCSISnapshotter(context.Context) error {
+	_, err := c.run(binCSISnapshotter, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--csi-address", c.csiSocket,
+		"--leader-election=false",
+	}, nil)
+	return err
+}
+
+func (c *Cluster) installStorageClasses(ctx context.Context) error {
+	attach := false
+	if _, err := c.Client.StorageV1().CSIDrivers().Create(ctx, &storagev1.CSIDriver{
+		ObjectMeta: metav1.ObjectMeta{Name: DriverName},
+		Spec:       storagev1.CSIDriverSpec{AttachRequired: &attach},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create CSIDriver: %w", err)
+	}
+	reclaim := corev1.PersistentVolumeReclaimRetain
+	binding := storagev1.VolumeBindingImmediate
+	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        StorageClassName,
+			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
+		},
+		Provisioner:       DriverName,
+		ReclaimPolicy:     &reclaim,
+		VolumeBindingMode: &binding,
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create StorageClass: %w", err)
+	}
+	if _, err := c.Snapshots.SnapshotV1().VolumeSnapshotClasses().Create(ctx, &snapshotv1.VolumeSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        SnapshotClassName,
+			Annotations: map[string]string{"snapshot.storage.kubernetes.io/is-default-class": "true"},
+		},
+		Driver:         DriverName,
+		DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete,
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create VolumeSnapshotClass: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) createNode(ctx context.Context) error {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        NodeName,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels: map[string]string{
+				"type":                   "kwok",
+				"kubernetes.io/hostname": NodeName,
+				"kubernetes.io/os":       "linux",
+				"kubernetes.io/arch":     "amd64",
+			},
+		},
+		Status: corev1.NodeStatus{
+			Allocatable: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("32"),
+				corev1.ResourceMemory: resource.MustParse("256Gi"),
+				corev1.ResourcePods:   resource.MustParse("110"),
+			},
+		},
+	}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create node: %w", err)
+	}
+	return waitFor(ctx, nil, 60*time.Second, "node Ready and untainted", func(ctx context.Context) (bool, error) {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ready := false
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				ready = true
+			}
+		}
+		// The node-lifecycle controller lifts the not-ready taint admission put on the node.
+		return ready && len(n.Spec.Taints) == 0, nil
+	})
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
