@@ -1,0 +1,41 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+// Bus is a service's connection to the backup event stream.
+type Bus struct {
+	Conn      *nats.Conn
+	JetStream jetstream.JetStream
+	Publisher *events.Publisher
+	Stream    string
+}
+
+// OpenBus connects to NATS and makes sure the event stream exists. Events
+// are published with source "/freezeframe/<name>".
+func OpenBus(ctx context.Context, c Common, name string, log *slog.Logger) (*Bus, error) {
+	nc, js, err := Connect(ctx, c.NATS, "freezeframe-"+name, log)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge}); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("open bus: %w", err)
+	}
+	return &Bus{Conn: nc, JetStream: js, Publisher: events.NewPublisher(js, "/freezeframe/"+name), Stream: c.NATS.Stream}, nil
+}
+
+// Close drains the connection: pending publishes and acks are flushed first.
+func (b *Bus) Close() {
+	if err := b.Conn.Drain(); err != nil {
+		b.Conn.Close()
+	}
+}

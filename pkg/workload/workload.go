@@ -1,0 +1,146 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ErrNotFound is returned when the workload does not exist.
+var ErrNotFound = errors.New("workload not found")
+
+// ErrNoPods is returned when the workload has no running pod to exec into.
+var ErrNoPods = errors.New("workload has no running pods")
+
+// Pod is one running pod of a workload.
+type Pod struct {
+	Name       string
+	Containers []string
+	// Claims maps each PVC the pod mounts to the mount path in its first
+	// container that mounts it (Kanister's PersistentVolumeClaims shape).
+	Claims map[string]string
+}
+
+// Info is a resolved workload.
+type Info struct {
+	Kind        string
+	Name        string
+	Namespace   string
+	Annotations map[string]string
+	// Object is the workload as unstructured content, for templates.
+	Object map[string]any
+	// Pods are the running pods, sorted by name.
+	Pods []Pod
+}
+
+// PVCs returns every claim mounted by the workload's pods, sorted, once each.
+func (i *Info) PVCs() []string {
+	var out []string
+	for _, p := range i.Pods {
+		for c := range p.Claims {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Resolver reads workloads through the Kubernetes API.
+type Resolver struct{ client kubernetes.Interface }
+
+// NewResolver returns a resolver over a clientset.
+func NewResolver(c kubernetes.Interface) *Resolver { return &Resolver{client: c} }
+
+// Resolve reads a Deployment or StatefulSet and its running pods.
+func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*Info, error) {
+	var (
+		obj      runtime.Object
+		selector *metav1.LabelSelector
+		meta     metav1.ObjectMeta
+		err      error
+	)
+	switch kind {
+	case "Deployment":
+		var d *appsv1.Deployment
+		d, err = r.client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			obj, selector, meta = d, d.Spec.Selector, d.ObjectMeta
+			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+		}
+	case "StatefulSet":
+		var s *appsv1.StatefulSet
+		s, err = r.client.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			obj, selector, meta = s, s.Spec.Selector, s.ObjectMeta
+			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"}
+		}
+	default:
+		return nil, fmt.Errorf("resolve %s %s/%s: unsupported kind", kind, namespace, name)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("resolve %s %s/%s: %w", kind, namespace, name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s %s/%s: %w", kind, namespace, name, err)
+	}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s %s/%s: %w", kind, namespace, name, err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s %s/%s: selector: %w", kind, namespace, name, err)
+	}
+	pods, err := r.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
+	}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Object: content}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
+		}
+		info.Pods = append(info.Pods, podOf(&p))
+	}
+	sort.Slice(info.Pods, func(i, j int) bool { return info.Pods[i].Name < info.Pods[j].Name })
+	return info, nil
+}
+
+func podOf(p *corev1.Pod) Pod {
+	claimOfVolume := map[string]string{}
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			claimOfVolume[v.Name] = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	out := Pod{Name: p.Name, Claims: map[string]string{}}
+	for _, c := range p.Spec.Containers {
+		out.Containers = append(out.Containers, c.Name)
+		for _, m := range c.VolumeMounts {
+			if claim, ok := claimOfVolume[m.Name]; ok {
+				if _, seen := out.Claims[claim]; !seen {
+					out.Claims[claim] = m.MountPath
+				}
+			}
+		}
+	}
+	// A claim mounted by no container (e.g. only by an init container) is
+	// still the workload's data.
+	for _, claim := range claimOfVolume {
+		if _, ok := out.Claims[claim]; !ok {
+			out.Claims[claim] = ""
+		}
+	}
+	return out
+}
