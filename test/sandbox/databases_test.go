@@ -1,0 +1,119 @@
+package sandbox_test
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/freezeframe/freezeframe/test/sandbox"
+)
+
+func TestRedisBehindPod(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	db, err := c.StartRedis(ctx, sandbox.DatabaseOptions{
+		Namespace:   "redis",
+		Name:        "cache",
+		Password:    "s3cret",
+		Annotations: map[string]string{"freezeframe.dev/blueprint": "redis"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := c.Client.AppsV1().Deployments("redis").Get(ctx, "cache", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Annotations["freezeframe.dev/blueprint"] != "redis" {
+		t.Errorf("deployment annotations %v", dep.Annotations)
+	}
+
+	// A hook as a Blueprint would run it: plain redis-cli, no flags.
+	out, err := c.Kubectl(ctx, "exec", "-n", "redis", db.Pod, "-c", db.Container, "--", "redis-cli", "SET", "greeting", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != "OK" {
+		t.Fatalf("redis-cli SET in pod: %q", out)
+	}
+	// The value is in the real server, seen from outside the pod.
+	got, err := runClient(t, db.Server, "redis-cli", "-p", strconv.Itoa(db.Port), "GET", "greeting")
+	if err != nil || got != "hello" {
+		t.Fatalf("GET from the host: %q, %v", got, err)
+	}
+	// stdin goes through kubectl exec -i.
+	out, err = c.KubectlStdin(ctx, strings.NewReader("INCR counter\nINCR counter\n"),
+		"exec", "-i", "-n", "redis", db.Pod, "-c", db.Container, "--", "redis-cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(out)); len(f) != 2 || f[1] != "2" {
+		t.Fatalf("redis-cli over stdin: %q", out)
+	}
+	// The data lives in the volume's directory.
+	if !strings.HasPrefix(db.DataDir, db.Volume.Path) {
+		t.Errorf("data dir %s not inside volume %s", db.DataDir, db.Volume.Path)
+	}
+	// A failing command's exit status comes back.
+	if _, err := c.Kubectl(ctx, "exec", "-n", "redis", db.Pod, "-c", db.Container, "--", "sh", "-c", "exit 3"); err == nil || !strings.Contains(err.Error(), "3") {
+		t.Errorf("exit 3 in pod gave %v", err)
+	}
+}
+
+func TestMariaDBBehindPod(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	db, err := c.StartMariaDB(ctx, sandbox.DatabaseOptions{Namespace: "mariadb", Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One session over stdin: the lock is held while the session lives, which is what a
+	// FLUSH TABLES WITH READ LOCK hook needs.
+	script := "CREATE DATABASE app; CREATE TABLE app.t (v INT); INSERT INTO app.t VALUES (7);\n" +
+		"FLUSH TABLES WITH READ LOCK; SELECT COUNT(*) FROM app.t; UNLOCK TABLES;\n"
+	out, err := c.KubectlStdin(ctx, strings.NewReader(script),
+		"exec", "-i", "-n", "mariadb", db.Pod, "-c", db.Container, "--", "mariadb", "-N")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("mariadb in pod: %q", out)
+	}
+	got, err := runClient(t, db.Server, "mariadb", "-N", "-e", "SELECT v FROM app.t")
+	if err != nil || got != "7" {
+		t.Fatalf("select from the host: %q, %v", got, err)
+	}
+}
+
+func TestPostgresBehindPod(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	db, err := c.StartPostgres(ctx, sandbox.DatabaseOptions{Namespace: "postgres", Name: "ledger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Kubectl(ctx, "exec", "-n", "postgres", db.Pod, "-c", db.Container, "--",
+		"psql", "-XAtc", "CREATE TABLE t (v int); INSERT INTO t VALUES (42); SELECT v FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(string(out)), "42") {
+		t.Fatalf("psql in pod: %q", out)
+	}
+}
+
+// runClient runs a database client on the host with the server's environment.
+func runClient(t *testing.T, s *sandbox.Server, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd.Env = os.Environ()
+	for k, v := range s.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
