@@ -1,0 +1,33 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNoEvent is returned by Lookup when the stream holds no such event.
+var ErrNoEvent = errors.New("no such event")
+
+// Lookup reads the last stored event of kind k for a backup straight from
+// the stream. Services use it to rebuild what they did not see themselves,
+// e.g. a replica resuming a backup that another one froze.
+func Lookup(ctx context.Context, js jetstream.JetStream, stream string, k Kind, ref BackupRef) (Event, error) {
+	if stream == "" {
+		stream = DefaultStream
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return Event{}, fmt.Errorf("look up %s of %s: %w", k, ref.BackupID, err)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, Subject(k, ref))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Event{}, fmt.Errorf("look up %s of %s: %w", k, ref.BackupID, ErrNoEvent)
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("look up %s of %s: %w", k, ref.BackupID, err)
+	}
+	return Decode(msg.Header, msg.Data)
+}

@@ -1,0 +1,53 @@
+// Package blueprint reads the Kanister-compatible Blueprints that tell the
+// hooker how to quiesce and resume an application, and turns a phase into
+// the exec it asks for. It does no I/O: fetching Secrets and exec'ing into
+// pods belong to the caller.
+//
+// # Format
+//
+// A Blueprint resource (freezeframe.io/v1alpha1, or Kanister's
+// cr.kanister.io/v1alpha1 as users already have them) holds named actions;
+// the hooker runs K10's reserved ones, [ActionPrehook] (quiesce) and
+// [ActionPosthook] (resume). Each action is a list of phases, plus an
+// optional deferPhase that runs whatever happened. A phase calls a Kanister
+// function — freezeframe runs [FuncKubeExec] and [FuncKubeExecAll] — with
+// args whose strings are Go text/templates with sprig functions, and may
+// name Secrets and ConfigMaps under "objects" for its templates to read.
+//
+// # Running an action
+//
+//	bp, err := blueprint.FromUnstructured(obj)         // or Parse(yamlBytes)
+//	err = bp.Validate(blueprint.ActionPrehook, blueprint.ActionPosthook)
+//	act, err := bp.Action(blueprint.ActionPrehook)
+//	for _, ph := range act.Phases {
+//		refs, err := ph.RenderObjects(params)           // fetch each ref, then:
+//		params.Phases[ph.Name] = &blueprint.PhaseParams{Secrets: ..., ConfigMaps: ...}
+//		args, err := ph.RenderArgs(params)
+//		spec, err := ph.ExecSpec(args)                  // exec spec.Command
+//		params.Phases[ph.Name].Output, err = blueprint.ParseOutput(stdout)
+//	}
+//
+// Rendering fails on anything a template cannot resolve (missingkey=error,
+// and index fails on a missing key too) instead of producing "<no value>" or
+// an empty password. Validate catches most such mistakes, including
+// references to phases or objects that do not exist, before anything is
+// frozen; the post-hook is where a late failure hurts, because the
+// application stays frozen. Callers should also render the post-hook's
+// phases that depend only on objects before running the pre-hook.
+//
+// # Secrets
+//
+// Secret values reach templates as bytes (pipe them through toString, as in
+// Kanister) and end up in rendered commands. Errors from this package never
+// contain them: template errors are redacted with the Secret values in
+// Params, and other errors never quote values. Logs are the caller's: pass
+// rendered commands and command output through [Redact] with
+// [Params.SecretValues].
+//
+// # Differences from Kanister
+//
+// The sprig functions env, expandenv and getHostByName are not available
+// (they would expose the hooker's environment, or do I/O), and index fails on
+// a missing map key. KubeExec and KubeExecAll take an optional "timeout" (a
+// Go duration). KubeExecAll drops repeated pod and container names.
+package blueprint

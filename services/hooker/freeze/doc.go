@@ -1,0 +1,20 @@
+// Package freeze is the hooker: it freezes an application by running its
+// blueprint's backupPrehook in the application's pods, and resumes it by
+// running backupPosthook.
+//
+// # When the post-hook runs
+//
+// Once any pre-hook phase has started, the post-hook runs: after
+// Snapshotted; after a BackupFailed that says a resume is pending (pre-hook
+// or snapshot failure); on an UnlockRequested (watchdog, operator, or this
+// replica's own maximum-freeze timer). Every resume goes through an event,
+// so it is visible and survives a crash of the replica that froze.
+//
+// # Fast path
+//
+// Everything the post-hook needs (workload, blueprint, secrets) is read and
+// the post-hook validated before the pre-hook runs, and kept in memory by
+// the replica that froze, so that between freeze and resume there is no
+// Kubernetes API call but the exec itself. A replica that did not freeze the
+// backup rebuilds the plan from the API (slow path, only after a crash).
+package freeze

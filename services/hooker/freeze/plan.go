@@ -1,0 +1,273 @@
+package freeze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+)
+
+// plan is everything needed to freeze and resume one backup, read from the
+// API before anything is frozen.
+type plan struct {
+	ref       events.BackupRef
+	blueprint string
+	pre, post *blueprint.Action
+	params    blueprint.Params
+	secrets   [][]byte
+	maxFreeze time.Duration
+	class     string
+
+	mu sync.Mutex // guards params.Phases outputs, written by parallel execs
+}
+
+// prepare resolves the workload and its blueprint, validates both hooks and
+// fetches every object they name. An error here means nothing was frozen.
+func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*plan, error) {
+	w := req.Workload
+	info, err := s.workloads.Resolve(ctx, w.Namespace, w.Kind, w.Name)
+	if err != nil {
+		if errors.Is(err, workload.ErrNotFound) {
+			return nil, events.Permanent(err)
+		}
+		return nil, err
+	}
+	name, kanisterFirst := req.Blueprint, false
+	if name == "" {
+		if n := info.Annotations[AnnotationBlueprint]; n != "" {
+			name = n
+		} else if n := info.Annotations[AnnotationKanisterBlueprint]; n != "" {
+			name, kanisterFirst = n, true
+		}
+	}
+	if name == "" {
+		return nil, events.Permanent(fmt.Errorf("%s has no blueprint: annotate it with %s or %s", w, AnnotationBlueprint, AnnotationKanisterBlueprint))
+	}
+	bp, err := s.blueprints.Blueprint(ctx, w.Namespace, name, kanisterFirst)
+	if err != nil {
+		if errors.Is(err, ErrBlueprintNotFound) || errors.Is(err, blueprint.ErrInvalid) {
+			return nil, events.Permanent(err)
+		}
+		return nil, err
+	}
+	if err := bp.Validate(blueprint.ActionPrehook, blueprint.ActionPosthook); err != nil {
+		return nil, events.Permanent(err)
+	}
+	pre, _ := bp.Action(blueprint.ActionPrehook)
+	post, _ := bp.Action(blueprint.ActionPosthook)
+	if len(info.Pods) == 0 {
+		return nil, fmt.Errorf("%s: %w", w, workload.ErrNoPods)
+	}
+	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze}
+	if req.MaxFreeze > 0 && req.MaxFreeze.Std() < p.maxFreeze {
+		// A request may shorten the cap, never lengthen it past the operator's.
+		p.maxFreeze = req.MaxFreeze.Std()
+	}
+	p.params = paramsOf(info, req.Options)
+	for _, a := range []*blueprint.Action{pre, post} {
+		for _, ph := range phasesOf(a) {
+			if err := s.fetchObjects(ctx, p, ph); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p.secrets = p.params.SecretValues()
+	// Render the post-hook now: if it cannot render, it must fail before the
+	// application is frozen, not after.
+	for _, ph := range phasesOf(post) {
+		rendered, err := ph.RenderArgs(p.params)
+		if err == nil {
+			_, err = ph.ExecSpec(rendered)
+		}
+		if err != nil && !referencesOutput(err) {
+			return nil, events.Permanent(err)
+		}
+	}
+	return p, nil
+}
+
+// referencesOutput tells a post-hook that can only render once the pre-hook
+// produced its output from one that is broken.
+func referencesOutput(err error) bool { return strings.Contains(err.Error(), ".Output") }
+
+func phasesOf(a *blueprint.Action) []blueprint.Phase {
+	if a == nil {
+		return nil
+	}
+	out := append([]blueprint.Phase(nil), a.Phases...)
+	if a.DeferPhase != nil {
+		out = append(out, *a.DeferPhase)
+	}
+	return out
+}
+
+func (s *Service) fetchObjects(ctx context.Context, p *plan, ph blueprint.Phase) error {
+	if len(ph.Objects) == 0 {
+		return nil
+	}
+	refs, err := ph.RenderObjects(p.params)
+	if err != nil {
+		return events.Permanent(err)
+	}
+	pp := p.params.Phases[ph.Name]
+	if pp == nil {
+		pp = &blueprint.PhaseParams{}
+		p.params.Phases[ph.Name] = pp
+	}
+	for alias, ref := range refs {
+		ns := ref.Namespace
+		if ns == "" {
+			ns = p.ref.Workload.Namespace
+		}
+		var err error
+		switch ref.Kind {
+		case blueprint.KindSecret:
+			var sec blueprint.Secret
+			if sec, err = s.objects.Secret(ctx, ns, ref.Name); err == nil {
+				if pp.Secrets == nil {
+					pp.Secrets = map[string]blueprint.Secret{}
+				}
+				pp.Secrets[alias] = sec
+			}
+		case blueprint.KindConfigMap:
+			var cm blueprint.ConfigMap
+			if cm, err = s.objects.ConfigMap(ctx, ns, ref.Name); err == nil {
+				if pp.ConfigMaps == nil {
+					pp.ConfigMaps = map[string]blueprint.ConfigMap{}
+				}
+				pp.ConfigMaps[alias] = cm
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("blueprint %s: phase %s: object %s: %w", p.blueprint, ph.Name, alias, err)
+			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+				return events.Permanent(err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func paramsOf(info *workload.Info, options map[string]string) blueprint.Params {
+	wp := &blueprint.WorkloadParams{Name: info.Name, Namespace: info.Namespace, PersistentVolumeClaims: map[string]map[string]string{}}
+	for _, pod := range info.Pods {
+		wp.Pods = append(wp.Pods, pod.Name)
+		wp.Containers = append(wp.Containers, pod.Containers)
+		wp.PersistentVolumeClaims[pod.Name] = pod.Claims
+	}
+	p := blueprint.Params{
+		Namespace: blueprint.NamespaceParams{Name: info.Namespace},
+		Object:    info.Object,
+		Time:      time.Now().UTC().Format(time.RFC3339Nano),
+		Options:   options,
+		Phases:    map[string]*blueprint.PhaseParams{},
+	}
+	if p.Options == nil {
+		p.Options = map[string]string{}
+	}
+	if info.Kind == events.KindStatefulSet {
+		p.StatefulSet = wp
+	} else {
+		p.Deployment = wp
+	}
+	return p
+}
+
+// runAction runs an action's phases in order, then its defer phase. With
+// stopOnError (pre-hook) the first failing phase ends the action; without
+// (post-hook) every phase is tried, so that one failed unlock does not
+// leave the others locked.
+func (s *Service) runAction(ctx context.Context, p *plan, a *blueprint.Action, stopOnError bool) ([]events.HookRun, error) {
+	var runs []events.HookRun
+	var errs []error
+	for _, ph := range a.Phases {
+		r, err := s.runPhase(ctx, p, ph)
+		runs = append(runs, r...)
+		if err != nil {
+			errs = append(errs, err)
+			if stopOnError {
+				break
+			}
+		}
+	}
+	if a.DeferPhase != nil {
+		r, err := s.runPhase(ctx, p, *a.DeferPhase)
+		runs = append(runs, r...)
+		errs = append(errs, err)
+	}
+	return runs, errors.Join(errs...)
+}
+
+func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]events.HookRun, error) {
+	p.mu.Lock()
+	rendered, err := ph.RenderArgs(p.params)
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := ph.ExecSpec(rendered)
+	if err != nil {
+		return nil, err
+	}
+	timeout := spec.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.HookTimeout
+	}
+	type target struct{ pod, container string }
+	var targets []target
+	for _, pod := range spec.Pods {
+		for _, c := range spec.Containers {
+			targets = append(targets, target{pod, c})
+		}
+	}
+	runs := make([]events.HookRun, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ectx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("hook timeout %s", timeout))
+			defer cancel()
+			start := time.Now()
+			res, err := s.exec.Exec(ectx, podexec.Request{Namespace: spec.Namespace, Pod: t.pod, Container: t.container, Command: spec.Command})
+			runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container, Duration: events.Duration(time.Since(start))}
+			if err != nil {
+				errs[i] = fmt.Errorf("phase %s in %s/%s: %s", ph.Name, t.pod, t.container, blueprint.Redact(err.Error(), p.secrets))
+				return
+			}
+			out, err := blueprint.ParseOutput(res.Stdout)
+			if err != nil {
+				errs[i] = fmt.Errorf("phase %s in %s/%s: %w", ph.Name, t.pod, t.container, err)
+				return
+			}
+			if len(out) > 0 {
+				p.mu.Lock()
+				pp := p.params.Phases[ph.Name]
+				if pp == nil {
+					pp = &blueprint.PhaseParams{}
+					p.params.Phases[ph.Name] = pp
+				}
+				if pp.Output == nil {
+					pp.Output = map[string]any{}
+				}
+				for k, v := range out {
+					pp.Output[k] = v
+				}
+				p.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return runs, errors.Join(errs...)
+}
