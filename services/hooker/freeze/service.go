@@ -151,7 +151,7 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	case *events.BackupRequested:
 		return s.freeze(ctx, p)
 	case *events.Snapshotted:
-		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot)
+		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, nil)
 	case *events.BackupFailed:
 		if !p.ResumePending {
 			return nil
@@ -160,7 +160,7 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 		if p.Step == events.StepQuiesce {
 			reason = events.ResumeAfterPrehookFailed
 		}
-		return s.resume(ctx, p.BackupRef, reason)
+		return s.resume(ctx, p.BackupRef, reason, nil)
 	case *events.UnlockRequested:
 		if s.alreadyResumed(ctx, p.BackupRef) {
 			return nil
@@ -169,10 +169,11 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 		if p.RequestedBy == "operator" {
 			reason = events.ResumeOperator
 		}
-		if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepSnapshot, Reason: "unlock requested: " + p.Reason, ResumePending: true}); err != nil {
-			return err
-		}
-		return s.resume(ctx, p.BackupRef, reason)
+		// The failure is announced once this replica owns the resume, so
+		// that its own BackupFailed handler does not resume it first.
+		return s.resume(ctx, p.BackupRef, reason, func() error {
+			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepSnapshot, Reason: "unlock requested: " + p.Reason, ResumePending: true})
+		})
 	}
 	return events.Permanent(fmt.Errorf("hooker does not handle %s", ev.Kind()))
 }
@@ -270,8 +271,9 @@ func (s *Service) publishOnce(ctx context.Context, p events.Payload) error {
 	return err
 }
 
-// resume runs the post-hook once per backup and reports Resumed.
-func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason string) error {
+// resume runs the post-hook once per backup and reports Resumed; announce,
+// when set, runs first, once this replica owns the resume.
+func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason string, announce func() error) error {
 	s.mu.Lock()
 	if _, done := s.resumed[ref.BackupID]; done {
 		s.mu.Unlock()
@@ -290,6 +292,11 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 		s.mu.Unlock()
 	}()
 
+	if announce != nil {
+		if err := announce(); err != nil {
+			return err
+		}
+	}
 	postStart := time.Now()
 	var p *plan
 	var frozenFor time.Duration
