@@ -211,3 +211,44 @@ func (c *Client) Wait(ctx context.Context, backupID string, onEvent func(Event))
 	}
 	return Event{}, fmt.Errorf("wait for backup %s: %w", backupID, ctx.Err())
 }
+
+// List returns the stored events that match f, oldest first, without
+// waiting for new ones.
+func (c *Client) List(ctx context.Context, f Filter, opts SubscribeOptions) ([]Event, error) {
+	subjects, err := f.Subjects()
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !opts.FromStart && !opts.Since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &opts.Since
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	var out []Event
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		n, caughtUp := 0, false
+		for msg := range batch.Messages() {
+			n++
+			if ev, err := Decode(msg.Headers(), msg.Data()); err == nil {
+				out = append(out, ev)
+			}
+			if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+				caughtUp = true
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		if n == 0 || caughtUp {
+			return out, nil
+		}
+	}
+}

@@ -167,6 +167,10 @@ type Quiesced struct {
 	Blueprint     string    `json:"blueprint"`
 	Hooks         []HookRun `json:"hooks,omitempty"`
 	SnapshotClass string    `json:"snapshotClass,omitempty"`
+	// Volumes are the PVCs the workload's pods mount, as the hooker saw them
+	// before freezing; the snapshotter uses them instead of asking the API
+	// again while the application is frozen.
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // EventType implements Payload.
@@ -267,7 +271,10 @@ const (
 	StepResolve  = "resolve"
 	StepQuiesce  = "quiesce"
 	StepSnapshot = "snapshot"
-	StepResume   = "resume"
+	// StepFreeze is a freeze ended by an unlock (watchdog, cap, operator)
+	// before the snapshot was cut.
+	StepFreeze = "freeze"
+	StepResume = "resume"
 )
 
 // BackupFailed says a step failed and why.

@@ -11,10 +11,11 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// Common is the configuration every service shares. Each service embeds it,
-// so HOOKER_NATS_URL overrides NATS_URL for the hooker alone.
+// Common is the configuration every service shares. Each service embeds it
+// (anonymously, so that keys are not prefixed twice): HOOKER_NATS_URL
+// overrides NATS_URL for the hooker alone.
 type Common struct {
-	NATS NATSConfig
+	NATS
 	// Cluster names this Kubernetes cluster in every event and subject.
 	Cluster         string        `envconfig:"CLUSTER" default:"default" desc:"name of this Kubernetes cluster in events and subjects (a DNS label)"`
 	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"log level: debug, info, warn, error"`
@@ -41,8 +42,8 @@ func Load(prefix string, cfg any, args []string, out io.Writer) (help bool, err 
 // Usage prints every configuration key with its type, default and meaning.
 func Usage(prefix string, cfg any, out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	const format = `Configuration (environment variables; a {{ .Key }}-style key also falls back to the unprefixed name):
-KEY	TYPE	DEFAULT	REQUIRED	DESCRIPTION
+	fmt.Fprintf(out, "Configuration, from the environment. A %s_X key falls back to plain X when only that is set.\n", prefix)
+	const format = `KEY	TYPE	DEFAULT	REQUIRED	DESCRIPTION
 {{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_required .}}	{{usage_description .}}
 {{end}}`
 	if err := envconfig.Usagef(prefix, cfg, tw, format); err != nil {

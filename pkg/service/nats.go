@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// NATSConfig says how to reach NATS and how to size the event stream.
-type NATSConfig struct {
+// NATS says how to reach NATS and how to size the event stream.
+type NATS struct {
 	URL            string        `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
 	CredsFile      string        `envconfig:"NATS_CREDS" desc:"path of a NATS .creds file (JWT + nkey)"`
 	NKeyFile       string        `envconfig:"NATS_NKEY" desc:"path of an nkey seed file"`
@@ -25,7 +25,7 @@ type NATSConfig struct {
 
 // Connect opens a NATS connection that reconnects forever: a service whose
 // NATS went away waits for it rather than exiting mid-backup.
-func Connect(ctx context.Context, cfg NATSConfig, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+func Connect(ctx context.Context, cfg NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),

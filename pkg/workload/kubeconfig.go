@@ -7,7 +7,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// ClientConfig says how to reach the Kubernetes API.
+// ClientConfig says how to reach the Kubernetes API. Embed it anonymously in
+// a service configuration so that its keys read HOOKER_KUBECONFIG, not
+// HOOKER_KUBE_KUBECONFIG.
 type ClientConfig struct {
 	Kubeconfig string  `envconfig:"KUBECONFIG" desc:"kubeconfig path; empty: in-cluster, or ~/.kube/config"`
 	QPS        float32 `envconfig:"KUBE_QPS" default:"200" desc:"Kubernetes API requests per second; a throttled client must never queue a resume"`

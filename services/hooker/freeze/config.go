@@ -11,7 +11,7 @@ import (
 // Config is the hooker's configuration (prefix HOOKER_).
 type Config struct {
 	service.Common
-	Kube workload.ClientConfig
+	workload.ClientConfig
 
 	BlueprintNamespace string        `envconfig:"BLUEPRINT_NAMESPACE" default:"freezeframe" desc:"namespace searched for a blueprint after the workload's own (Kanister keeps them in its controller's namespace: set \"kanister\" to reuse those)"`
 	HookTimeout        time.Duration `envconfig:"HOOK_TIMEOUT" default:"60s" desc:"default timeout of one hook exec; a phase's \"timeout\" arg overrides it"`

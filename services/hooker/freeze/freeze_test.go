@@ -120,8 +120,8 @@ func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotat
 	cfg.Replica = "hooker-0"
 	svc := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: kubeBlueprints{client: dyn, fallback: cfg.BlueprintNamespace},
-		Objects:    kubeObjects{client: kube},
+		Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
+		Objects:    NewKubeObjects(kube),
 		Exec:       ex,
 		Publisher:  pub,
 		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {

@@ -29,16 +29,22 @@ var (
 // ErrBlueprintNotFound is returned when no namespace holds the blueprint.
 var ErrBlueprintNotFound = errors.New("blueprint not found")
 
-// kubeBlueprints reads Blueprint resources with a dynamic client.
-type kubeBlueprints struct {
+// KubeBlueprints reads Blueprint resources with a dynamic client.
+type KubeBlueprints struct {
 	client   dynamic.Interface
 	fallback string
+}
+
+// NewKubeBlueprints reads blueprints through client; fallback is the
+// namespace searched after the workload's own.
+func NewKubeBlueprints(client dynamic.Interface, fallback string) KubeBlueprints {
+	return KubeBlueprints{client: client, fallback: fallback}
 }
 
 // Blueprint looks for name in the workload's namespace, then in the
 // fallback namespace, as our resource and as Kanister's; kanisterFirst
 // prefers Kanister's resource (the workload used Kanister's annotation).
-func (k kubeBlueprints) Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error) {
+func (k KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error) {
 	resources := []schema.GroupVersionResource{BlueprintResource, KanisterBlueprintResource}
 	if kanisterFirst {
 		resources[0], resources[1] = resources[1], resources[0]
@@ -62,10 +68,15 @@ func (k kubeBlueprints) Blueprint(ctx context.Context, namespace, name string, k
 	return nil, fmt.Errorf("%w: %q in namespaces %v", ErrBlueprintNotFound, name, namespaces)
 }
 
-// kubeObjects reads the Secrets and ConfigMaps that blueprint phases name.
-type kubeObjects struct{ client kubernetes.Interface }
+// KubeObjects reads the Secrets and ConfigMaps that blueprint phases name.
+type KubeObjects struct{ client kubernetes.Interface }
 
-func (k kubeObjects) Secret(ctx context.Context, namespace, name string) (blueprint.Secret, error) {
+// NewKubeObjects reads objects through client.
+func NewKubeObjects(client kubernetes.Interface) KubeObjects { return KubeObjects{client: client} }
+
+// Secret reads a Secret's data for templates.
+
+func (k KubeObjects) Secret(ctx context.Context, namespace, name string) (blueprint.Secret, error) {
 	s, err := k.client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return blueprint.Secret{}, fmt.Errorf("get secret %s/%s: %w", namespace, name, err)
@@ -73,7 +84,8 @@ func (k kubeObjects) Secret(ctx context.Context, namespace, name string) (bluepr
 	return blueprint.Secret{Name: s.Name, Namespace: s.Namespace, Type: string(s.Type), Data: s.Data}, nil
 }
 
-func (k kubeObjects) ConfigMap(ctx context.Context, namespace, name string) (blueprint.ConfigMap, error) {
+// ConfigMap reads a ConfigMap's data for templates.
+func (k KubeObjects) ConfigMap(ctx context.Context, namespace, name string) (blueprint.ConfigMap, error) {
 	c, err := k.client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return blueprint.ConfigMap{}, fmt.Errorf("get configmap %s/%s: %w", namespace, name, err)

@@ -26,6 +26,7 @@ type plan struct {
 	secrets   [][]byte
 	maxFreeze time.Duration
 	class     string
+	volumes   []string
 
 	mu sync.Mutex // guards params.Phases outputs, written by parallel execs
 }
@@ -67,7 +68,7 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 	if len(info.Pods) == 0 {
 		return nil, fmt.Errorf("%s: %w", w, workload.ErrNoPods)
 	}
-	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze}
+	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
 	if req.MaxFreeze > 0 && req.MaxFreeze.Std() < p.maxFreeze {
 		// A request may shorten the cap, never lengthen it past the operator's.
 		p.maxFreeze = req.MaxFreeze.Std()

@@ -34,8 +34,8 @@ type BlueprintSource interface {
 	Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error)
 }
 
-// ObjectReader reads the objects blueprint phases name.
-type ObjectReader interface {
+// ObjectSource reads the objects blueprint phases name.
+type ObjectSource interface {
 	Secret(ctx context.Context, namespace, name string) (blueprint.Secret, error)
 	ConfigMap(ctx context.Context, namespace, name string) (blueprint.ConfigMap, error)
 }
@@ -52,7 +52,7 @@ type EventLookup func(ctx context.Context, k events.Kind, ref events.BackupRef) 
 type Deps struct {
 	Workloads  WorkloadResolver
 	Blueprints BlueprintSource
-	Objects    ObjectReader
+	Objects    ObjectSource
 	Exec       Executor
 	Publisher  Publisher
 	Lookup     EventLookup
@@ -64,7 +64,7 @@ type Service struct {
 	lookup     EventLookup
 	workloads  WorkloadResolver
 	blueprints BlueprintSource
-	objects    ObjectReader
+	objects    ObjectSource
 	exec       Executor
 	pub        Publisher
 	log        *slog.Logger
@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer bus.Close()
-	rc, err := workload.RESTConfig(cfg.Kube)
+	rc, err := workload.RESTConfig(cfg.ClientConfig)
 	if err != nil {
 		return err
 	}
@@ -134,8 +134,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	s := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kc),
-		Blueprints: kubeBlueprints{client: dc, fallback: cfg.BlueprintNamespace},
-		Objects:    kubeObjects{client: kc},
+		Blueprints: NewKubeBlueprints(dc, cfg.BlueprintNamespace),
+		Objects:    NewKubeObjects(kc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
 		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
@@ -172,7 +172,7 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 		// The failure is announced once this replica owns the resume, so
 		// that its own BackupFailed handler does not resume it first.
 		return s.resume(ctx, p.BackupRef, reason, func() error {
-			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepSnapshot, Reason: "unlock requested: " + p.Reason, ResumePending: true})
+			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepFreeze, Reason: "unlock requested: " + p.Reason, ResumePending: true})
 		})
 	}
 	return events.Permanent(fmt.Errorf("hooker does not handle %s", ev.Kind()))
@@ -203,7 +203,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 	}
 	deadline := quiescedAt.Add(p.maxFreeze)
 	st.timer = time.AfterFunc(p.maxFreeze, func() { s.maxFreezeExceeded(req.BackupRef, p.maxFreeze) })
-	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class}
+	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, Volumes: p.volumes}
 	if err := s.publishOnce(ctx, q); err != nil {
 		// Nobody will snapshot or resume what nobody heard of: unfreeze now.
 		return s.resumeInline(ctx, p, err)

@@ -1,0 +1,74 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/pkg/workload"
+)
+
+// Config is the snapshotter's configuration, read from SNAPSHOTTER_* variables.
+type Config struct {
+	service.Common
+	workload.ClientConfig
+
+	CutTimeout           time.Duration `envconfig:"CUT_TIMEOUT" default:"2m" desc:"how long to wait for every snapshot to be cut (status.creationTime) before failing the backup; the Quiesced event's freeze deadline shortens it"`
+	DefaultSnapshotClass string        `envconfig:"DEFAULT_SNAPSHOT_CLASS" desc:"VolumeSnapshotClass when the backup names none; empty: the cluster's default class for each volume's driver"`
+	Concurrency          int           `envconfig:"CONCURRENCY" default:"1024" desc:"backups snapshotted at once per replica; a Quiesced waiting for a slot keeps its application frozen"`
+	AckWait              time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"how long an unacknowledged Quiesced waits before redelivery to another replica (after a crash; heartbeats extend it while a snapshot is taken)"`
+	MaxDeliver           int           `envconfig:"MAX_DELIVER" default:"5" desc:"delivery attempts of a Quiesced after transient API errors; the last one reports BackupFailed"`
+	RetryMaxDelay        time.Duration `envconfig:"RETRY_MAX_DELAY" default:"2s" desc:"longest backoff between attempts after a transient API error (from 100ms, doubling); the application stays frozen meanwhile"`
+	WatchSyncTimeout     time.Duration `envconfig:"WATCH_SYNC_TIMEOUT" default:"1m" desc:"how long the VolumeSnapshot watch may take to sync at start before the service gives up (usually missing RBAC list/watch on volumesnapshots)"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.CutTimeout <= 0 {
+		c.CutTimeout = 2 * time.Minute
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1024
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 10 * time.Second
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.RetryMaxDelay <= 0 {
+		c.RetryMaxDelay = 2 * time.Second
+	}
+	if c.WatchSyncTimeout <= 0 {
+		c.WatchSyncTimeout = time.Minute
+	}
+	return c
+}
+
+// Run is the snapshotter service against a real cluster and NATS: it blocks
+// until ctx ends, then drains in-flight backups and the connection.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rc, err := workload.RESTConfig(cfg.ClientConfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	snaps, err := versioned.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("volumesnapshot client: %w", err)
+	}
+	bus, err := service.OpenBus(ctx, cfg.Common, "snapshotter", log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	svc := New(cfg, Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps}, bus.Publisher, log)
+	return svc.Run(ctx, bus.JetStream)
+}

@@ -1,0 +1,244 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// cutWatch follows every freezeframe VolumeSnapshot through one shared
+// informer and wakes the handlers waiting for theirs to be cut. One watch
+// for the whole service, rather than one per backup, keeps API calls (and
+// client-side throttling) out of the time an application is frozen.
+type cutWatch struct {
+	informer cache.SharedIndexInformer
+
+	mu sync.Mutex
+	// waits are the backups waiting, by namespace/name of a snapshot; more
+	// than one when a duplicate Quiesced is handled at the same time.
+	waits map[string]map[*cutWait]struct{}
+}
+
+func newCutWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error) {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = LabelBackupID
+			return api.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = LabelBackupID
+			return api.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}
+	// Passing api lets a fake clientset opt out of watch-list semantics it
+	// cannot serve; the real clientset uses them.
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, api), &snapv1.VolumeSnapshot{}, cache.SharedIndexInformerOptions{})
+	w := &cutWatch{informer: inf, waits: map[string]map[*cutWait]struct{}{}}
+	if err := inf.SetTransform(stripManagedFields); err != nil {
+		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
+	}
+	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		log.WarnContext(ctx, "volumesnapshot watch interrupted, restarting", "err", err)
+	}); err != nil {
+		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.observe(obj, false) },
+		UpdateFunc: func(_, obj any) { w.observe(obj, false) },
+		DeleteFunc: func(obj any) { w.observe(obj, true) },
+	}); err != nil {
+		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
+	}
+	return w, nil
+}
+
+func stripManagedFields(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// run runs the informer until ctx ends.
+func (w *cutWatch) run(ctx context.Context) { w.informer.RunWithContext(ctx) }
+
+// synced waits until the informer has listed every snapshot once.
+func (w *cutWatch) synced(ctx context.Context) bool {
+	return cache.WaitFor(ctx, "", w.informer.HasSyncedChecker())
+}
+
+func (w *cutWatch) observe(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	s, ok := obj.(*snapv1.VolumeSnapshot)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for c := range w.waits[s.Namespace+"/"+s.Name] {
+		c.observeLocked(s, deleted, false)
+	}
+}
+
+// wait registers interest in snapshots of one namespace, given as name ->
+// claim. Call it before creating them, so that no status change is missed;
+// stop it when done.
+func (w *cutWatch) wait(namespace string, claims map[string]string) *cutWait {
+	c := &cutWait{w: w, namespace: namespace, notify: make(chan struct{}, 1), vols: map[string]*volume{}}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for n, pvc := range claims {
+		c.vols[n] = &volume{pvc: pvc}
+		key := namespace + "/" + n
+		if w.waits[key] == nil {
+			w.waits[key] = map[*cutWait]struct{}{}
+		}
+		w.waits[key][c] = struct{}{}
+		// A snapshot left by an earlier delivery may be cut already.
+		if obj, ok, _ := w.informer.GetStore().GetByKey(key); ok {
+			if s, ok := obj.(*snapv1.VolumeSnapshot); ok {
+				c.observeLocked(s, false, false)
+			}
+		}
+	}
+	return c
+}
+
+// cutWait is one backup waiting for its snapshots to be cut.
+type cutWait struct {
+	w         *cutWatch
+	namespace string
+	notify    chan struct{} // coalesced: "something changed, look again"
+	vols      map[string]*volume
+}
+
+// volume is what is known of one snapshot, merged from the watch and from
+// API answers in any order: a cut, an error and a deletion are sticky.
+type volume struct {
+	pvc     string
+	uid     types.UID
+	class   string
+	cutAt   time.Time
+	errMsg  string
+	deleted bool
+}
+
+// cut is one snapshot as it was cut.
+type cut struct {
+	Name  string
+	Class string
+	CutAt time.Time
+}
+
+// observe merges an API answer (create or get), which names the object the
+// backup now owns.
+func (c *cutWait) observe(s *snapv1.VolumeSnapshot) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	c.observeLocked(s, false, true)
+}
+
+func (c *cutWait) observeLocked(s *snapv1.VolumeSnapshot, deleted, authoritative bool) {
+	v := c.vols[s.Name]
+	if v == nil {
+		return
+	}
+	if s.UID != "" && s.UID != v.uid {
+		switch {
+		case authoritative || v.uid == "":
+			*v = volume{pvc: v.pvc, uid: s.UID}
+		default:
+			return // an event about an earlier object of the same name
+		}
+	}
+	if deleted {
+		v.deleted = true
+	}
+	if s.Spec.VolumeSnapshotClassName != nil {
+		v.class = *s.Spec.VolumeSnapshotClassName
+	}
+	if st := s.Status; st != nil {
+		if st.CreationTime != nil && v.cutAt.IsZero() {
+			v.cutAt = st.CreationTime.Time
+		}
+		if st.Error != nil && v.errMsg == "" {
+			v.errMsg = "no message"
+			if st.Error.Message != nil && *st.Error.Message != "" {
+				v.errMsg = *st.Error.Message
+			}
+		}
+	}
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// until waits until every snapshot is cut and returns them by name. It
+// fails at once when a snapshot reports an error or disappears, with
+// ErrCutTimeout at deadline, and with ctx's error when ctx ends.
+func (c *cutWait) until(ctx context.Context, deadline time.Time, why string) (map[string]cut, error) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		cuts, pending, err := c.check()
+		if err != nil || len(pending) == 0 {
+			return cuts, err
+		}
+		select {
+		case <-c.notify:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for snapshot cut: %w", ctx.Err())
+		case <-timer.C:
+			return nil, fmt.Errorf("%w %s: %s", ErrCutTimeout, why, strings.Join(pending, ", "))
+		}
+	}
+}
+
+func (c *cutWait) check() (map[string]cut, []string, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	cuts := map[string]cut{}
+	var pending []string
+	for name, v := range c.vols {
+		switch {
+		case v.errMsg != "":
+			return nil, nil, &SnapshotError{Namespace: c.namespace, Name: name, PVC: v.pvc, Message: v.errMsg}
+		case v.deleted:
+			return nil, nil, &SnapshotError{Namespace: c.namespace, Name: name, PVC: v.pvc, Message: "deleted before it was cut"}
+		case v.cutAt.IsZero():
+			pending = append(pending, fmt.Sprintf("%s/%s (pvc %s)", c.namespace, name, v.pvc))
+		default:
+			cuts[name] = cut{Name: name, Class: v.class, CutAt: v.cutAt}
+		}
+	}
+	sort.Strings(pending)
+	return cuts, pending, nil
+}
+
+// stop unregisters the wait.
+func (c *cutWait) stop() {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	for name := range c.vols {
+		key := c.namespace + "/" + name
+		delete(c.w.waits[key], c)
+		if len(c.w.waits[key]) == 0 {
+			delete(c.w.waits, key)
+		}
+	}
+}
