@@ -119,6 +119,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
+	// PostgreSQL runs as its own user and must reach its data inside the state directory.
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	if err := os.Chmod(c.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			_ = c.Stop()

@@ -51,6 +51,8 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--token-auth-file", tokens,
 		"--authorization-mode", "RBAC",
 		"--service-cluster-ip-range", "10.0.0.0/24",
+		// kwok reports the node's hostname too, which does not resolve.
+		"--kubelet-preferred-address-types", "InternalIP",
 		"--allow-privileged",
 		"--profiling=false",
 	}, nil)

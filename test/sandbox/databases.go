@@ -287,7 +287,14 @@ func (s *Server) redis(runDir string) (*exec.Cmd, func(context.Context) (bool, e
 func (s *Server) mariadb(ctx context.Context, runDir string) (*exec.Cmd, func(context.Context) (bool, error), error) {
 	s.User = "root"
 	s.Socket = filepath.Join(runDir, "mysqld.sock")
+	// Debian's /etc/mysql/my.cnf names /run/mysqld/mysqld.sock, which beats
+	// MYSQL_UNIX_PORT; a ~/.my.cnf is read after it, so HOME points at one.
+	cnf := fmt.Sprintf("[client]\nsocket=%s\nport=%d\nuser=%s\npassword=%s\n", s.Socket, s.Port, s.User, s.Password)
+	if err := os.WriteFile(filepath.Join(runDir, ".my.cnf"), []byte(cnf), 0o600); err != nil {
+		return nil, nil, err
+	}
 	s.Env = map[string]string{
+		"HOME":                  runDir,
 		"MYSQL_UNIX_PORT":       s.Socket,
 		"MYSQL_TCP_PORT":        strconv.Itoa(s.Port),
 		"MYSQL_PWD":             s.Password,

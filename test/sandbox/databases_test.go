@@ -45,9 +45,10 @@ func TestRedisBehindPod(t *testing.T) {
 	if err != nil || got != "hello" {
 		t.Fatalf("GET from the host: %q, %v", got, err)
 	}
-	// stdin goes through kubectl exec -i.
+	// stdin goes through kubectl exec -i. kwok v0.7.0 never closes the command's stdin,
+	// so a reader must stop by itself (here head), not wait for EOF.
 	out, err = c.KubectlStdin(ctx, strings.NewReader("INCR counter\nINCR counter\n"),
-		"exec", "-i", "-n", "redis", db.Pod, "-c", db.Container, "--", "redis-cli")
+		"exec", "-i", "-n", "redis", db.Pod, "-c", db.Container, "--", "sh", "-c", "head -n 2 | redis-cli")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +73,10 @@ func TestMariaDBBehindPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One session over stdin: the lock is held while the session lives, which is what a
-	// FLUSH TABLES WITH READ LOCK hook needs.
+	// FLUSH TABLES WITH READ LOCK hook needs. The session ends by quit: kwok never closes
+	// the command's stdin, and does not kill it when the client goes away.
 	script := "CREATE DATABASE app; CREATE TABLE app.t (v INT); INSERT INTO app.t VALUES (7);\n" +
-		"FLUSH TABLES WITH READ LOCK; SELECT COUNT(*) FROM app.t; UNLOCK TABLES;\n"
+		"FLUSH TABLES WITH READ LOCK; SELECT COUNT(*) FROM app.t; UNLOCK TABLES;\nquit\n"
 	out, err := c.KubectlStdin(ctx, strings.NewReader(script),
 		"exec", "-i", "-n", "mariadb", db.Pod, "-c", db.Container, "--", "mariadb", "-N")
 	if err != nil {

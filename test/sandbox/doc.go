@@ -1,1 +1,35 @@
+// Package sandbox runs a real Kubernetes control plane on loopback for tests and demos:
+// etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from the upstream
+// modules, kwok as the kubelet of one fake node, snapshot-controller and csi-snapshotter
+// from external-snapshotter, and a CSI driver (package csidriver) whose volumes are
+// directories. kubectl and client-go cannot tell it from a real cluster, except that pods
+// run no containers: kwok runs `kubectl exec` commands as local processes.
+//
+// # Building
+//
+// build.sh builds the binaries once into a cache outside the repo keyed by version
+// (${FREEZEFRAME_CACHE:-~/.cache/freezeframe}/sandbox/bin-<key>/; ~10-15 minutes cold on
+// two cores) and installs the Debian packages it runs (kubectl, redis, mariadb,
+// postgresql). EnsureBinaries runs it; Start calls EnsureBinaries when Options.BinDir is
+// empty.
+//
+// # Starting
+//
+// Start brings everything up on free ports in a state directory and returns a Cluster
+// with a kubeconfig and clients; Stop kills every process group it started. Tests share
+// one cluster per package:
+//
+//	func TestMain(m *testing.M) { sandbox.Main(m, sandbox.Options{}) }
+//
+//	func TestX(t *testing.T) { c := sandbox.Shared(t); ... }
+//
+// # Databases
+//
+// StartRedis, StartMariaDB and StartPostgres run a real server from the Debian packages on
+// a random loopback port with its data inside a PVC's directory, and a Deployment whose pod
+// kwok simulates. A kwok Exec rule gives `kubectl exec` into that pod the server's
+// environment, so `redis-cli`, `mariadb` and `psql` reach it without flags. A
+// VolumeSnapshot of the PVC copies the directory; RunServer on that copy checks it.
+//
+// Command sandbox (cmd/sandbox) offers the same to a person: `sandbox up`, `sandbox down`.
 package sandbox

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,6 +28,9 @@ func Main(m *testing.M, opts Options) {
 }
 
 func runMain(m *testing.M, opts Options) int {
+	if !flag.Parsed() {
+		flag.Parse() // for testing.Verbose; m.Run parses again harmlessly
+	}
 	if opts.Progress == nil && testing.Verbose() {
 		opts.Progress = os.Stderr
 	}
