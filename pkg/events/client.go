@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Client is the API for programs outside this repository: request backups,
@@ -76,8 +78,12 @@ func APISubject(cluster string) string { return "freezeframe.api.backup." + clus
 // BackupRequestReply is the scheduler's answer to an ad-hoc request.
 type BackupRequestReply struct {
 	BackupID string `json:"backupId"`
-	// Error says why the request was refused; a BackupFailed was published too.
+	// Error says why the request was refused; a BackupFailed was published
+	// too, unless Retryable.
 	Error string `json:"error,omitempty"`
+	// Retryable is true when nothing was recorded and the same request may
+	// succeed later (Kubernetes or JetStream unreachable).
+	Retryable bool `json:"retryable,omitempty"`
 }
 
 // ErrRequestRefused is returned when the scheduler refused a request.
@@ -101,19 +107,28 @@ func (c *Client) RequestBackup(ctx context.Context, req BackupRequested) (string
 	if err != nil {
 		return "", fmt.Errorf("request backup: %w", err)
 	}
+	ctx, span := c.pub.tracer.Start(ctx, "request backup", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("freezeframe.backup_id", req.BackupID)))
+	defer span.End()
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		msg, err := c.nc.RequestWithContext(rctx, APISubject(req.Workload.Cluster), body)
+		out := nats.NewMsg(APISubject(req.Workload.Cluster))
+		out.Data = body
+		traceContext.Inject(ctx, headerCarrier(out.Header))
+		msg, err := c.nc.RequestMsgWithContext(rctx, out)
 		cancel()
 		if err == nil {
 			var reply BackupRequestReply
 			if err := json.Unmarshal(msg.Data, &reply); err != nil {
 				return "", fmt.Errorf("request backup: read reply: %w", err)
 			}
-			if reply.Error != "" {
+			switch {
+			case reply.Error == "":
+				return reply.BackupID, nil
+			case !reply.Retryable:
 				return reply.BackupID, fmt.Errorf("%w: %s", ErrRequestRefused, reply.Error)
 			}
-			return reply.BackupID, nil
+			err = errors.New(reply.Error)
 		}
 		if ctx.Err() != nil || attempt >= 5 {
 			if errors.Is(err, nats.ErrNoResponders) {

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"context"
+
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
 )
@@ -32,3 +34,12 @@ func (c headerCarrier) Keys() []string {
 var traceContext propagation.TextMapPropagator = propagation.TraceContext{}
 
 const instrumentationName = "github.com/freezeframe/freezeframe/pkg/events"
+
+// ExtractRequestContext returns ctx carrying the trace context of a core
+// NATS request (as sent by Client.RequestBackup), for the responder's span.
+func ExtractRequestContext(ctx context.Context, h nats.Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return traceContext.Extract(ctx, headerCarrier(h))
+}

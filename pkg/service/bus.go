@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,9 +34,18 @@ func OpenBus(ctx context.Context, c Common, name string, log *slog.Logger) (*Bus
 	return &Bus{Conn: nc, JetStream: js, Publisher: events.NewPublisher(js, "/freezeframe/"+name), Stream: c.NATS.Stream}, nil
 }
 
-// Close drains the connection: pending publishes and acks are flushed first.
+// Close drains the connection (pending publishes and acks are flushed
+// first) and waits for it to close, at most 5 seconds.
 func (b *Bus) Close() {
+	closed := make(chan struct{})
+	b.Conn.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := b.Conn.Drain(); err != nil {
+		b.Conn.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
 		b.Conn.Close()
 	}
 }

@@ -144,3 +144,24 @@ func podOf(p *corev1.Pod) Pod {
 	}
 	return out
 }
+
+// Annotations that bind a workload to its blueprint. freezeframe's own wins
+// over Kanister's when both are set.
+const (
+	AnnotationBlueprint         = "freezeframe.io/blueprint"
+	AnnotationKanisterBlueprint = "kanister.kasten.io/blueprint"
+)
+
+// BlueprintOf names the blueprint of a workload: an explicit override first,
+// then freezeframe's annotation, then Kanister's. kanister says the name came
+// from Kanister's annotation, where Kanister's Blueprint resource is looked
+// up first.
+func BlueprintOf(override string, annotations map[string]string) (name string, kanister bool) {
+	if override != "" {
+		return override, false
+	}
+	if n := annotations[AnnotationBlueprint]; n != "" {
+		return n, false
+	}
+	return annotations[AnnotationKanisterBlueprint], annotations[AnnotationKanisterBlueprint] != ""
+}

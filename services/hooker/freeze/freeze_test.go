@@ -2,7 +2,6 @@ package freeze
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -315,5 +314,4 @@ func TestHungHookIsCancelledAtItsTimeout(t *testing.T) {
 	if evs[len(evs)-1].Kind() != events.KindResumed {
 		t.Fatalf("a timed-out pre-hook must still be followed by the post-hook: %v", kinds(evs))
 	}
-	_ = errors.New
 }

@@ -11,13 +11,14 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 )
 
 // Annotations that bind a workload to a blueprint.
 const (
-	AnnotationBlueprint         = "freezeframe.io/blueprint"
-	AnnotationKanisterBlueprint = "kanister.kasten.io/blueprint"
+	AnnotationBlueprint         = workload.AnnotationBlueprint
+	AnnotationKanisterBlueprint = workload.AnnotationKanisterBlueprint
 )
 
 // Blueprint resources, ours and Kanister's (same shape).

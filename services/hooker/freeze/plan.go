@@ -42,14 +42,7 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 		return nil, err
 	}
-	name, kanisterFirst := req.Blueprint, false
-	if name == "" {
-		if n := info.Annotations[AnnotationBlueprint]; n != "" {
-			name = n
-		} else if n := info.Annotations[AnnotationKanisterBlueprint]; n != "" {
-			name, kanisterFirst = n, true
-		}
-	}
+	name, kanisterFirst := workload.BlueprintOf(req.Blueprint, info.Annotations)
 	if name == "" {
 		return nil, events.Permanent(fmt.Errorf("%s has no blueprint: annotate it with %s or %s", w, AnnotationBlueprint, AnnotationKanisterBlueprint))
 	}

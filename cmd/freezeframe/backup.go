@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf connectFlags
+	addConnectFlags(fs, &cf)
+	namespace := fs.String("n", "default", "namespace of the workload")
+	wait := fs.Bool("wait", false, "print the backup's events as they happen; exit 0 when it succeeded, 1 when it failed")
+	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait, give up after this long (exit 3)")
+	blueprintName := fs.String("blueprint", "", "use this blueprint instead of the one the workload's annotation names")
+	maxFreeze := fs.Duration("max-freeze", 0, "resume the application after this long at the latest (0: the hooker's default)")
+	class := fs.String("snapshot-class", "", "VolumeSnapshotClass to use (default: the cluster's default for the driver)")
+	id := fs.String("id", "", "backup id (default: a new one); requesting an id again is a no-op")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: freezeframe backup KIND/NAME -n NAMESPACE [--wait] [flags]\n\nKIND is deployment (deploy) or statefulset (sts). Flags:")
+		fs.PrintDefaults()
+	}
+	ref, err := parseWithPositional(fs, args)
+	if err != nil {
+		return err
+	}
+	kind, name, err := events.ParseWorkloadRef(ref)
+	if err != nil {
+		return err
+	}
+	client, closeConn, err := cf.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	req := events.BackupRequested{
+		BackupRef:     events.BackupRef{BackupID: *id, Workload: events.Workload{Cluster: cf.cluster, Namespace: *namespace, Kind: kind, Name: name}},
+		RequestedBy:   "cli",
+		Blueprint:     *blueprintName,
+		MaxFreeze:     events.Duration(*maxFreeze),
+		SnapshotClass: *class,
+	}
+	backupID, err := client.RequestBackup(ctx, req)
+	if err != nil {
+		if errors.Is(err, events.ErrRequestRefused) && backupID != "" {
+			return fmt.Errorf("backup %s: %w", backupID, err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "backup %s requested for %s\n", backupID, req.Workload)
+	if !*wait {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var first time.Time
+	last, err := client.Wait(wctx, backupID, func(ev events.Event) {
+		if first.IsZero() {
+			first = ev.Time()
+		}
+		fmt.Fprintf(stdout, "%s  +%-9s %-16s %s\n", ev.Time().Local().Format("15:04:05.000"), round(ev.Time().Sub(first)), ev.Kind(), describe(ev))
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "freezeframe: %v\n", err)
+		return exitError{3}
+	}
+	if !events.Succeeded(last) {
+		fmt.Fprintf(stdout, "backup %s FAILED\n", backupID)
+		return exitError{1}
+	}
+	fmt.Fprintf(stdout, "backup %s succeeded in %s\n", backupID, round(last.Time().Sub(first)))
+	return nil
+}
+
+func addConnectFlags(fs *flag.FlagSet, cf *connectFlags) {
+	fs.StringVar(&cf.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL ($NATS_URL)")
+	fs.StringVar(&cf.stream, "stream", envOr("STREAM", events.DefaultStream), "event stream ($STREAM)")
+	fs.StringVar(&cf.cluster, "cluster", envOr("CLUSTER", "default"), "cluster name the services run with ($CLUSTER)")
+}
+
+// parseWithPositional accepts flags before and after the one positional
+// argument, as kubectl users type them.
+func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(positional) != 1 {
+		fs.Usage()
+		return "", fmt.Errorf("want exactly one KIND/NAME, got %d", len(positional))
+	}
+	return positional[0], nil
+}

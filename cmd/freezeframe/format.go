@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+// describe says in one line what an event means for the person watching.
+func describe(ev events.Event) string {
+	switch p := ev.Payload.(type) {
+	case *events.BackupRequested:
+		s := "requested by " + orDash(p.RequestedBy)
+		if p.Blueprint != "" {
+			s += ", blueprint " + p.Blueprint
+		}
+		return s
+	case *events.Quiesced:
+		var hooks []string
+		for _, h := range p.Hooks {
+			hooks = append(hooks, fmt.Sprintf("%s@%s %s", h.Phase, h.Pod, round(h.Duration.Std())))
+		}
+		return fmt.Sprintf("frozen by %s (%s), resume by %s at the latest", p.Blueprint, strings.Join(hooks, ", "), p.FreezeDeadline.Local().Format("15:04:05"))
+	case *events.Snapshotted:
+		var snaps []string
+		for _, s := range p.Snapshots {
+			snaps = append(snaps, s.PVC+"→"+s.Name)
+		}
+		return fmt.Sprintf("%d snapshot(s) cut in %s (%s): %s", len(p.Snapshots), round(p.CutDuration.Std()), p.Mode, strings.Join(snaps, ", "))
+	case *events.Resumed:
+		outcome := "backup succeeded"
+		if !p.Succeeded {
+			outcome = "backup failed"
+		}
+		return fmt.Sprintf("writes resumed after %s frozen (%s; %s)", round(p.FrozenFor.Std()), p.Reason, outcome)
+	case *events.BackupFailed:
+		s := fmt.Sprintf("%s failed: %s", p.Step, p.Reason)
+		if p.ResumePending {
+			s += " (resume pending)"
+		}
+		return s
+	case *events.UnlockRequested:
+		return fmt.Sprintf("unlock requested by %s: %s", orDash(p.RequestedBy), p.Reason)
+	}
+	return ""
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d > time.Second:
+		return d.Round(time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

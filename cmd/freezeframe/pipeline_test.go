@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	"github.com/nats-io/nats.go"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
+	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/freeze"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/notifier/notify"
+	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+)
+
+// The four services run together here against one embedded JetStream and
+// fake Kubernetes clientsets; only exec into pods and the CSI snapshot
+// controller are stood in for (the sandbox suite runs the real ones).
+
+type recordingExec struct {
+	mu     sync.Mutex
+	cmds   []string
+	failOn string
+}
+
+func (r *recordingExec) Exec(_ context.Context, req podexec.Request) (podexec.Result, error) {
+	cmd := strings.Join(req.Command, " ")
+	r.mu.Lock()
+	r.cmds = append(r.cmds, cmd)
+	r.mu.Unlock()
+	if r.failOn != "" && strings.Contains(cmd, r.failOn) {
+		return podexec.Result{ExitCode: 7}, &podexec.ExitError{Code: 7, Stderr: "ERR"}
+	}
+	return podexec.Result{}, nil
+}
+
+func (r *recordingExec) commands() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.cmds...)
+}
+
+type recordingNotifier struct {
+	mu  sync.Mutex
+	got []events.Event
+}
+
+func (n *recordingNotifier) Notify(_ context.Context, ev events.Event) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.got = append(n.got, ev)
+	return nil
+}
+
+func (n *recordingNotifier) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.got)
+}
+
+// snapshotController stands in for the CSI snapshot controller: it cuts
+// every new snapshot at once, or reports failMsg as its error.
+func snapshotController(ctx context.Context, t *testing.T, snaps *snapfake.Clientset, failMsg string) {
+	w, err := snaps.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.ResultChan():
+				if !ok {
+					return
+				}
+				s, isSnap := e.Object.(*snapv1.VolumeSnapshot)
+				if !isSnap || s.Status != nil {
+					continue
+				}
+				s = s.DeepCopy()
+				if failMsg != "" {
+					msg := failMsg
+					s.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
+				} else {
+					ready := true
+					s.Status = &snapv1.VolumeSnapshotStatus{CreationTime: &metav1.Time{Time: time.Now()}, ReadyToUse: &ready}
+				}
+				_, _ = snaps.SnapshotV1().VolumeSnapshots(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{})
+			}
+		}
+	}()
+}
+
+type pipeline struct {
+	client   *events.Client
+	exec     *recordingExec
+	snaps    *snapfake.Clientset
+	notified *recordingNotifier
+}
+
+func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
+	t.Helper()
+	srv := eventstest.NewServer(t)
+	nc, js := srv.JetStream()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	common := service.Common{Cluster: "dev", ShutdownTimeout: 5 * time.Second}
+	common.NATS.Stream = events.DefaultStream
+
+	kube := kubefake.NewClientset(
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
+			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
+		},
+		&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "redis-0", Namespace: "shop", Labels: map[string]string{"app": "redis"}},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "redis-data"}}}},
+			},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		},
+	)
+	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint())
+	snaps := snapfake.NewSimpleClientset()
+	ex := &recordingExec{}
+	notified := &recordingNotifier{}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	snapshotController(ctx, t, snaps, snapshotFailure)
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
+	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
+	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
+		Workloads:  workload.NewResolver(kube),
+		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
+		Objects:    freeze.NewKubeObjects(kube),
+		Exec:       ex,
+		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
+			return events.Lookup(ctx, js, "", k, ref)
+		},
+	}, log)
+	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
+	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: 10 * time.Second},
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
+	notifier := notify.New(notify.Config{Common: common}, notified, log)
+	run("notifier", func(ctx context.Context) error { return notifier.Run(ctx, js) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	client, err := events.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForResponder(t, nc)
+	return &pipeline{client: client, exec: ex, snaps: snaps, notified: notified}
+}
+
+func waitForResponder(t *testing.T, nc *nats.Conn) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := nc.Request(events.APISubject("dev"), []byte("{}"), time.Second)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduler never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func redisBlueprint() *unstructured.Unstructured {
+	phase := func(name, cmd string) map[string]any {
+		return map[string]any{"func": "KubeExec", "name": name, "args": map[string]any{
+			"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
+			"command": []any{"redis-cli", cmd},
+		}}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cr.kanister.io/v1alpha1", "kind": "Blueprint",
+		"metadata": map[string]any{"name": "redis-hooks", "namespace": "kanister"},
+		"actions": map[string]any{
+			"backupPrehook":  map[string]any{"phases": []any{phase("pause", "CLIENT PAUSE 60000 WRITE")}},
+			"backupPosthook": map[string]any{"phases": []any{phase("unpause", "CLIENT UNPAUSE")}},
+		},
+	}}
+}
+
+func (p *pipeline) backup(t *testing.T) (string, []events.Event) {
+	t.Helper()
+	id, err := p.client.RequestBackup(t.Context(), events.BackupRequested{BackupRef: events.BackupRef{Workload: events.Workload{Cluster: "dev", Namespace: "shop", Kind: "deployment", Name: "redis"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var seen []events.Event
+	if _, err := p.client.Wait(ctx, id, func(ev events.Event) { seen = append(seen, ev) }); err != nil {
+		t.Fatalf("backup %s did not end: %v (events %v)", id, err, kindsOf(seen))
+	}
+	return id, seen
+}
+
+func kindsOf(evs []events.Event) []events.Kind {
+	out := make([]events.Kind, len(evs))
+	for i, e := range evs {
+		out[i] = e.Kind()
+	}
+	return out
+}
+
+func assertKinds(t *testing.T, got []events.Event, want ...events.Kind) {
+	t.Helper()
+	k := kindsOf(got)
+	if len(k) != len(want) {
+		t.Fatalf("events %v, want %v", k, want)
+	}
+	for i := range want {
+		if k[i] != want[i] {
+			t.Fatalf("events %v, want %v", k, want)
+		}
+	}
+}
+
+func waitNotified(t *testing.T, n *recordingNotifier, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.count() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("notifier saw %d terminal events, want %d", n.count(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPipelineHappyPath(t *testing.T) {
+	p := startPipeline(t, "")
+	id, seen := p.backup(t)
+	assertKinds(t, seen, events.KindRequested, events.KindQuiesced, events.KindSnapshotted, events.KindResumed)
+	for _, ev := range seen {
+		if ev.BackupID() != id {
+			t.Fatalf("event %s carries backup id %s, want %s", ev.Kind(), ev.BackupID(), id)
+		}
+	}
+	snap := seen[2].Payload.(*events.Snapshotted)
+	if len(snap.Snapshots) != 1 || snap.Snapshots[0].PVC != "redis-data" {
+		t.Errorf("snapshots %+v", snap.Snapshots)
+	}
+	if r := seen[3].Payload.(*events.Resumed); !r.Succeeded || r.FrozenFor <= 0 {
+		t.Errorf("resumed %+v", r)
+	}
+	if cmds := p.exec.commands(); len(cmds) != 2 || cmds[0] != "redis-cli CLIENT PAUSE 60000 WRITE" || cmds[1] != "redis-cli CLIENT UNPAUSE" {
+		t.Errorf("hooks ran %q", cmds)
+	}
+	waitNotified(t, p.notified, 1)
+}
+
+func TestPipelinePrehookFailureTakesNoSnapshot(t *testing.T) {
+	p := startPipeline(t, "")
+	p.exec.failOn = "CLIENT PAUSE"
+	_, seen := p.backup(t)
+	assertKinds(t, seen, events.KindRequested, events.KindFailed, events.KindResumed)
+	if f := seen[1].Payload.(*events.BackupFailed); f.Step != events.StepQuiesce || !strings.Contains(f.Reason, "status 7") {
+		t.Errorf("failure %+v", f)
+	}
+	list, err := p.snaps.SnapshotV1().VolumeSnapshots("").List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Fatalf("%d snapshots taken after a failed pre-hook", len(list.Items))
+	}
+	if r := seen[2].Payload.(*events.Resumed); r.Succeeded {
+		t.Errorf("resumed %+v", r)
+	}
+	waitNotified(t, p.notified, 1)
+}
+
+func TestPipelineSnapshotFailureStillResumes(t *testing.T) {
+	p := startPipeline(t, "driver refused: quota exceeded")
+	_, seen := p.backup(t)
+	assertKinds(t, seen, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
+	f := seen[2].Payload.(*events.BackupFailed)
+	if f.Step != events.StepSnapshot || !f.ResumePending || !strings.Contains(f.Reason, "quota exceeded") {
+		t.Errorf("failure %+v", f)
+	}
+	if r := seen[3].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterFailure {
+		t.Errorf("resumed %+v", r)
+	}
+	if cmds := p.exec.commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "UNPAUSE") {
+		t.Errorf("post-hook did not run after the snapshot failed: %q", cmds)
+	}
+	waitNotified(t, p.notified, 1)
+}
+
+func TestPipelineMissingWorkloadIsRefusedWithAnEvent(t *testing.T) {
+	p := startPipeline(t, "")
+	id := events.NewBackupID()
+	_, err := p.client.RequestBackup(t.Context(), events.BackupRequested{BackupRef: events.BackupRef{BackupID: id, Workload: events.Workload{Cluster: "dev", Namespace: "shop", Kind: "Deployment", Name: "ghost"}}})
+	if err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("request for a missing workload: err %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	last, err := p.client.Wait(ctx, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := last.Payload.(*events.BackupFailed); !ok || f.Step != events.StepRequest {
+		t.Fatalf("terminal event %s %+v", last.Kind(), last.Payload)
+	}
+	if len(p.exec.commands()) != 0 {
+		t.Fatal("hooks ran for a refused request")
+	}
+}

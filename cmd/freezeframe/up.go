@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/freezeframe/freezeframe/pkg/events/embedded"
+	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/services/hooker/freeze"
+	"github.com/freezeframe/freezeframe/services/notifier/notify"
+	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+)
+
+// upConfigs are the four services' configurations, each read from the
+// environment under its own prefix, exactly as the separate binaries do.
+type upConfigs struct {
+	scheduler   schedule.Config
+	hooker      freeze.Config
+	snapshotter snapshot.Config
+	notifier    notify.Config
+}
+
+func (u *upConfigs) each(f func(name, prefix string, cfg any, common *service.Common) error) error {
+	return errors.Join(
+		f("scheduler", "SCHEDULER", &u.scheduler, &u.scheduler.Common),
+		f("hooker", "HOOKER", &u.hooker, &u.hooker.Common),
+		f("snapshotter", "SNAPSHOTTER", &u.snapshotter, &u.snapshotter.Common),
+		f("notifier", "NOTIFIER", &u.notifier, &u.notifier.Common),
+	)
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("FREEZEFRAME_STATE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "freezeframe")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "freezeframe")
+	}
+	return ".freezeframe"
+}
+
+func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", defaultStateDir(), "where the embedded NATS keeps its data ($FREEZEFRAME_STATE_DIR)")
+	natsPort := fs.Int("nats-port", envInt("FREEZEFRAME_NATS_PORT", 4222), "port of the embedded NATS on 127.0.0.1 ($FREEZEFRAME_NATS_PORT; -1: any free port)")
+	var cfgs upConfigs
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: freezeframe up [flags]
+
+Runs the scheduler, hooker, snapshotter and notifier in one process against
+the current kubeconfig. With NATS_URL unset it starts an embedded NATS server
+with JetStream on 127.0.0.1 (data under --state-dir); with NATS_URL set it
+connects there instead. Flags:
+`)
+		fs.PrintDefaults()
+		fmt.Fprintln(stderr)
+		_ = cfgs.each(func(name, prefix string, cfg any, _ *service.Common) error {
+			fmt.Fprintf(stderr, "\n== %s ==\n", name)
+			return service.Usage(prefix, cfg, stderr)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfgs.each(func(name, prefix string, cfg any, _ *service.Common) error {
+		_, err := service.Load(prefix, cfg, nil, stdout)
+		return err
+	}); err != nil {
+		return err
+	}
+	log := service.NewLogger(stderr, cfgs.hooker.LogLevel)
+
+	if os.Getenv("NATS_URL") == "" {
+		dir := filepath.Join(*stateDir, "nats")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		srv, err := embedded.Start(embedded.Options{StoreDir: dir, Port: *natsPort, ServerName: "freezeframe-up"})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		log.Info("embedded NATS with JetStream started", "url", srv.ClientURL(), "store", dir)
+		_ = cfgs.each(func(_, _ string, _ any, c *service.Common) error {
+			c.NATS.URL = srv.ClientURL()
+			return nil
+		})
+	}
+	shutdownTracing, err := service.SetupTracing(ctx, "freezeframe")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	start := func(name string, run func(context.Context, *slog.Logger) error) {
+		l := log.With("service", name)
+		g.Go(func() error {
+			if err := run(gctx, l); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	start("scheduler", func(ctx context.Context, l *slog.Logger) error { return schedule.Run(ctx, cfgs.scheduler, l) })
+	start("hooker", func(ctx context.Context, l *slog.Logger) error { return freeze.Run(ctx, cfgs.hooker, l) })
+	start("snapshotter", func(ctx context.Context, l *slog.Logger) error { return snapshot.Run(ctx, cfgs.snapshotter, l) })
+	start("notifier", func(ctx context.Context, l *slog.Logger) error { return notify.Run(ctx, cfgs.notifier, l) })
+	log.Info("freezeframe up", "cluster", cfgs.hooker.Cluster, "nats", cfgs.hooker.NATS.URL)
+	return g.Wait()
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}

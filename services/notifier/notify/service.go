@@ -1,0 +1,60 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+// Durable is the consumer the notifier replicas share.
+const Durable = "notifier"
+
+// Notifier tells people that a backup ended.
+type Notifier interface {
+	// Notify is called with each terminal event, at least once. An error is
+	// retried with backoff; one wrapped with events.Permanent is not.
+	Notify(ctx context.Context, ev events.Event) error
+}
+
+// Service is one notifier replica.
+type Service struct {
+	cfg      Config
+	notifier Notifier
+	log      *slog.Logger
+}
+
+// New returns a notifier service that notifies through n.
+func New(cfg Config, n Notifier, log *slog.Logger) *Service {
+	return &Service{cfg: cfg.withDefaults(), notifier: n, log: log}
+}
+
+// Run notifies terminal events from the stream until ctx ends, then lets
+// the notifications in flight finish within the shutdown timeout.
+func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
+	c, err := events.NewConsumer(ctx, js, events.ConsumerConfig{
+		Stream:        s.cfg.NATS.Stream,
+		Durable:       Durable,
+		Kinds:         []events.Kind{events.KindResumed, events.KindFailed},
+		Concurrency:   s.cfg.Concurrency,
+		ShutdownGrace: s.cfg.ShutdownTimeout,
+	}, s.handle, s.log)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "notifying terminal backup events", "consumer", Durable)
+	return c.Run(ctx)
+}
+
+func (s *Service) handle(ctx context.Context, ev events.Event) error {
+	if !events.IsTerminal(ev) {
+		return nil // a Resumed follows and ends the backup
+	}
+	if err := s.notifier.Notify(ctx, ev); err != nil {
+		return fmt.Errorf("notify end of backup %s: %w", ev.BackupID(), err)
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package schedule
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/pkg/workload"
+)
+
+// Config is the scheduler's configuration, read from SCHEDULER_* variables.
+type Config struct {
+	service.Common
+	workload.ClientConfig
+	// RequestTimeout bounds the Kubernetes check and the publish of one
+	// request. The client gives up on a reply after 10s and retries, so a
+	// longer timeout only produces answers nobody reads.
+	RequestTimeout time.Duration `envconfig:"REQUEST_TIMEOUT" default:"8s" desc:"how long one ad-hoc request may take (workload check and publish); keep below the client's 10s reply timeout"`
+	// MaxConcurrentRequests bounds the requests handled at once by one replica.
+	MaxConcurrentRequests int `envconfig:"MAX_CONCURRENT_REQUESTS" default:"64" desc:"ad-hoc requests one replica handles at once"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 8 * time.Second
+	}
+	if c.MaxConcurrentRequests <= 0 {
+		c.MaxConcurrentRequests = 64
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 25 * time.Second
+	}
+	return c
+}
+
+// Run builds the scheduler's dependencies from cfg (the Kubernetes client,
+// the NATS connection and event stream) and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	restCfg, err := workload.RESTConfig(cfg.ClientConfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	bus, err := service.OpenBus(ctx, cfg.Common, "scheduler", log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	return New(cfg, NewKubeWorkloads(kube), bus.Publisher, log).Run(ctx, bus.Conn)
+}
