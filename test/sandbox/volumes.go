@@ -30,6 +30,24 @@ type Volume struct {
 // a PersistentVolume with that CSI source is created pre-bound to a new claim pvcName in
 // namespace ns (created if missing). It returns when the claim is Bound.
 func (c *Cluster) CreateVolume(ctx context.Context, ns, pvcName, size string) (*Volume, error) {
+	return c.createVolume(ctx, ns, pvcName, size, nil)
+}
+
+// RestoreVolume creates claim pvcName in ns from the content of VolumeSnapshot
+// snapNS/snapName (the driver copies the snapshot into a new volume directory), the way a
+// restore with a dataSource would, and returns when the claim is Bound.
+func (c *Cluster) RestoreVolume(ctx context.Context, snapNS, snapName, ns, pvcName string) (*Volume, error) {
+	handle, err := c.snapshotHandle(ctx, snapNS, snapName)
+	if err != nil {
+		return nil, fmt.Errorf("restore volume %s/%s: %w", ns, pvcName, err)
+	}
+	src := &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+		Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: handle},
+	}}
+	return c.createVolume(ctx, ns, pvcName, "1Gi", src)
+}
+
+func (c *Cluster) createVolume(ctx context.Context, ns, pvcName, size string, src *csi.VolumeContentSource) (*Volume, error) {
 	qty, err := resource.ParseQuantity(size)
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s/%s: size: %w", ns, pvcName, err)
@@ -38,7 +56,8 @@ func (c *Cluster) CreateVolume(ctx context.Context, ns, pvcName, size string) (*
 		return nil, err
 	}
 	resp, err := c.Driver.CreateVolume(ctx, &csi.CreateVolumeRequest{
-		Name:          "pvc-" + ns + "-" + pvcName,
+		Name:                "pvc-" + ns + "-" + pvcName,
+		VolumeContentSource: src,
 		CapacityRange: &csi.CapacityRange{RequiredBytes: qty.Value()},
 		VolumeCapabilities: []*csi.VolumeCapability{{
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
@@ -115,23 +134,32 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, ns string) error {
 // SnapshotPath returns the directory holding the copy that VolumeSnapshot ns/name points
 // at, once the snapshot is bound to its content.
 func (c *Cluster) SnapshotPath(ctx context.Context, ns, name string) (string, error) {
-	vs, err := c.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+	handle, err := c.snapshotHandle(ctx, ns, name)
 	if err != nil {
 		return "", fmt.Errorf("snapshot path %s/%s: %w", ns, name, err)
 	}
+	snap, ok := c.Driver.Snapshot(handle)
+	if !ok {
+		return "", fmt.Errorf("snapshot path %s/%s: driver has no snapshot %s", ns, name, handle)
+	}
+	return snap.Path, nil
+}
+
+// snapshotHandle returns the CSI snapshot ID behind VolumeSnapshot ns/name.
+func (c *Cluster) snapshotHandle(ctx context.Context, ns, name string) (string, error) {
+	vs, err := c.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
 	if vs.Status == nil || vs.Status.BoundVolumeSnapshotContentName == nil {
-		return "", fmt.Errorf("snapshot path %s/%s: not bound to a content yet", ns, name)
+		return "", fmt.Errorf("snapshot %s/%s not bound to a content yet", ns, name)
 	}
 	content, err := c.Snapshots.SnapshotV1().VolumeSnapshotContents().Get(ctx, *vs.Status.BoundVolumeSnapshotContentName, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("snapshot path %s/%s: %w", ns, name, err)
+		return "", err
 	}
 	if content.Status == nil || content.Status.SnapshotHandle == nil {
-		return "", fmt.Errorf("snapshot path %s/%s: content %s has no handle yet", ns, name, content.Name)
+		return "", fmt.Errorf("snapshot content %s has no handle yet", content.Name)
 	}
-	snap, ok := c.Driver.Snapshot(*content.Status.SnapshotHandle)
-	if !ok {
-		return "", fmt.Errorf("snapshot path %s/%s: driver has no snapshot %s", ns, name, *content.Status.SnapshotHandle)
-	}
-	return snap.Path, nil
+	return *content.Status.SnapshotHandle, nil
 }
