@@ -131,6 +131,8 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"--service-account-private-key-file", c.saKey,
 		"--root-ca-file", filepath.Join(c.StateDir, "apiserver", "apiserver.crt"),
 		"--use-service-account-credentials=false",
+		// Static PVs bind on the binder's resync, 15s by default: too slow for tests.
+		"--pvclaimbinder-sync-period=1s",
 	}, nil)
 	if err != nil {
 		return err

@@ -115,14 +115,17 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 		opts.Size = "1Gi"
 	}
 	ns, name := opts.Namespace, opts.Name
+	start := time.Now()
 	vol, err := c.CreateVolume(ctx, ns, name+"-data", opts.Size)
 	if err != nil {
 		return nil, err
 	}
+	volTime := time.Since(start)
 	srv, err := c.RunServer(ctx, kind, filepath.Join(vol.Path, kind), opts.Password)
 	if err != nil {
 		return nil, err
 	}
+	srvTime := time.Since(start) - volTime
 	defer func() {
 		if err != nil {
 			srv.Stop()
@@ -188,7 +191,8 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	if err := c.SetExec(ctx, ns, db.Pod, kind, vol.Path, srv.Env); err != nil {
 		return nil, err
 	}
-	c.logf("%s %s/%s: pod %s, server on 127.0.0.1:%d, data in %s", kind, ns, name, db.Pod, srv.Port, srv.DataDir)
+	c.logf("%s %s/%s: pod %s, server on 127.0.0.1:%d, data in %s (volume %.1fs, server %.1fs, pod %.1fs)",
+		kind, ns, name, db.Pod, srv.Port, srv.DataDir, volTime.Seconds(), srvTime.Seconds(), (time.Since(start) - volTime - srvTime).Seconds())
 	return db, nil
 }
 
