@@ -112,6 +112,7 @@ func snapshotController(ctx context.Context, t *testing.T, snaps *snapfake.Clien
 }
 
 type pipeline struct {
+	natsURL  string
 	client   *events.Client
 	exec     *recordingExec
 	snaps    *snapfake.Clientset
@@ -182,7 +183,7 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 		t.Fatal(err)
 	}
 	waitForResponder(t, nc)
-	return &pipeline{client: client, exec: ex, snaps: snaps, notified: notified}
+	return &pipeline{natsURL: srv.ClientURL(), client: client, exec: ex, snaps: snaps, notified: notified}
 }
 
 func waitForResponder(t *testing.T, nc *nats.Conn) {
