@@ -34,6 +34,15 @@ func runMain(m *testing.M, opts Options) int {
 	if opts.Progress == nil && testing.Verbose() {
 		opts.Progress = os.Stderr
 	}
+	if opts.BinDir == "" {
+		// A cold build takes minutes: show its progress even without -v.
+		bin, err := EnsureBinaries(context.Background(), os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		opts.BinDir = bin
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	c, err := Start(ctx, opts)
 	cancel()
