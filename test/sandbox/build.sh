@@ -16,6 +16,8 @@ tools=$here/tools
 
 k8s_version=v1.34.4
 k8s_minor=34
+# Bump when the patch applied to kwok (see kwok_overlay) changes.
+kwok_patch=stdin-eof-1
 
 packages=1
 print_only=0
@@ -39,7 +41,7 @@ log() { printf '[sandbox] %s\n' "$*" >&2; }
 # The key changes whenever a pinned version, the toolchain or the ldflags change.
 key=$({
 	go env GOVERSION
-	echo "$k8s_version"
+	echo "$k8s_version $kwok_patch"
 	cat "$tools"/*/go.mod "$tools"/*/go.sum
 } | sha256sum | cut -c1-12)
 cache=${FREEZEFRAME_CACHE:-$HOME/.cache/freezeframe}
@@ -75,16 +77,17 @@ install_packages() {
 
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor"
 
-# build <name> <tools module> <package> <rough cold time>
+# build <name> <tools module> <package> <rough cold time> [extra go build flags...]
 build() {
 	local name=$1 mod=$2 pkg=$3 eta=$4
+	shift 4
 	[[ -x $bin/$name ]] && return 0
 	mkdir -p "$bin"
 	local tmp=$bin/.$name.tmp.$$ logf=$bin/.$name.log start=$SECONDS
 	log "building $name ($pkg, cold ~$eta) ..."
 	(
-		cd "$tools/$mod"
-		GOWORK=off GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg"
+		if [[ $mod == /* ]]; then cd "$mod"; else cd "$tools/$mod"; fi
+		GOWORK=off GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$ldflags" "$@" -o "$tmp" "$pkg"
 	) >"$logf" 2>&1 &
 	local pid=$! next=30
 	while kill -0 "$pid" 2>/dev/null; do
@@ -121,7 +124,37 @@ build etcd kubernetes go.etcd.io/etcd/server/v3 "1 min"
 build kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "7 min"
 build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "2 min"
 build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "15 s"
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok "3.5 min"
+# kwok v0.7.0 copies an exec's stdin into the command's stdin pipe but never closes the
+# pipe: a command never sees EOF, so `kubectl exec -i ... -- mariadb` (a session-held
+# FLUSH TABLES WITH READ LOCK) would hold its lock after the client went away, unlike
+# a real kubelet. kwok is built from a copy of its module with that one line fixed (go
+# build -overlay refuses files in the module cache), in a scratch module beside the
+# binaries; the module cache and the repo stay untouched.
+kwok_source() {
+	local dir work
+	dir=$(cd "$tools/kwok" && GOWORK=off go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	work=$bin/.kwok-build
+	rm -rf "$work"
+	mkdir -p "$work"
+	cp "$tools/kwok/go.mod" "$tools/kwok/go.sum" "$work/"
+	cp -r "$dir" "$work/kwok"
+	chmod -R u+w "$work/kwok"
+	local f=$work/kwok/pkg/utils/exec/exec.go
+	sed -i 's|^\(\t*\)_, _ = io.Copy(inPipe, opt.In)$|\1_, _ = io.Copy(inPipe, opt.In)\n\1_ = inPipe.Close() // freezeframe sandbox: deliver EOF|' "$f"
+	if ! grep -q 'freezeframe sandbox: deliver EOF' "$f"; then
+		log "kwok patch did not apply to $f"
+		return 1
+	fi
+	(cd "$work" && GOWORK=off go mod edit -replace sigs.k8s.io/kwok=./kwok)
+	echo "$work"
+}
+if [[ ! -x $bin/kwok ]]; then
+	mkdir -p "$bin"
+	kwok_work=$(kwok_source)
+	build kwok "$kwok_work" sigs.k8s.io/kwok/cmd/kwok "3.5 min"
+	rm -rf "$kwok_work"
+fi
+
 build snapshot-controller snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller "3 min"
 build csi-snapshotter snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter "1 min"
 if ((SECONDS - total > 1)); then

@@ -1,12 +1,15 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,10 +52,10 @@ func TestRedisBehindPod(t *testing.T) {
 	if err != nil || got != "hello" {
 		t.Fatalf("GET from the host: %q, %v", got, err)
 	}
-	// stdin goes through kubectl exec -i. kwok v0.7.0 never closes the command's stdin,
-	// so a reader must stop by itself (here head), not wait for EOF.
+	// stdin goes through kubectl exec -i, and its end reaches the command (build.sh
+	// patches kwok for that): redis-cli reads to EOF, then exits.
 	out, err = c.KubectlStdin(ctx, strings.NewReader("INCR counter\nINCR counter\n"),
-		"exec", "-i", "-n", "redis", db.Pod, "-c", db.Container, "--", "sh", "-c", "head -n 2 | redis-cli")
+		"exec", "-i", "-n", "redis", db.Pod, "-c", db.Container, "--", "redis-cli")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +79,8 @@ func TestMariaDBBehindPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One session over stdin: the lock is held while the session lives, which is what a
-	// FLUSH TABLES WITH READ LOCK hook needs. The session ends by quit: kwok never closes
-	// the command's stdin, and does not kill it when the client goes away.
 	script := "CREATE DATABASE app; CREATE TABLE app.t (v INT); INSERT INTO app.t VALUES (7);\n" +
-		"FLUSH TABLES WITH READ LOCK; SELECT COUNT(*) FROM app.t; UNLOCK TABLES;\nquit\n"
+		"FLUSH TABLES WITH READ LOCK; SELECT COUNT(*) FROM app.t; UNLOCK TABLES;\n"
 	out, err := c.KubectlStdin(ctx, strings.NewReader(script),
 		"exec", "-i", "-n", "mariadb", db.Pod, "-c", db.Container, "--", "mariadb", "-N")
 	if err != nil {
@@ -170,4 +170,104 @@ func TestRedisSnapshotRestores(t *testing.T) {
 	if err != nil || got != "100" {
 		t.Fatalf("restored DBSIZE %q, %v; want 100", got, err)
 	}
+}
+
+// A session-held lock, as a FLUSH TABLES WITH READ LOCK hook holds it: the lock lasts
+// while the `kubectl exec -i` session is open, blocks writers from other sessions, and
+// goes when the client closes the session.
+func TestMariaDBSessionHeldLock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(cmd *exec.Cmd, stdin io.Closer) error
+	}{
+		{"stdin closed", func(_ *exec.Cmd, stdin io.Closer) error { return stdin.Close() }},
+		// A hooker that crashes must not leave the database locked.
+		{"client killed", func(cmd *exec.Cmd, _ io.Closer) error { return cmd.Process.Kill() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testSessionHeldLock(t, "lock-"+strings.ReplaceAll(tc.name, " ", "-"), tc.end)
+		})
+	}
+}
+
+func testSessionHeldLock(t *testing.T, ns string, end func(*exec.Cmd, io.Closer) error) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	db, err := c.StartMariaDB(ctx, sandbox.DatabaseOptions{Namespace: ns, Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runClient(t, db.Server, "mariadb", "-e", "CREATE DATABASE app; CREATE TABLE app.t (v INT)"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The hook's session: lock, say so, then wait with stdin open. --unbuffered, or the
+	// client keeps "locked" in its buffer until it exits.
+	var stdout lockedBuffer
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", c.Kubeconfig, "exec", "-i", "-n", ns, db.Pod,
+		"-c", db.Container, "--", "mariadb", "-N", "--unbuffered")
+	cmd.Stdout = &stdout
+	// A pipe, not an io.Reader: Wait would wait for a copier blocked on the reader.
+	stdinW, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sessionDone := make(chan error, 1)
+	go func() { sessionDone <- cmd.Wait() }()
+	if _, err := io.WriteString(stdinW, "FLUSH TABLES WITH READ LOCK; SELECT 'locked';\n"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "lock taken", func(context.Context) (bool, error) {
+		return strings.Contains(stdout.String(), "locked"), nil
+	})
+
+	// A writer from another session waits for the lock.
+	insertDone := make(chan error, 1)
+	go func() {
+		_, err := runClient(t, db.Server, "mariadb", "-e", "INSERT INTO app.t VALUES (1)")
+		insertDone <- err
+	}()
+	select {
+	case err := <-insertDone:
+		t.Fatalf("INSERT finished while the lock was held: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+
+	// Ending the session ends the client in the pod, which releases the lock.
+	if err := end(cmd, stdinW); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sessionDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kubectl exec did not end")
+	}
+	select {
+	case err := <-insertDone:
+		if err != nil {
+			t.Fatalf("INSERT after unlock: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("INSERT still blocked after the session ended")
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
