@@ -58,7 +58,7 @@ func (c *Cluster) createVolume(ctx context.Context, ns, pvcName, size string, sr
 	resp, err := c.Driver.CreateVolume(ctx, &csi.CreateVolumeRequest{
 		Name:                "pvc-" + ns + "-" + pvcName,
 		VolumeContentSource: src,
-		CapacityRange: &csi.CapacityRange{RequiredBytes: qty.Value()},
+		CapacityRange:       &csi.CapacityRange{RequiredBytes: qty.Value()},
 		VolumeCapabilities: []*csi.VolumeCapability{{
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},

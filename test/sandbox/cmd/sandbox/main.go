@@ -71,7 +71,7 @@ func run(args []string) error {
 	}
 }
 
-func pidFile(state string) string { return filepath.Join(state, "sandbox.pid") }
+func pidFile(state string) string   { return filepath.Join(state, "sandbox.pid") }
 func readyFile(state string) string { return filepath.Join(state, "ready") }
 
 // running returns the pid of a live sandbox for state, or 0.
