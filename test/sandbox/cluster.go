@@ -79,14 +79,18 @@ type Cluster struct {
 	saKey       string
 	saPub       string
 	csiSocket   string
-	stopDriver  context.CancelFunc
-	driverDone  chan error
+	log         *slog.Logger
+	// bgCtx bounds what runs for the cluster's life (CSI driver, exec-rule watcher).
+	bgCtx      context.Context
+	stopBg     context.CancelFunc
+	driverDone chan error
 
-	mu        sync.Mutex
-	procs     []*process // in start order
-	databases []*process
-	stopOnce  sync.Once
-	stopErr   error
+	mu           sync.Mutex
+	procs        []*process // in start order
+	databases    []*process
+	execProfiles map[string]execProfile
+	stopOnce     sync.Once
+	stopErr      error
 }
 
 // Start builds what is missing (see EnsureBinaries), then starts etcd, kube-apiserver,
@@ -108,7 +112,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	} else if err := checkBinaries(opts.BinDir); err != nil {
 		return nil, err
 	}
-	c := &Cluster{BinDir: opts.BinDir, progress: opts.Progress, StateDir: opts.StateDir}
+	c := &Cluster{
+		BinDir:       opts.BinDir,
+		StateDir:     opts.StateDir,
+		progress:     opts.Progress,
+		log:          opts.Logger,
+		execProfiles: map[string]execProfile{},
+	}
+	// Background work outlives ctx, which only bounds startup.
+	c.bgCtx, c.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	if c.StateDir == "" {
 		// Not under t.TempDir(): unix socket paths must stay under 108 bytes.
 		if c.StateDir, err = os.MkdirTemp("", "freezeframe-sandbox-"); err != nil {
@@ -149,6 +161,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		{"kube-scheduler", c.startScheduler},
 		{"CRDs", c.installCRDs},
 		{"kwok", c.startKwok},
+		{"exec-rule watcher", c.watchExecPods},
 		{"CSI driver", func(ctx context.Context) error { return c.startDriver(ctx, opts) }},
 		{"snapshot-controller", c.startSnapshotController},
 		{"csi-snapshotter", c.startCSISnapshotter},
@@ -180,8 +193,8 @@ func (c *Cluster) Stop() error {
 		for _, p := range procs {
 			p.stop(10 * time.Second)
 		}
-		if c.stopDriver != nil {
-			c.stopDriver()
+		c.stopBg()
+		if c.driverDone != nil {
 			if err := <-c.driverDone; err != nil {
 				c.stopErr = errors.Join(c.stopErr, err)
 			}

@@ -223,11 +223,8 @@ func (c *Cluster) startDriver(ctx context.Context, opts Options) error {
 	}
 	c.Driver = drv
 	c.csiSocket = filepath.Join(c.StateDir, "csi", "csi.sock")
-	// The driver outlives ctx, which only bounds startup.
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.stopDriver = cancel
 	c.driverDone = make(chan error, 1)
-	go func() { c.driverDone <- drv.Serve(runCtx, c.csiSocket) }()
+	go func() { c.driverDone <- drv.Serve(c.bgCtx, c.csiSocket) }()
 	return waitFor(ctx, nil, 10*time.Second, "CSI socket", func(context.Context) (bool, error) {
 		_, err := os.Stat(c.csiSocket)
 		return err == nil, err

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,8 +18,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Kinds of database server the sandbox runs.
@@ -29,8 +26,6 @@ const (
 	MariaDB  = "mariadb"
 	Postgres = "postgres"
 )
-
-var execResource = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "execs"}
 
 // Server is a real database server process on a random loopback port.
 type Server struct {
@@ -145,6 +140,11 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, selector)
+	podLabels := maps.Clone(labels)
+	podLabels[ExecLabel] = ns + "." + name
+	if err := c.ExecFor(ctx, podLabels[ExecLabel], kind, vol.Path, srv.Env); err != nil {
+		return nil, err
+	}
 	replicas := int32(1)
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: opts.Annotations},
@@ -152,7 +152,7 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: opts.PodAnnotations},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: opts.PodAnnotations},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name:  kind,
@@ -188,35 +188,12 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	if err != nil {
 		return nil, err
 	}
-	if err := c.SetExec(ctx, ns, db.Pod, kind, vol.Path, srv.Env); err != nil {
+	if err := c.WaitExec(ctx, ns, db.Pod, kind); err != nil {
 		return nil, err
 	}
 	c.logf("%s %s/%s: pod %s, server on 127.0.0.1:%d, data in %s (volume %.1fs, server %.1fs, pod %.1fs)",
 		kind, ns, name, db.Pod, srv.Port, srv.DataDir, volTime.Seconds(), srvTime.Seconds(), (time.Since(start) - volTime - srvTime).Seconds())
 	return db, nil
-}
-
-// SetExec makes `kubectl exec <pod> -c <container>` run commands locally in workDir with
-// env (plus the sandbox's client wrappers first on PATH), through a kwok Exec rule named
-// after the pod.
-func (c *Cluster) SetExec(ctx context.Context, ns, pod, container, workDir string, env map[string]string) error {
-	var envs []any
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envs = append(envs, map[string]any{"name": k, "value": env[k]})
-	}
-	obj := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "kwok.x-k8s.io/v1alpha1",
-		"kind":       "Exec",
-		"metadata":   map[string]any{"name": pod, "namespace": ns},
-		"spec": map[string]any{"execs": []any{map[string]any{
-			"containers": []any{container},
-			"local":      map[string]any{"workDir": workDir, "envs": envs},
-		}}},
-	}}
-	if _, err := c.Dynamic.Resource(execResource).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create exec rule for %s/%s: %w", ns, pod, err)
-	}
-	return nil
 }
 
 // RunServer starts a database server of the given kind (Redis, MariaDB, Postgres) with

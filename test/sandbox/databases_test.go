@@ -271,3 +271,38 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// The Deployment's replacement pod gets the exec rule too.
+func TestExecFollowsReplacementPod(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	ns := "replace"
+	db, err := c.StartRedis(ctx, sandbox.DatabaseOptions{Namespace: ns, Name: "cache"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().Pods(ns).Delete(ctx, db.Pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pod string
+	poll(t, 60*time.Second, "replacement pod Running", func(ctx context.Context) (bool, error) {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=cache"})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			if p.Name != db.Pod && p.Status.Phase == "Running" {
+				pod = p.Name
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err := c.WaitExec(ctx, ns, pod, db.Container); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Kubectl(ctx, "exec", "-n", ns, pod, "-c", db.Container, "--", "redis-cli", "PING")
+	if err != nil || strings.TrimSpace(string(out)) != "PONG" {
+		t.Fatalf("redis-cli PING in the replacement pod: %q, %v", out, err)
+	}
+}
