@@ -3,6 +3,7 @@ package workload
 import (
 	"fmt"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -36,4 +37,18 @@ func RESTConfig(c ClientConfig) (*rest.Config, error) {
 		cfg.QPS, cfg.Burst = 200, 400
 	}
 	return cfg, nil
+}
+
+// Clientset loads the client configuration and builds a typed clientset; the
+// REST config is returned for clients of other API groups.
+func Clientset(c ClientConfig) (*rest.Config, *kubernetes.Clientset, error) {
+	rc, err := RESTConfig(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return rc, kc, nil
 }

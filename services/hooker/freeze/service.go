@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
@@ -120,13 +119,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer bus.Close()
-	rc, err := workload.RESTConfig(cfg.ClientConfig)
+	rc, kc, err := workload.Clientset(cfg.ClientConfig)
 	if err != nil {
 		return err
-	}
-	kc, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	dc, err := dynamic.NewForConfig(rc)
 	if err != nil {

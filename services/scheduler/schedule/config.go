@@ -2,11 +2,8 @@ package schedule
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
-
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
@@ -43,13 +40,9 @@ func (c Config) withDefaults() Config {
 // Run builds the scheduler's dependencies from cfg (the Kubernetes client,
 // the NATS connection and event stream) and serves until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	restCfg, err := workload.RESTConfig(cfg.ClientConfig)
+	_, kube, err := workload.Clientset(cfg.ClientConfig)
 	if err != nil {
 		return err
-	}
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	bus, err := service.OpenBus(ctx, cfg.Common, "scheduler", log)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
@@ -52,13 +51,9 @@ func (c Config) withDefaults() Config {
 // Run is the snapshotter service against a real cluster and NATS: it blocks
 // until ctx ends, then drains in-flight backups and the connection.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	rc, err := workload.RESTConfig(cfg.ClientConfig)
+	rc, kube, err := workload.Clientset(cfg.ClientConfig)
 	if err != nil {
 		return err
-	}
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	snaps, err := versioned.NewForConfig(rc)
 	if err != nil {
