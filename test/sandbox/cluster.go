@@ -190,8 +190,10 @@ func (c *Cluster) Stop() error {
 		c.mu.Lock()
 		procs := append(append([]*process(nil), c.databases...), reverse(c.procs)...)
 		c.mu.Unlock()
+		// The cluster is thrown away: no component needs a graceful shutdown, and the
+		// apiserver's takes over 10s while its watches drain.
 		for _, p := range procs {
-			p.stop(10 * time.Second)
+			p.stop(3 * time.Second)
 		}
 		c.stopBg()
 		if c.driverDone != nil {
