@@ -23,6 +23,11 @@ const (
 const (
 	FuncKubeExec    = "KubeExec"
 	FuncKubeExecAll = "KubeExecAll"
+	// FuncKubeExecSession is freezeframe's own (Kanister has no such
+	// function): it keeps the exec session open from the pre-hook to the
+	// post-hook, for locks that last only as long as the client's session.
+	// See [Phase.SessionSpec].
+	FuncKubeExecSession = "KubeExecSession"
 )
 
 // Object kinds a phase may reference through "objects".

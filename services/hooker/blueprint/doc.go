@@ -10,9 +10,10 @@
 // the hooker runs K10's reserved ones, [ActionPrehook] (quiesce) and
 // [ActionPosthook] (resume). Each action is a list of phases, plus an
 // optional deferPhase that runs whatever happened. A phase calls a Kanister
-// function — freezeframe runs [FuncKubeExec] and [FuncKubeExecAll] — with
-// args whose strings are Go text/templates with sprig functions, and may
-// name Secrets and ConfigMaps under "objects" for its templates to read.
+// function — freezeframe runs [FuncKubeExec] and [FuncKubeExecAll], and its
+// own [FuncKubeExecSession] (below) — with args whose strings are Go
+// text/templates with sprig functions, and may name Secrets and ConfigMaps
+// under "objects" for its templates to read.
 //
 // # Running an action
 //
@@ -34,6 +35,19 @@
 // frozen; the post-hook is where a late failure hurts, because the
 // application stays frozen. Callers should also render the post-hook's
 // phases that depend only on objects before running the pre-hook.
+//
+// # Session-held locks
+//
+// Some locks last only as long as the client session that took them: MariaDB
+// and MySQL FLUSH TABLES WITH READ LOCK, PostgreSQL pg_backup_start. A
+// KubeExec of `mariadb -e "FLUSH TABLES WITH READ LOCK"` locks nothing, since
+// the client exits and the server drops the lock with the session.
+// [FuncKubeExecSession], freezeframe's own function, is allowed only in the
+// phases of backupPrehook: it starts a command with stdin open, writes
+// "stdin", counts the lock as taken when "readyPattern" matches the command's
+// standard output, and keeps the session open until the resume writes
+// "releaseInput" and closes stdin. Decode it with [Phase.SessionSpec] rather
+// than ExecSpec; running it is the hooker's session package.
 //
 // # Secrets
 //

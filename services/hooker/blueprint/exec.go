@@ -41,6 +41,10 @@ func (p Phase) ExecSpec(rendered map[string]any) (ExecSpec, error) {
 	if !ok {
 		return ExecSpec{}, p.errorf("func", kindErr(ErrUnknownFunc, fmt.Sprintf("%q is not supported (want %s or %s)", p.Func, FuncKubeExec, FuncKubeExecAll)))
 	}
+	if p.Func == FuncKubeExecSession {
+		// Run as a one-shot exec it would take the lock and drop it at once.
+		return ExecSpec{}, p.errorf("func", kindErr(ErrUnknownFunc, FuncKubeExecSession+" keeps its session open: decode it with SessionSpec, not ExecSpec"))
+	}
 	if errs := checkArgs(p.Func, specs, rendered); len(errs) > 0 {
 		return ExecSpec{}, p.errorf(errs[0].Field, errs[0].Err)
 	}

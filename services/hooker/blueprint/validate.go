@@ -38,6 +38,19 @@ func funcArgs(fn string) ([]argSpec, bool) {
 			{name: "command", required: true, list: true},
 			timeout,
 		}, true
+	case FuncKubeExecSession:
+		// The timeout bounds the wait for readyPattern, not the session:
+		// the session lasts until the resume.
+		return []argSpec{
+			{name: "namespace", required: true},
+			{name: "pod", required: true},
+			{name: "container", required: true},
+			{name: "command", required: true, list: true},
+			{name: "stdin", required: true},
+			{name: "readyPattern", required: true},
+			{name: "releaseInput", required: true},
+			timeout,
+		}, true
 	}
 	return nil, false
 }
@@ -145,6 +158,10 @@ func (a *Action) validate(blueprint, action string, fm template.FuncMap) []error
 		}
 	}
 	for i, p := range all {
+		isDefer := a.DeferPhase != nil && i == len(all)-1
+		if err := checkSessionPlace(p.Func, action, isDefer); err != nil {
+			errs = append(errs, &Error{Blueprint: blueprint, Action: action, Phase: labels[i], Field: "func", Err: err})
+		}
 		// A phase may read its own objects and anything from the phases
 		// before it; the defer phase runs last and may read all of them.
 		visible := all[:i+1]
@@ -232,28 +249,38 @@ func checkArgs(fn string, specs []argSpec, args map[string]any) []*Error {
 				add(field, err)
 			}
 		}
+		if s.name == "readyPattern" && !strings.Contains(str, "{{") {
+			if _, err := compileReadyPattern(str); err != nil {
+				add(field, err)
+			}
+		}
+		if s.name == "stdin" && strings.TrimSpace(str) == "" {
+			add(field, kindErr(ErrMissingArg, "empty (it is what takes the lock)"))
+		}
 	}
 	for _, name := range sortedKeys(args) {
 		if _, ok := takes[name]; ok {
 			continue
 		}
 		msg := fmt.Sprintf("%s does not take %q", fn, name)
-		if other := otherExecFunc(fn); other != "" {
-			if otherSpecs, _ := funcArgs(other); hasArg(otherSpecs, name) {
-				msg += " (" + other + " does)"
-			}
+		if other := otherExecFunc(fn, name); other != "" {
+			msg += " (" + other + " does)"
 		}
 		add("args."+name, kindErr(ErrUnknownArg, msg))
 	}
 	return errs
 }
 
-func otherExecFunc(fn string) string {
-	switch fn {
-	case FuncKubeExec:
-		return FuncKubeExecAll
-	case FuncKubeExecAll:
-		return FuncKubeExec
+// otherExecFunc names another exec function that takes the argument fn does
+// not, for the usual mix-ups ("pods" on KubeExec, "stdin" on KubeExec).
+func otherExecFunc(fn, arg string) string {
+	for _, other := range [...]string{FuncKubeExec, FuncKubeExecAll, FuncKubeExecSession} {
+		if other == fn {
+			continue
+		}
+		if specs, _ := funcArgs(other); hasArg(specs, arg) {
+			return other
+		}
 	}
 	return ""
 }
