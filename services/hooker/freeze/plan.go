@@ -14,6 +14,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/session"
 )
 
 // plan is everything needed to freeze and resume one backup, read from the
@@ -53,11 +54,10 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 		return nil, err
 	}
-	if err := bp.Validate(blueprint.ActionPrehook, blueprint.ActionPosthook); err != nil {
+	pre, post, err := hooksOf(bp)
+	if err != nil {
 		return nil, events.Permanent(err)
 	}
-	pre, _ := bp.Action(blueprint.ActionPrehook)
-	post, _ := bp.Action(blueprint.ActionPosthook)
 	if len(info.Pods) == 0 {
 		return nil, fmt.Errorf("%s: %w", w, workload.ErrNoPods)
 	}
@@ -87,6 +87,36 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 	}
 	return p, nil
+}
+
+// hooksOf returns a blueprint's validated pre- and post-hook. The post-hook
+// may be left out only when the pre-hook holds its locks in sessions, which
+// the resume releases by itself.
+func hooksOf(bp *blueprint.Blueprint) (pre, post *blueprint.Action, err error) {
+	if err := bp.Validate(blueprint.ActionPrehook); err != nil {
+		return nil, nil, err
+	}
+	pre, _ = bp.Action(blueprint.ActionPrehook)
+	if _, err := bp.Action(blueprint.ActionPosthook); err != nil {
+		if holdsSessions(pre) {
+			return pre, &blueprint.Action{}, nil
+		}
+		return nil, nil, fmt.Errorf("blueprint %s: action %s is missing: nothing would resume the application", bp.Name, blueprint.ActionPosthook)
+	}
+	if err := bp.Validate(blueprint.ActionPosthook); err != nil {
+		return nil, nil, err
+	}
+	post, _ = bp.Action(blueprint.ActionPosthook)
+	return pre, post, nil
+}
+
+func holdsSessions(a *blueprint.Action) bool {
+	for _, ph := range a.Phases {
+		if ph.Func == blueprint.FuncKubeExecSession {
+			return true
+		}
+	}
+	return false
 }
 
 // referencesOutput tells a post-hook that can only render once the pre-hook
@@ -209,6 +239,9 @@ func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]
 	if err != nil {
 		return nil, err
 	}
+	if ph.Func == blueprint.FuncKubeExecSession {
+		return s.startSession(ctx, p, ph, rendered)
+	}
 	spec, err := ph.ExecSpec(rendered)
 	if err != nil {
 		return nil, err
@@ -264,4 +297,34 @@ func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]
 	}
 	wg.Wait()
 	return runs, errors.Join(errs...)
+}
+
+// startSession opens a session that holds a session-bound lock (FTWRL,
+// pg_backup_start) until the resume releases it. The session outlives this
+// call; it is registered under the backup so that the resume finds it.
+func (s *Service) startSession(ctx context.Context, p *plan, ph blueprint.Phase, rendered map[string]any) ([]events.HookRun, error) {
+	spec, err := ph.SessionSpec(rendered)
+	if err != nil {
+		return nil, err
+	}
+	timeout := spec.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.HookTimeout
+	}
+	start := time.Now()
+	sess, err := session.Start(ctx, s.exec, session.Spec{
+		Namespace: spec.Namespace, Pod: spec.Pod, Container: spec.Container, Command: spec.Command,
+		Stdin: spec.Stdin, ReadyPattern: spec.ReadyPattern, ReleaseInput: spec.ReleaseInput,
+		ReadyTimeout: timeout,
+		// The session ends itself past the freeze cap even if every resume
+		// path failed: the lock cannot outlive the cap by much.
+		MaxHold: p.maxFreeze + time.Minute,
+		Redact:  func(m string) string { return blueprint.Redact(m, p.secrets) },
+	})
+	run := []events.HookRun{{Phase: ph.Name, Pod: spec.Pod, Container: spec.Container, Duration: events.Duration(time.Since(start))}}
+	if err != nil {
+		return run, fmt.Errorf("phase %s in %s/%s: %w", ph.Name, spec.Pod, spec.Container, err)
+	}
+	s.sessions.Add(p.ref.BackupID, sess)
+	return run, nil
 }

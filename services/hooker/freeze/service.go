@@ -16,6 +16,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/session"
 )
 
 // Publisher publishes events (*events.Publisher).
@@ -69,6 +70,9 @@ type Service struct {
 	log        *slog.Logger
 	holder     string
 
+	// sessions are the lock sessions this replica holds, by backup.
+	sessions *session.Registry
+
 	mu       sync.Mutex
 	frozen   map[string]*frozenState // by backup id, on the replica that froze
 	resuming map[string]bool
@@ -92,7 +96,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	return &Service{
 		cfg: cfg, lookup: d.Lookup,
 		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher,
-		log: log, holder: cfg.replica(),
+		log: log, holder: cfg.replica(), sessions: &session.Registry{},
 		frozen: map[string]*frozenState{}, resuming: map[string]bool{}, resumed: map[string]time.Time{},
 	}
 }
@@ -109,7 +113,30 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return err
 	}
-	return c.Run(ctx)
+	err = c.Run(ctx)
+	s.endSessionsAtShutdown(context.WithoutCancel(ctx))
+	return err
+}
+
+// endSessionsAtShutdown fails and releases the backups whose locks this
+// replica still holds in sessions: exiting ends the sessions anyway, and a
+// snapshot cut after that would not be consistent, so the backup must say so.
+func (s *Service) endSessionsAtShutdown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, id := range s.sessions.Backups() {
+		s.mu.Lock()
+		st := s.frozen[id]
+		s.mu.Unlock()
+		if st != nil {
+			if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: st.plan.ref, Step: events.StepFreeze, Reason: "hooker " + s.holder + " shut down while holding the lock session", ResumePending: true}); err != nil {
+				s.log.ErrorContext(ctx, "report lock session ended by shutdown", "backup_id", id, "err", err)
+			}
+		}
+		if err := s.sessions.Release(ctx, id); err != nil {
+			s.log.WarnContext(ctx, "release lock session at shutdown", "backup_id", id, "err", err)
+		}
+	}
 }
 
 // Run builds a hooker against the cluster in cfg and runs it until ctx ends.
@@ -227,6 +254,7 @@ func (s *Service) maxFreezeExceeded(ref events.BackupRef, cap time.Duration) {
 // and returns the announcing error so the request is retried later.
 func (s *Service) resumeInline(ctx context.Context, p *plan, cause error) error {
 	s.log.ErrorContext(ctx, "cannot announce freeze, resuming now", "backup_id", p.ref.BackupID, "err", cause)
+	_ = s.releaseSessions(ctx, p.ref)
 	if _, err := s.runAction(ctx, p, p.post, false); err != nil {
 		s.log.ErrorContext(ctx, "inline resume failed", "backup_id", p.ref.BackupID, "err", err)
 	}
@@ -305,10 +333,28 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 		if p, frozenFor, err = s.rebuild(ctx, ref); err != nil {
 			return s.failResume(ctx, ref, err)
 		}
+		if holdsSessions(p.pre) && reason == events.ResumeAfterSnapshot {
+			// The replica that held the lock sessions is gone, and its locks
+			// went with it: the snapshot may have been cut unlocked.
+			reason = events.ResumeAfterFailure
+			if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: ref, Step: events.StepFreeze, Reason: "the hooker holding the lock session is gone; the lock ended with it", ResumePending: true}); err != nil {
+				return err
+			}
+		}
 	}
+	// Session-held locks first: releasing them is the fastest unfreeze.
+	lost := s.releaseSessions(ctx, ref)
 	hooks, err := s.runAction(ctx, p, p.post, false)
 	if err != nil {
 		return s.failResume(ctx, ref, err)
+	}
+	if lost != nil && reason == events.ResumeAfterSnapshot {
+		// The lock ended before the resume: the snapshot may have been cut
+		// with the application writing again.
+		reason = events.ResumeAfterFailure
+		if perr := s.publishOnce(ctx, &events.BackupFailed{BackupRef: ref, Step: events.StepFreeze, Reason: lost.Error(), ResumePending: true}); perr != nil {
+			return perr
+		}
 	}
 	s.mu.Lock()
 	if st != nil && st.timer != nil {
@@ -353,6 +399,25 @@ func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (*plan, tim
 		frozenFor = time.Since(q.Payload.(*events.Quiesced).QuiescedAt)
 	}
 	return p, frozenFor, nil
+}
+
+// releaseSessions ends the lock sessions this replica holds for a backup. It
+// returns an error when a session had ended by itself before (the lock was
+// not held until now); a failure to end one cleanly is only logged, since
+// ending the stream ends the session and its lock either way.
+func (s *Service) releaseSessions(ctx context.Context, ref events.BackupRef) error {
+	var lost error
+	for _, sess := range s.sessions.Sessions(ref.BackupID) {
+		select {
+		case <-sess.Lost():
+			lost = fmt.Errorf("lock session ended before the resume, snapshot may not be application-consistent: %w", sess.Err())
+		default:
+		}
+	}
+	if err := s.sessions.Release(ctx, ref.BackupID); err != nil && !errors.Is(err, session.ErrLost) {
+		s.log.WarnContext(ctx, "release lock session", "backup_id", ref.BackupID, "err", err)
+	}
+	return lost
 }
 
 // alreadyResumed reports whether this replica or another one resumed the

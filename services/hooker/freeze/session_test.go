@@ -1,0 +1,135 @@
+package freeze
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+)
+
+// sqlClient stands in for a database client run by exec with stdin open: it
+// answers "LOCK" with a ready line, records every line, and exits on EOF
+// (or, once die is closed, at once, as if the database had restarted).
+type sqlClient struct {
+	mu    sync.Mutex
+	lines []string
+	die   chan struct{}
+}
+
+func (c *sqlClient) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
+	if req.Stdin == nil {
+		return podexec.Result{}, nil
+	}
+	sc := bufio.NewScanner(req.Stdin)
+	for sc.Scan() {
+		line := sc.Text()
+		c.mu.Lock()
+		c.lines = append(c.lines, line)
+		c.mu.Unlock()
+		if strings.Contains(line, "LOCK TABLES") && !strings.Contains(line, "UNLOCK") {
+			io.WriteString(req.Stdout, "FREEZEFRAME-LOCKED\n")
+			if c.die != nil {
+				<-c.die
+				return podexec.Result{ExitCode: 1}, &podexec.ExitError{Code: 1, Stderr: "server gone"}
+			}
+		}
+	}
+	return podexec.Result{}, ctx.Err()
+}
+
+func (c *sqlClient) received() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
+}
+
+func sessionBlueprint() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "freezeframe.io/v1alpha1", "kind": "Blueprint",
+		"metadata": map[string]any{"name": "mariadb-hooks", "namespace": "kanister"},
+		"actions": map[string]any{
+			"backupPrehook": map[string]any{"phases": []any{map[string]any{
+				"func": "KubeExecSession", "name": "lockTables",
+				"args": map[string]any{
+					"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
+					"command":      []any{"mariadb", "-N", "--unbuffered"},
+					"stdin":        "FLUSH TABLES WITH READ LOCK TABLES;\n",
+					"readyPattern": "FREEZEFRAME-LOCKED",
+					"releaseInput": "UNLOCK TABLES;\n",
+				},
+			}}},
+		},
+	}}
+}
+
+func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
+	t.Helper()
+	f := newFixture(t, Config{}, sessionBlueprint(), map[string]string{AnnotationBlueprint: "mariadb-hooks"})
+	f.svc.exec = client
+	_, col := f.request(t)
+	col.Next(5 * time.Second) // requested
+	q := col.Next(5 * time.Second)
+	qp, ok := q.Payload.(*events.Quiesced)
+	if !ok {
+		t.Fatalf("want Quiesced, got %s %+v", q.Kind(), q.Payload)
+	}
+	if !f.svc.sessions.Has(qp.BackupID) {
+		t.Fatal("the lock session is not held after Quiesced")
+	}
+	if got := client.received(); len(got) != 1 || !strings.Contains(got[0], "FLUSH TABLES") {
+		t.Fatalf("session input before resume %q", got)
+	}
+	if client.die != nil {
+		close(client.die)
+		lost := f.svc.sessions.Sessions(qp.BackupID)[0].Lost()
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the session's end was not noticed")
+		}
+	}
+	if _, _, err := events.NewPublisher(f.js, "/test").Publish(t.Context(), &events.Snapshotted{BackupRef: qp.BackupRef, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := col.Until(10*time.Second, events.IsTerminal)
+	if f.svc.sessions.Has(qp.BackupID) {
+		t.Error("the lock session is still registered after the resume")
+	}
+	return evs
+}
+
+func TestSessionHeldUntilResume(t *testing.T) {
+	client := &sqlClient{}
+	evs := runSessionBackup(t, client)
+	last := evs[len(evs)-1]
+	if r, ok := last.Payload.(*events.Resumed); !ok || !r.Succeeded {
+		t.Fatalf("want a successful resume, got %v %+v", kinds(evs), last.Payload)
+	}
+	got := client.received()
+	if len(got) != 2 || got[1] != "UNLOCK TABLES;" {
+		t.Fatalf("session input %q, want the lock then UNLOCK TABLES before EOF", got)
+	}
+}
+
+func TestLostSessionFailsTheBackup(t *testing.T) {
+	evs := runSessionBackup(t, &sqlClient{die: make(chan struct{})})
+	got := kinds(evs)
+	want := []events.Kind{events.KindSnapshotted, events.KindFailed, events.KindResumed}
+	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("events after the snapshot %v, want %v", got, want)
+	}
+	if f := evs[1].Payload.(*events.BackupFailed); f.Step != events.StepFreeze || !strings.Contains(f.Reason, "lock session ended") {
+		t.Errorf("failure %+v", f)
+	}
+	if r := evs[2].Payload.(*events.Resumed); r.Succeeded {
+		t.Error("a backup whose lock was lost reported success")
+	}
+}
