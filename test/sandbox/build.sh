@@ -132,7 +132,13 @@ build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "15 s"
 # binaries; the module cache and the repo stay untouched.
 kwok_source() {
 	local dir work
-	dir=$(cd "$tools/kwok" && GOWORK=off go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	# go list -m reports no Dir until the module is in the module cache.
+	dir=$(cd "$tools/kwok" && GOWORK=off go mod download sigs.k8s.io/kwok 2>/dev/null &&
+		GOWORK=off go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	if [[ -z $dir ]]; then
+		log "cannot locate sigs.k8s.io/kwok in the module cache"
+		return 1
+	fi
 	work=$bin/.kwok-build
 	rm -rf "$work"
 	mkdir -p "$work"

@@ -121,6 +121,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	// Background work outlives ctx, which only bounds startup.
 	c.bgCtx, c.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			_ = c.Stop()
+		}
+	}()
 	if c.StateDir == "" {
 		// Not under t.TempDir(): unix socket paths must stay under 108 bytes.
 		if c.StateDir, err = os.MkdirTemp("", "freezeframe-sandbox-"); err != nil {
@@ -138,11 +143,6 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := os.Chmod(c.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = c.Stop()
-		}
-	}()
 	c.logDir = filepath.Join(c.StateDir, "logs")
 	c.wrapperDir = filepath.Join(c.StateDir, "bin")
 	for _, d := range []string{c.logDir, c.wrapperDir, filepath.Join(c.StateDir, "pki"), filepath.Join(c.StateDir, "csi")} {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 )
 
@@ -13,12 +14,17 @@ import (
 var wrappers = map[string]string{
 	"redis-cli": `#!/bin/sh
 # sandbox wrapper: point redis-cli at the pod's server (REDIS_HOST/REDIS_PORT from its Exec rule).
-exec /usr/bin/redis-cli ${REDIS_HOST:+-h "$REDIS_HOST"} ${REDIS_PORT:+-p "$REDIS_PORT"} "$@"
+exec %s ${REDIS_HOST:+-h "$REDIS_HOST"} ${REDIS_PORT:+-p "$REDIS_PORT"} "$@"
 `,
 }
 
 func writeWrappers(dir string) error {
 	for name, body := range wrappers {
+		real, err := exec.LookPath(name)
+		if err != nil {
+			continue // not installed: nothing to wrap
+		}
+		body = fmt.Sprintf(body, real)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			return fmt.Errorf("write %s wrapper: %w", name, err)
 		}
