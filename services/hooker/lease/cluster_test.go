@@ -1,0 +1,93 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
+)
+
+// startCluster runs three JetStream nodes on loopback, shut down with the test.
+func startCluster(t *testing.T) []*server.Server {
+	t.Helper()
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var nodes []*server.Server
+	for i, p := range ports {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "leases", Host: "127.0.0.1", Port: p},
+		}
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("node %d not ready", i)
+		}
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		nodes = append(nodes, ns)
+	}
+	return nodes
+}
+
+// On a replicated bucket a lost compare-and-set carries error code 10164,
+// not the 10071 that jetstream.ErrKeyExists matches.
+func TestReplicatedBucket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	nodes := startCluster(t)
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testCfg
+	cfg.Replicas = 3
+	var s *lease.Store
+	eventually(t, 30*time.Second, "a replicated bucket (cluster formed)", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		s, err = lease.Open(ctx, js, cfg)
+		return err == nil
+	})
+	ctx := t.Context()
+	w := workload("redis")
+
+	testConcurrentAcquire(t, s) // includes Create over a delete marker
+
+	h := acquire(t, s, newLease("b-1", w, "hooker-1", time.Minute))
+	if _, err := s.Acquire(ctx, newLease("b-2", w, "hooker-2", time.Minute)); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("second backup: %v, want ErrHeld", err)
+	}
+	if err := s.Release(ctx, w, "b-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Renew(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("renew after release: %v, want ErrLost", err)
+	}
+
+	rec := &recorder{}
+	startWatchdog(t, s, lease.WatchdogConfig{Tick: tick, RefireAfter: time.Minute}, rec)
+	acquire(t, s, newLease("b-3", w, "hooker-1", 500*time.Millisecond))
+	eventually(t, 5*time.Second, "unlock request on the replicated bucket", func() bool { return len(rec.forBackup("b-3")) == 1 })
+}

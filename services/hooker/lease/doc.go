@@ -1,0 +1,65 @@
+// Package lease keeps one freeze lease per workload in a JetStream key-value
+// bucket, and runs the watchdog that asks for an unlock when a lease outlives
+// its freeze cap or its holder stops renewing it.
+//
+// # Leases
+//
+// A hooker replica acquires a workload's lease just before the pre-hook
+// ([Store.Acquire]) and releases it once the post-hook finished
+// ([Hold.Release], or [Store.Release] from another replica). While the lease
+// exists no other backup can freeze the workload: Acquire fails with a
+// [*HeldError] that names the backup holding it, since when and until when.
+// The key is the workload's [events.Workload.Key] (kind normalised, so
+// "deploy/x" and "Deployment/x" share one lease); the value is the [Lease] as
+// JSON, readable with `nats kv get freezeframe-freezes <key>`.
+//
+// Every write is a compare-and-set on the key's revision, so a holder notices
+// when the lease was released or taken over behind its back ([ErrLost]). A
+// write whose reply was lost (timeout) but which the server stored is
+// recognised on the next write and adopted, not mistaken for a loss.
+//
+// # Renewal
+//
+// The holder rewrites RenewedAt every [Config.RenewEvery] ([Hold.Keep]).
+// Renewal never moves the Deadline: the freeze cap counts from AcquiredAt and
+// a redelivered request that re-acquires its own lease gets the original
+// Deadline back. Keep gives up with [ErrStalled] when no renewal succeeded
+// for [Config.StaleAfter]: by then the watchdogs consider the lease stale, and
+// a holder cut off from NATS cannot hear their UnlockRequested, so it should
+// resume the application itself.
+//
+// # No key TTL
+//
+// Leases never expire on their own. An expired key would take the backup id
+// with it, and a watchdog restarted after the expiry could not tell which
+// backup to unlock. Staleness is judged by the watchdogs instead, from the
+// lease values they watch.
+//
+// # Watchdog
+//
+// [Watchdog] runs in every hooker replica. It follows the whole bucket with
+// one watch (replaying every current lease on start, so leases that went
+// stale while no hooker ran are reconciled) and judges, every Tick, from
+// memory: a lease whose Deadline passed, or whose revision has not changed
+// for StaleAfter, is reported to the onStale callback, at most once per
+// RefireAfter per lease and replica, and again later while it stays stale.
+//
+// Staleness is measured on the watchdog's own monotonic clock, counting only
+// time during which it can prove its view of the bucket is current: each
+// watchdog writes a heartbeat into the bucket every Tick and sees it come
+// back through its watch; since a watch delivers in stream order, an echoed
+// heartbeat proves every renewal stored before it was seen. Time while the
+// watchdog was disconnected, or while the bucket's stream had no leader, does
+// not count, so a network blip or a leader election does not turn every
+// healthy freeze into an unlock, and clock skew between replicas does not
+// matter. A renewal counts from the first echo after it, so a lease is never
+// called silent for longer than it was. A blind watchdog reports nothing
+// (not even a passed Deadline), and replaces a watch that stays silent for
+// StaleAfter: nats.go's watch does not always come back after a server
+// restart. The price: after a restart a watchdog waits StaleAfter before it
+// calls a silent lease stale (leases past their Deadline are reported at
+// once).
+//
+// All watchdogs share one heartbeat key ("_watchdog") that is overwritten
+// every Tick, so crashed replicas leave nothing behind.
+package lease

@@ -1,0 +1,399 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+// DefaultBucket is the key-value bucket that holds the freeze leases.
+const DefaultBucket = "freezeframe-freezes"
+
+// heartbeatKey is where watchdogs write their heartbeats. Workload keys
+// always start with a DNS label, never with '_'.
+const heartbeatKey = "_watchdog"
+
+// State is where a freeze is.
+type State string
+
+// States of a freeze.
+const (
+	// StateFreezing: the lease is taken, the pre-hook runs.
+	StateFreezing State = "freezing"
+	// StateFrozen: the pre-hook succeeded, the application is frozen.
+	StateFrozen State = "frozen"
+	// StateResuming: the post-hook runs.
+	StateResuming State = "resuming"
+)
+
+func (s State) valid() bool {
+	return s == StateFreezing || s == StateFrozen || s == StateResuming
+}
+
+// Lease is the value stored for a frozen (or freezing) workload.
+type Lease struct {
+	BackupID string          `json:"backupId"`
+	Workload events.Workload `json:"workload"`
+	// Holder is the hooker replica that runs the hooks and renews the lease.
+	Holder string `json:"holder"`
+	State  State  `json:"state"`
+	// AcquiredAt is when the lease was taken, just before the pre-hook.
+	AcquiredAt time.Time `json:"acquiredAt"`
+	// Deadline is the hard freeze cap: AcquiredAt plus the maximum freeze.
+	// It never moves.
+	Deadline time.Time `json:"deadline"`
+	// RenewedAt is the holder's clock at its last renewal, for humans; the
+	// watchdog judges staleness by revision changes on its own clock.
+	RenewedAt time.Time `json:"renewedAt"`
+}
+
+// MaxFreeze is the freeze cap the lease was taken with.
+func (l Lease) MaxFreeze() time.Duration { return l.Deadline.Sub(l.AcquiredAt) }
+
+func (l Lease) validate() error {
+	var errs []error
+	errs = append(errs, events.ValidateBackupID(l.BackupID), l.Workload.Validate())
+	if l.Holder == "" {
+		errs = append(errs, errors.New("holder: required"))
+	}
+	if !l.State.valid() {
+		errs = append(errs, fmt.Errorf("state %q: want freezing, frozen or resuming", l.State))
+	}
+	if !l.Deadline.After(l.AcquiredAt) {
+		errs = append(errs, errors.New("deadline: must be after acquiredAt"))
+	}
+	return errors.Join(errs...)
+}
+
+// Errors, to match with errors.Is.
+var (
+	// ErrHeld: another backup holds the workload's lease (see HeldError).
+	ErrHeld = errors.New("workload is frozen by another backup")
+	// ErrLost: the lease was released or taken over since this holder last
+	// wrote it.
+	ErrLost = errors.New("freeze lease lost")
+	// ErrNotHeld: no lease, or none for that backup.
+	ErrNotHeld = errors.New("no freeze lease")
+	// ErrStalled: renewals kept failing for StaleAfter; the watchdogs may
+	// already be unlocking.
+	ErrStalled = errors.New("freeze lease renewals stalled")
+)
+
+// HeldError says who holds a workload's lease. It matches ErrHeld.
+type HeldError struct {
+	Lease    Lease
+	Revision uint64
+	// Requester is the backup that asked for the lease.
+	Requester string
+}
+
+func (e *HeldError) Error() string {
+	l := e.Lease
+	if l.BackupID == e.Requester {
+		return fmt.Sprintf("backup %s already holds the freeze of %s on replica %s (%s since %s)",
+			l.BackupID, l.Workload, l.Holder, l.State, l.AcquiredAt.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s is frozen by backup %s (replica %s, %s) since %s, until %s at the latest",
+		l.Workload, l.BackupID, l.Holder, l.State,
+		l.AcquiredAt.UTC().Format(time.RFC3339), l.Deadline.UTC().Format(time.RFC3339))
+}
+
+// Unwrap makes a HeldError match ErrHeld.
+func (e *HeldError) Unwrap() error { return ErrHeld }
+
+// Config configures the lease store.
+type Config struct {
+	// Bucket is the key-value bucket (default DefaultBucket).
+	Bucket string
+	// Replicas of the bucket's stream (default 1; 3 in a cluster).
+	Replicas int
+	// RenewEvery is how often a holder renews (default 1s).
+	RenewEvery time.Duration
+	// StaleAfter is how long a lease may go without a renewal before the
+	// watchdog calls it stale (default 10s). It should ride out a stream
+	// leader election.
+	StaleAfter time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.RenewEvery == 0 {
+		c.RenewEvery = time.Second
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = 10 * time.Second
+	}
+	if c.RenewEvery < 0 || c.StaleAfter < 2*c.RenewEvery {
+		return c, fmt.Errorf("lease config: StaleAfter (%s) must be at least twice RenewEvery (%s)", c.StaleAfter, c.RenewEvery)
+	}
+	return c, nil
+}
+
+// Store reads and writes freeze leases.
+type Store struct {
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	cfg Config
+}
+
+// Open creates or updates the bucket and returns a store over it.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "freezeframe freeze leases: one key per frozen workload",
+		History:     1,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open lease bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Store{js: js, kv: kv, cfg: cfg}, nil
+}
+
+// Config returns the store's configuration, defaults applied.
+func (s *Store) Config() Config { return s.cfg }
+
+// key returns the lease key of a workload, with its kind normalised so
+// that every spelling of a workload maps to one lease.
+func key(w events.Workload) (events.Workload, string, error) {
+	if k, err := events.NormalizeKind(w.Kind); err == nil {
+		w.Kind = k
+	}
+	if err := w.Validate(); err != nil {
+		return w, "", fmt.Errorf("lease key: %w", err)
+	}
+	return w, w.Key(), nil
+}
+
+func now() time.Time { return time.Now().UTC().Round(0) }
+
+// Acquire takes the workload's lease for l.BackupID. l needs BackupID,
+// Workload, Holder and Deadline; AcquiredAt defaults to now and State to
+// StateFreezing.
+//
+// If the same backup already holds the lease on the same holder (a
+// redelivered request), Acquire returns a Hold on the existing lease, with
+// its original AcquiredAt, Deadline and State. Otherwise a held lease gives
+// a *HeldError (errors.Is ErrHeld); its Lease.BackupID tells whether it is
+// the same backup on another replica.
+func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
+	w, k, err := key(l.Workload)
+	if err != nil {
+		return nil, err
+	}
+	l.Workload = w
+	t := now()
+	if l.AcquiredAt.IsZero() {
+		l.AcquiredAt = t
+	}
+	l.AcquiredAt = l.AcquiredAt.UTC().Round(0)
+	l.Deadline = l.Deadline.UTC().Round(0)
+	l.RenewedAt = t
+	if l.State == "" {
+		l.State = StateFreezing
+	}
+	if err := l.validate(); err != nil {
+		return nil, fmt.Errorf("acquire lease: %w", err)
+	}
+	data, err := json.Marshal(l)
+	if err != nil {
+		return nil, fmt.Errorf("acquire lease: %w", err)
+	}
+	for range 5 {
+		rev, err := s.kv.Create(ctx, k, data)
+		if err == nil {
+			return s.newHold(k, l, rev), nil
+		}
+		if !isConflict(err) {
+			return nil, fmt.Errorf("acquire lease of %s: %w", w, err)
+		}
+		cur, curRev, err := s.get(ctx, k)
+		if errors.Is(err, ErrNotHeld) {
+			continue // released between our Create and Get: try again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("acquire lease of %s: %w", w, err)
+		}
+		if cur.BackupID == l.BackupID && cur.Holder == l.Holder {
+			return s.newHold(k, cur, curRev), nil
+		}
+		return nil, &HeldError{Lease: cur, Revision: curRev, Requester: l.BackupID}
+	}
+	return nil, fmt.Errorf("acquire lease of %s: it kept changing hands", w)
+}
+
+// TakeOver makes holder the holder of backupID's lease, in StateResuming,
+// for a replica that resumes a backup another replica froze. The previous
+// holder's next write fails with ErrLost. ErrNotHeld if the backup holds no
+// lease any more.
+func (s *Store) TakeOver(ctx context.Context, w events.Workload, backupID, holder string) (*Hold, error) {
+	w, k, err := key(w)
+	if err != nil {
+		return nil, err
+	}
+	if holder == "" {
+		return nil, errors.New("take over lease: holder required")
+	}
+	for range 5 {
+		cur, rev, err := s.get(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("take over lease of %s: %w", w, err)
+		}
+		if cur.BackupID != backupID {
+			return nil, fmt.Errorf("take over lease of %s: %w for backup %s (held by backup %s)", w, ErrNotHeld, backupID, cur.BackupID)
+		}
+		cur.Holder, cur.State, cur.RenewedAt = holder, StateResuming, now()
+		data, err := json.Marshal(cur)
+		if err != nil {
+			return nil, err
+		}
+		nrev, err := s.kv.Update(ctx, k, data, rev)
+		if err == nil {
+			return s.newHold(k, cur, nrev), nil
+		}
+		if !isConflict(err) {
+			return nil, fmt.Errorf("take over lease of %s: %w", w, err)
+		}
+	}
+	return nil, fmt.Errorf("take over lease of %s: it kept changing", w)
+}
+
+// Release deletes the workload's lease if backupID still holds it. A lease
+// already gone, or now held by another backup, is not an error: backupID's
+// freeze is over either way.
+func (s *Store) Release(ctx context.Context, w events.Workload, backupID string) error {
+	w, k, err := key(w)
+	if err != nil {
+		return err
+	}
+	return s.release(ctx, k, w, backupID)
+}
+
+func (s *Store) release(ctx context.Context, k string, w events.Workload, backupID string) error {
+	for range 10 {
+		cur, rev, err := s.get(ctx, k)
+		if errors.Is(err, ErrNotHeld) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("release lease of %s: %w", w, err)
+		}
+		if cur.BackupID != backupID {
+			return nil
+		}
+		err = s.kv.Delete(ctx, k, jetstream.LastRevision(rev))
+		if err == nil {
+			return nil
+		}
+		if !isConflict(err) {
+			return fmt.Errorf("release lease of %s: %w", w, err)
+		}
+		// Renewed meanwhile: read the new revision and try again.
+	}
+	return fmt.Errorf("release lease of %s: it kept changing", w)
+}
+
+// Get returns the workload's lease and its revision, or ErrNotHeld.
+func (s *Store) Get(ctx context.Context, w events.Workload) (Lease, uint64, error) {
+	w, k, err := key(w)
+	if err != nil {
+		return Lease{}, 0, err
+	}
+	l, rev, err := s.get(ctx, k)
+	if err != nil {
+		return Lease{}, 0, fmt.Errorf("get lease of %s: %w", w, err)
+	}
+	return l, rev, nil
+}
+
+func (s *Store) get(ctx context.Context, k string) (Lease, uint64, error) {
+	e, err := s.kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Lease{}, 0, ErrNotHeld
+	}
+	if err != nil {
+		return Lease{}, 0, err
+	}
+	l, err := decode(e.Value())
+	if err != nil {
+		return Lease{}, 0, fmt.Errorf("key %s: %w", k, err)
+	}
+	return l, e.Revision(), nil
+}
+
+// List returns every current lease, for status displays. Values that do not
+// decode are skipped and reported in the error, alongside the others.
+func (s *Store) List(ctx context.Context) ([]Lease, error) {
+	wt, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	defer stopWatch(wt)
+	var (
+		out  []Lease
+		errs []error
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list leases: %w", ctx.Err())
+		case e, ok := <-wt.Updates():
+			if !ok {
+				return nil, errors.New("list leases: watch closed")
+			}
+			if e == nil {
+				return out, errors.Join(errs...)
+			}
+			if !isLeaseKey(e.Key()) {
+				continue
+			}
+			l, err := decode(e.Value())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("key %s: %w", e.Key(), err))
+				continue
+			}
+			out = append(out, l)
+		}
+	}
+}
+
+func isLeaseKey(k string) bool { return !strings.HasPrefix(k, "_") }
+
+func decode(b []byte) (Lease, error) {
+	var l Lease
+	if err := json.Unmarshal(b, &l); err != nil {
+		return Lease{}, fmt.Errorf("decode lease: %w", err)
+	}
+	return l, nil
+}
+
+// isConflict reports a failed compare-and-set. Create reports it as
+// ErrKeyExists, Update and Delete as ErrKeyRevisionMismatch, except that
+// Create over a deleted key returns the bare API error, whose code is 10071
+// on a single replica and 10164 on a replicated bucket.
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
