@@ -22,13 +22,14 @@ const (
 	binKwok               = "kwok"
 	binSnapshotController = "snapshot-controller"
 	binCSISnapshotter     = "csi-snapshotter"
+	binCSIProvisioner     = "csi-provisioner"
 	// BinCSISanity is the CSI conformance suite's binary name.
 	BinCSISanity = "csi-sanity"
 )
 
 var allBinaries = []string{
 	binEtcd, binAPIServer, binControllerManager, binScheduler, binKwok,
-	binSnapshotController, binCSISnapshotter, BinCSISanity,
+	binSnapshotController, binCSISnapshotter, binCSIProvisioner, BinCSISanity,
 }
 
 // ModuleDir returns the directory of this module's source (where build.sh and tools/ live).

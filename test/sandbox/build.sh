@@ -163,6 +163,7 @@ fi
 
 build snapshot-controller snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller "3 min"
 build csi-snapshotter snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter "1 min"
+build csi-provisioner provisioner github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner "3 min"
 if ((SECONDS - total > 1)); then
 	log "all binaries in $bin ($((SECONDS - total))s)"
 fi

@@ -85,17 +85,19 @@ type Cluster struct {
 	stopBg     context.CancelFunc
 	driverDone chan error
 
-	mu           sync.Mutex
-	procs        []*process // in start order
-	databases    []*process
-	execProfiles map[string]execProfile
-	stopOnce     sync.Once
-	stopErr      error
+	mu            sync.Mutex
+	procs         []*process // in start order
+	databases     []*process
+	execProfiles  map[string]execProfile
+	podServers    map[string]*podServer // by namespace/claim
+	podServerErrs map[string]error      // last failure, by namespace/claim
+	stopOnce      sync.Once
+	stopErr       error
 }
 
 // Start builds what is missing (see EnsureBinaries), then starts etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler, kwok, the CSI driver, snapshot-controller and
-// csi-snapshotter on free loopback ports, and installs the snapshot CRDs, the default
+// kube-controller-manager, kube-scheduler, kwok, the CSI driver, snapshot-controller,
+// csi-snapshotter and csi-provisioner on free loopback ports, and installs the snapshot CRDs, the default
 // StorageClass and VolumeSnapshotClass, and a kwok node, waiting until each is ready.
 // On error everything started so far is stopped. ctx bounds startup only.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
@@ -113,11 +115,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	c := &Cluster{
-		BinDir:       opts.BinDir,
-		StateDir:     opts.StateDir,
-		progress:     opts.Progress,
-		log:          opts.Logger,
-		execProfiles: map[string]execProfile{},
+		BinDir:        opts.BinDir,
+		StateDir:      opts.StateDir,
+		progress:      opts.Progress,
+		log:           opts.Logger,
+		execProfiles:  map[string]execProfile{},
+		podServers:    map[string]*podServer{},
+		podServerErrs: map[string]error{},
 	}
 	// Background work outlives ctx, which only bounds startup.
 	c.bgCtx, c.stopBg = context.WithCancel(context.WithoutCancel(ctx))
@@ -161,10 +165,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		{"kube-scheduler", c.startScheduler},
 		{"CRDs", c.installCRDs},
 		{"kwok", c.startKwok},
-		{"exec-rule watcher", c.watchExecPods},
 		{"CSI driver", func(ctx context.Context) error { return c.startDriver(ctx, opts) }},
+		{"pod watcher", c.watchPods},
 		{"snapshot-controller", c.startSnapshotController},
 		{"csi-snapshotter", c.startCSISnapshotter},
+		{"csi-provisioner", c.startCSIProvisioner},
 		{"storage classes", c.installStorageClasses},
 		{"node", c.createNode},
 	}

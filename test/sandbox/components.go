@@ -248,6 +248,17 @@ func (c *Cluster) startCSISnapshotter(context.Context) error {
 	return err
 }
 
+func (c *Cluster) startCSIProvisioner(context.Context) error {
+	_, err := c.run(binCSIProvisioner, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--csi-address", c.csiSocket,
+		"--leader-election=false",
+		// PV names and volume names the driver sees: pvc-<uid>.
+		"--extra-create-metadata",
+	}, nil)
+	return err
+}
+
 func (c *Cluster) installStorageClasses(ctx context.Context) error {
 	attach := false
 	if _, err := c.Client.StorageV1().CSIDrivers().Create(ctx, &storagev1.CSIDriver{
@@ -256,7 +267,8 @@ func (c *Cluster) installStorageClasses(ctx context.Context) error {
 	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create CSIDriver: %w", err)
 	}
-	reclaim := corev1.PersistentVolumeReclaimRetain
+	// Dynamic volumes go with their claims; static ones (CreateVolume) keep Retain.
+	reclaim := corev1.PersistentVolumeReclaimDelete
 	binding := storagev1.VolumeBindingImmediate
 	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
 		ObjectMeta: metav1.ObjectMeta{

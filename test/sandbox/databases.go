@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -81,6 +82,11 @@ type DatabaseOptions struct {
 	Size string
 }
 
+// StartRedis, StartMariaDB and StartPostgres create a Secret, a dynamically provisioned
+// PVC and a Deployment annotated for the sandbox's pod watcher (DatabaseAnnotation, ...),
+// which runs the server with its data in the PVC's directory and gives the pod its exec
+// rule; they return once `kubectl exec` into the pod works.
+
 // StartRedis starts redis-server (AOF on, fsync always, so acknowledged writes are in the
 // volume) behind a kwok pod. In the pod, `redis-cli` reaches it without flags.
 func (c *Cluster) StartRedis(ctx context.Context, opts DatabaseOptions) (*Database, error) {
@@ -99,7 +105,7 @@ func (c *Cluster) StartPostgres(ctx context.Context, opts DatabaseOptions) (*Dat
 	return c.startDatabase(ctx, Postgres, "postgres:15", opts)
 }
 
-func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts DatabaseOptions) (_ *Database, err error) {
+func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts DatabaseOptions) (*Database, error) {
 	if opts.Namespace == "" || opts.Name == "" {
 		return nil, errors.New("start database: Namespace and Name are required")
 	}
@@ -111,25 +117,29 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	}
 	ns, name := opts.Namespace, opts.Name
 	start := time.Now()
-	vol, err := c.CreateVolume(ctx, ns, name+"-data", opts.Size)
-	if err != nil {
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		return nil, err
 	}
-	volTime := time.Since(start)
-	srv, err := c.RunServer(ctx, kind, filepath.Join(vol.Path, kind), opts.Password)
-	if err != nil {
-		return nil, err
-	}
-	srvTime := time.Since(start) - volTime
-	defer func() {
-		if err != nil {
-			srv.Stop()
-		}
-	}()
-	db := &Database{Server: srv, Namespace: ns, Deployment: name, Container: kind, Secret: name + "-credentials", Volume: vol}
-	_, err = c.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+	db := &Database{Namespace: ns, Deployment: name, Container: kind, Secret: name + "-credentials"}
+	_, err := c.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: db.Secret},
 		StringData: map[string]string{"password": opts.Password},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s/%s: %w", kind, ns, name, err)
+	}
+	// A dynamically provisioned claim, as the manifests of a real application have.
+	claim := name + "-data"
+	qty, err := resource.ParseQuantity(opts.Size)
+	if err != nil {
+		return nil, fmt.Errorf("start %s %s/%s: size: %w", kind, ns, name, err)
+	}
+	_, err = c.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: claim},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: qty}},
+		},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("start %s %s/%s: %w", kind, ns, name, err)
@@ -140,11 +150,14 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, selector)
-	podLabels := maps.Clone(labels)
-	podLabels[ExecLabel] = ns + "." + name
-	if err := c.ExecFor(ctx, podLabels[ExecLabel], kind, vol.Path, srv.Env); err != nil {
-		return nil, err
+	podAnnotations := maps.Clone(opts.PodAnnotations)
+	if podAnnotations == nil {
+		podAnnotations = map[string]string{}
 	}
+	podAnnotations[DatabaseAnnotation] = kind
+	podAnnotations[PasswordSecretAnnotation] = db.Secret + "/password"
+	podAnnotations[VolumeAnnotation] = "data"
+	podAnnotations[ContainerAnnotation] = kind
 	replicas := int32(1)
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: opts.Annotations},
@@ -152,7 +165,7 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: opts.PodAnnotations},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name:  kind,
@@ -166,7 +179,7 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 					}},
 					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: vol.PVC},
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
 					}}},
 				},
 			},
@@ -188,11 +201,13 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	if err != nil {
 		return nil, err
 	}
+	if db.Server, db.Volume, err = c.DatabaseFor(ctx, ns, claim); err != nil {
+		return nil, err
+	}
 	if err := c.WaitExec(ctx, ns, db.Pod, kind); err != nil {
 		return nil, err
 	}
-	c.logf("%s %s/%s: pod %s, server on 127.0.0.1:%d, data in %s (volume %.1fs, server %.1fs, pod %.1fs)",
-		kind, ns, name, db.Pod, srv.Port, srv.DataDir, volTime.Seconds(), srvTime.Seconds(), (time.Since(start) - volTime - srvTime).Seconds())
+	c.logf("%s %s/%s: pod %s ready in %.1fs", kind, ns, name, db.Pod, time.Since(start).Seconds())
 	return db, nil
 }
 

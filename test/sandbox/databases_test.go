@@ -306,3 +306,61 @@ func TestExecFollowsReplacementPod(t *testing.T) {
 		t.Fatalf("redis-cli PING in the replacement pod: %q, %v", out, err)
 	}
 }
+
+// A person's flow: plain manifests applied with kubectl get a real server behind the pod.
+func TestDatabaseFromManifests(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	if err := c.EnsureNamespace(ctx, "manifests"); err != nil {
+		t.Fatal(err)
+	}
+	// The Deployment comes before its Secret: the sandbox retries until it can start.
+	manifests := `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kv, namespace: manifests}
+spec:
+  selector: {matchLabels: {app: kv}}
+  template:
+    metadata:
+      labels: {app: kv}
+      annotations:
+        sandbox.freezeframe.dev/database: redis
+        sandbox.freezeframe.dev/password-secret: kv/password
+    spec:
+      containers: [{name: redis, image: redis:7}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: kv-data}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: kv-data, namespace: manifests}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: kv, namespace: manifests}
+stringData: {password: hunter2}
+`
+	if _, err := c.KubectlStdin(ctx, strings.NewReader(manifests), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	srv, vol, err := c.DatabaseFor(ctx, "manifests", "kv-data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Password != "hunter2" || !strings.HasPrefix(srv.DataDir, vol.Path) {
+		t.Errorf("server %+v on volume %+v", srv, vol)
+	}
+	var pod string
+	poll(t, 30*time.Second, "exec into the kv pod", func(ctx context.Context) (bool, error) {
+		out, err := c.Kubectl(ctx, "get", "pods", "-n", "manifests", "-l", "app=kv", "-o", "jsonpath={.items[0].metadata.name}")
+		if err != nil {
+			return false, err
+		}
+		pod = string(out)
+		out, err = c.Kubectl(ctx, "exec", "-n", "manifests", pod, "--", "redis-cli", "PING")
+		return err == nil && strings.TrimSpace(string(out)) == "PONG", err
+	})
+}

@@ -1,8 +1,8 @@
 // Package sandbox runs a real Kubernetes control plane on loopback for tests and demos:
 // etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from the upstream
 // modules, kwok as the kubelet of one fake node, snapshot-controller and csi-snapshotter
-// from external-snapshotter, and a CSI driver (package csidriver) whose volumes are
-// directories. kubectl and client-go cannot tell it from a real cluster, except that pods
+// from external-snapshotter, csi-provisioner, and a CSI driver (package csidriver) whose
+// volumes are directories. kubectl and client-go cannot tell it from a real cluster, except that pods
 // run no containers: kwok runs `kubectl exec` commands as local processes.
 //
 // # Building
@@ -25,10 +25,11 @@
 //
 // # Databases
 //
-// StartRedis, StartMariaDB and StartPostgres run a real server from the Debian packages on
-// a random loopback port with its data inside a PVC's directory, and a Deployment whose pod
-// kwok simulates. A kwok Exec rule gives `kubectl exec` into that pod the server's
-// environment, so `redis-cli`, `mariadb` and `psql` reach it without flags. A
+// A pod annotated DatabaseAnnotation gets a real server from the Debian packages (Redis,
+// MariaDB, PostgreSQL) on a random loopback port with its data inside the pod's PVC
+// directory, and a kwok Exec rule that gives `kubectl exec` into the pod the server's
+// environment, so `redis-cli`, `mariadb` and `psql` reach it without flags. StartRedis,
+// StartMariaDB and StartPostgres create such a Deployment with its PVC and Secret. A
 // VolumeSnapshot of the PVC copies the directory; RunServer on that copy checks it.
 //
 // Command sandbox (cmd/sandbox) offers the same to a person: `sandbox up`, `sandbox down`.

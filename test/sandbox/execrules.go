@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,7 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // ExecLabel on a pod names an exec profile (see ExecFor). Every pod with the label, also
@@ -48,30 +51,36 @@ func (c *Cluster) ExecFor(ctx context.Context, name, container, workDir string, 
 	return nil
 }
 
-// watchExecPods keeps kwok Exec rules in step with labelled pods until the cluster stops.
-func (c *Cluster) watchExecPods(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(c.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ExecLabel }))
-	inf := factory.Core().V1().Pods().Informer()
-	handle := func(obj any) {
+// watchPods keeps kwok Exec rules and database servers in step with pods until the
+// cluster stops: a pod labelled ExecLabel gets its profile's Exec rule, a pod annotated
+// DatabaseAnnotation its server and Exec rule. One worker handles the pods in turn and
+// retries failures (a Secret applied after its Deployment, say).
+func (c *Cluster) watchPods(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactory(c.Client, 0)
+	pods := factory.Core().V1().Pods()
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	relevant := func(obj any) (*corev1.Pod, bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
 		pod, ok := obj.(*corev1.Pod)
 		if !ok {
-			return
+			return nil, false
 		}
-		ctx, cancel := context.WithTimeout(c.bgCtx, 30*time.Second)
-		defer cancel()
-		if err := c.applyExec(ctx, pod); err != nil {
-			c.log.Error("exec rule", "pod", pod.Namespace+"/"+pod.Name, "error", err)
+		_, labelled := pod.Labels[ExecLabel]
+		_, annotated := pod.Annotations[DatabaseAnnotation]
+		return pod, labelled || annotated
+	}
+	enqueue := func(obj any) {
+		if pod, ok := relevant(obj); ok {
+			queue.Add(pod.Namespace + "/" + pod.Name)
 		}
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    handle,
-		UpdateFunc: func(_, obj any) { handle(obj) },
+	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
 		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			pod, ok := obj.(*corev1.Pod)
+			pod, ok := relevant(obj)
 			if !ok {
 				return
 			}
@@ -91,14 +100,52 @@ func (c *Cluster) watchExecPods(ctx context.Context) error {
 			return fmt.Errorf("sync %v informer", typ)
 		}
 	}
+	go func() {
+		<-c.bgCtx.Done()
+		queue.ShutDown()
+	}()
+	go func() {
+		for {
+			key, shutdown := queue.Get()
+			if shutdown {
+				return
+			}
+			if err := c.syncPod(key, pods.Lister()); err != nil {
+				c.log.Error("sync pod", "pod", key, "error", err)
+				if queue.NumRequeues(key) < 20 {
+					queue.AddRateLimited(key)
+				}
+			} else {
+				queue.Forget(key)
+			}
+			queue.Done(key)
+		}
+	}()
 	return nil
+}
+
+func (c *Cluster) syncPod(key string, lister corelisters.PodLister) error {
+	ns, name, _ := strings.Cut(key, "/")
+	pod, err := lister.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.bgCtx, 2*time.Minute)
+	defer cancel()
+	if err := c.applyExec(ctx, pod); err != nil {
+		return err
+	}
+	return c.serveDatabasePod(ctx, pod)
 }
 
 func (c *Cluster) applyExec(ctx context.Context, pod *corev1.Pod) error {
 	c.mu.Lock()
 	p, ok := c.execProfiles[pod.Labels[ExecLabel]]
 	c.mu.Unlock()
-	if !ok || pod.DeletionTimestamp != nil {
+	if !ok || pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil {
 		return nil
 	}
 	return c.SetExec(ctx, pod.Namespace, pod.Name, p.container, p.workDir, p.env)

@@ -91,8 +91,13 @@ func TestDeploymentPodRuns(t *testing.T) {
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	// An exec profile for the pods: their commands run here, in dir, with FOO set.
+	dir := t.TempDir()
+	if err := c.ExecFor(ctx, "web", "web", dir, map[string]string{"FOO": "bar"}); err != nil {
+		t.Fatal(err)
+	}
 	replicas := int32(1)
-	labels := map[string]string{"app": "web"}
+	labels := map[string]string{"app": "web", sandbox.ExecLabel: "web"}
 	_, err := c.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{
@@ -107,6 +112,7 @@ func TestDeploymentPodRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var pod string
 	poll(t, 60*time.Second, "pod of deployment web Running", func(ctx context.Context) (bool, error) {
 		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil || len(pods.Items) == 0 {
@@ -116,8 +122,19 @@ func TestDeploymentPodRuns(t *testing.T) {
 		if p.Spec.NodeName != sandbox.NodeName {
 			return false, fmt.Errorf("pod %s on node %q", p.Name, p.Spec.NodeName)
 		}
+		pod = p.Name
 		return p.Status.Phase == corev1.PodRunning, fmt.Errorf("pod %s is %s", p.Name, p.Status.Phase)
 	})
+	if err := c.WaitExec(ctx, ns, pod, "web"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Kubectl(ctx, "exec", "-n", ns, pod, "-c", "web", "--", "sh", "-c", "echo $FOO; pwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[0] != "bar" || got[1] != dir {
+		t.Errorf("exec output %q, want bar and %s", out, dir)
+	}
 }
 
 func TestVolumeSnapshot(t *testing.T) {
