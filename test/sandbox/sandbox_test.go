@@ -12,6 +12,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/freezeframe/freezeframe/test/sandbox"
@@ -211,6 +212,33 @@ func TestVolumeSnapshot(t *testing.T) {
 	}
 	if got != "written before the snapshot" {
 		t.Errorf("snapshot content %q, want the content at snapshot time", got)
+	}
+
+	// Restore the Kubernetes way: a claim with the snapshot as its dataSource, provisioned
+	// by csi-provisioner.
+	apiGroup := "snapshot.storage.k8s.io"
+	_, err = c.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "restored"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			DataSource:  &corev1.TypedLocalObjectReference{APIGroup: &apiGroup, Kind: "VolumeSnapshot", Name: "snap"},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restored *sandbox.Volume
+	poll(t, 60*time.Second, "restored claim bound", func(ctx context.Context) (bool, error) {
+		restored, err = c.ClaimVolume(ctx, ns, "restored")
+		return err == nil, err
+	})
+	got, err = readFile(restored.Path, "hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "written before the snapshot" {
+		t.Errorf("restored claim content %q, want the content at snapshot time", got)
 	}
 }
 
