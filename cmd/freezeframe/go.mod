@@ -16,9 +16,10 @@ require (
 	github.com/freezeframe/freezeframe/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/services/scheduler v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/services/snapshotter v0.0.0-00010101000000-000000000000
+	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.7.0
 	github.com/nats-io/nats.go v1.55.0
-	golang.org/x/sync v0.24.0
+	golang.org/x/sync v0.25.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
@@ -59,7 +60,6 @@ require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/huandu/xstrings v1.5.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/mitchellh/copystructure v1.2.0 // indirect

@@ -25,6 +25,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
 	"github.com/freezeframe/freezeframe/services/notifier/notify"
 	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
@@ -160,7 +161,12 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	}
 	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
+	leases, err := lease.Open(t.Context(), js, lease.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
+		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
 		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),

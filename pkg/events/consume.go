@@ -41,6 +41,12 @@ type ConsumerConfig struct {
 	// ShutdownGrace is how long in-flight handlers may finish after Run's
 	// context ends. Default 20s.
 	ShutdownGrace time.Duration
+	// NewOnly starts a newly created consumer at the end of the stream
+	// instead of its beginning (an existing durable keeps its position).
+	NewOnly bool
+	// InactiveThreshold removes the consumer after this long without a
+	// client, for consumers named after one replica. Zero keeps it.
+	InactiveThreshold time.Duration
 	// RetryDelay gives the redelivery delay after the n-th failed attempt.
 	// Default: 250ms doubling to 30s.
 	RetryDelay func(attempt int) time.Duration
@@ -119,14 +125,22 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 		return nil, fmt.Errorf("new consumer %s: %w", cfg.Durable, err)
 	}
 	cc := jetstream.ConsumerConfig{
-		Durable:        cfg.Durable,
-		Description:    "freezeframe " + cfg.Durable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  cfg.Concurrency,
-		FilterSubjects: subjects,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Durable:           cfg.Durable,
+		Description:       "freezeframe " + cfg.Durable,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           cfg.AckWait,
+		MaxDeliver:        cfg.MaxDeliver,
+		MaxAckPending:     cfg.Concurrency,
+		FilterSubjects:    subjects,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: cfg.InactiveThreshold,
+	}
+	if cfg.NewOnly {
+		cc.DeliverPolicy = jetstream.DeliverNewPolicy
+		if existing, err := js.Consumer(ctx, cfg.Stream, cfg.Durable); err == nil {
+			// The deliver policy of a durable cannot change; keep its own.
+			cc.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+		}
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
 	if err != nil {

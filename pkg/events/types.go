@@ -308,6 +308,9 @@ type UnlockRequested struct {
 	RequestedBy string `json:"requestedBy,omitempty"`
 	// Holder is the replica that holds the freeze, if known.
 	Holder string `json:"holder,omitempty"`
+	// HolderGone says the holder stopped renewing its lease (it died or lost
+	// NATS): any replica may take the resume over.
+	HolderGone bool `json:"holderGone,omitempty"`
 }
 
 // EventType implements Payload.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
 // Config is the hooker's configuration (prefix HOOKER_).
@@ -19,6 +20,14 @@ type Config struct {
 	Concurrency        int           `envconfig:"CONCURRENCY" default:"1024" desc:"events handled at once"`
 	AckWait            time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
 	Replica            string        `envconfig:"POD_NAME" desc:"this replica's name, recorded as the holder of its freezes (default: host name)"`
+	LeaseBucket        string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`
+	LeaseRenewEvery    time.Duration `envconfig:"LEASE_RENEW_EVERY" default:"1s" desc:"how often the replica holding a freeze renews its lease"`
+	LeaseStaleAfter    time.Duration `envconfig:"LEASE_STALE_AFTER" default:"10s" desc:"a lease not renewed for this long means its holder is gone: the watchdog unlocks the workload"`
+	WatchdogTick       time.Duration `envconfig:"WATCHDOG_TICK" default:"250ms" desc:"how often the watchdog checks the leases for a passed freeze deadline or a gone holder"`
+}
+
+func (c Config) leaseConfig() lease.Config {
+	return lease.Config{Bucket: c.LeaseBucket, Replicas: c.NATS.StreamReplicas, RenewEvery: c.LeaseRenewEvery, StaleAfter: c.LeaseStaleAfter}
 }
 
 func (c Config) replica() string {

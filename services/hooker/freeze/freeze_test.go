@@ -21,6 +21,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
 )
 
@@ -87,9 +88,18 @@ type fixture struct {
 	exec   *recordingExec
 	svc    *Service
 	logs   *strings.Builder
+	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
 }
 
 func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
+	f := newEnv(t, bp, annotations)
+	f.svc, _ = f.start(t, cfg, "hooker-0")
+	return f
+}
+
+// newEnv makes the cluster and the server; start adds a hooker replica
+// whose cancel func stops it as a crash would (no more lease renewals).
+func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
 	t.Helper()
 	srv := eventstest.NewServer(t)
 	nc, js := srv.JetStream()
@@ -113,29 +123,40 @@ func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotat
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&logMu, logs}, nil))
-	pub := events.NewPublisher(js, "/freezeframe/hooker")
 	ex := &recordingExec{}
-	cfg.BlueprintNamespace = "kanister"
-	cfg.Replica = "hooker-0"
-	svc := New(cfg, Deps{
-		Workloads:  workload.NewResolver(kube),
-		Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
-		Objects:    NewKubeObjects(kube),
-		Exec:       ex,
-		Publisher:  pub,
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, js, "", k, ref)
-		},
-	}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx, js) }()
-	t.Cleanup(func() { cancel(); <-done })
 	client, err := events.NewClient(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{client: client, js: js, exec: ex, svc: svc, logs: logs}
+	f := &fixture{client: client, js: js, exec: ex, logs: logs}
+	f.start = func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc) {
+		leases, err := lease.Open(t.Context(), js, lease.Config{RenewEvery: 200 * time.Millisecond, StaleAfter: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.BlueprintNamespace = "kanister"
+		cfg.Replica = replica
+		cfg.WatchdogTick = 100 * time.Millisecond
+		svc := New(cfg, Deps{
+			Workloads:  workload.NewResolver(kube),
+			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
+			Objects:    NewKubeObjects(kube),
+			Exec:       ex,
+			Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+			Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
+				return events.Lookup(ctx, js, "", k, ref)
+			},
+			Leases: leases,
+		}, log.With("replica", replica))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx, js) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return svc, stop
+	}
+	return f
 }
 
 type lockedWriter struct {
@@ -177,7 +198,7 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 	if !ok {
 		t.Fatalf("want Quiesced, got %s: %+v", q.Kind(), q.Payload)
 	}
-	if qp.Holder != "hooker-0" || qp.Blueprint != "redis-hooks" || len(qp.Hooks) != 1 || qp.FreezeDeadline.Sub(qp.QuiescedAt) != 5*time.Minute {
+	if qp.Holder != "hooker-0" || qp.Blueprint != "redis-hooks" || len(qp.Hooks) != 1 || qp.FreezeDeadline.Sub(qp.QuiescedAt) > 5*time.Minute || qp.FreezeDeadline.Sub(qp.QuiescedAt) < 4*time.Minute {
 		t.Errorf("quiesced payload %+v", qp)
 	}
 	pub := events.NewPublisher(f.js, "/test/snapshotter")

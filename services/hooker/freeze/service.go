@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
 	"github.com/freezeframe/freezeframe/services/hooker/session"
 )
@@ -56,6 +59,8 @@ type Deps struct {
 	Exec       Executor
 	Publisher  Publisher
 	Lookup     EventLookup
+	// Leases keeps one freeze lease per workload (lease.Open).
+	Leases *lease.Store
 }
 
 // Service freezes and resumes applications.
@@ -67,13 +72,19 @@ type Service struct {
 	objects    ObjectSource
 	exec       Executor
 	pub        Publisher
+	leases     *lease.Store
 	log        *slog.Logger
 	holder     string
 
 	// sessions are the lock sessions this replica holds, by backup.
 	sessions *session.Registry
 
+	// life ends when Run returns: lease renewals stop with the service, as
+	// they would with the process.
+	life     context.Context
+	endLife  context.CancelFunc
 	mu       sync.Mutex
+	freezing map[string]bool         // pre-hook in progress here
 	frozen   map[string]*frozenState // by backup id, on the replica that froze
 	resuming map[string]bool
 	resumed  map[string]time.Time // recently resumed, to absorb duplicate triggers
@@ -82,7 +93,9 @@ type Service struct {
 type frozenState struct {
 	plan       *plan
 	quiescedAt time.Time
-	timer      *time.Timer
+	hold       *lease.Hold
+	stopKeep   context.CancelFunc
+	takenOver  bool // resumed for a replica that is gone
 }
 
 // New returns a hooker over its dependencies.
@@ -93,50 +106,82 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	if cfg.MaxFreeze <= 0 {
 		cfg.MaxFreeze = 5 * time.Minute
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Service{
+		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
-		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher,
+		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
-		frozen: map[string]*frozenState{}, resuming: map[string]bool{}, resumed: map[string]time.Time{},
+		freezing: map[string]bool{}, frozen: map[string]*frozenState{}, resuming: map[string]bool{}, resumed: map[string]time.Time{},
 	}
 }
 
-// Kinds are the events the hooker handles.
-var Kinds = []events.Kind{events.KindRequested, events.KindSnapshotted, events.KindFailed, events.KindUnlockRequested}
+// Event kinds: requests are shared out among the replicas; every replica
+// sees every resume trigger and acts on those it holds (or takes over).
+var (
+	RequestKinds = []events.Kind{events.KindRequested}
+	TriggerKinds = []events.Kind{events.KindSnapshotted, events.KindFailed, events.KindUnlockRequested}
+)
 
-// Run consumes events until ctx ends.
+// Run consumes events and watches the freeze leases until ctx ends.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	c, err := events.NewConsumer(ctx, js, events.ConsumerConfig{
-		Stream: s.cfg.NATS.Stream, Durable: "hooker", Kinds: Kinds,
-		AckWait: s.cfg.AckWait, Concurrency: s.cfg.Concurrency, ShutdownGrace: s.cfg.ShutdownTimeout,
-	}, s.Handle, s.log)
+	base := events.ConsumerConfig{Stream: s.cfg.NATS.Stream, AckWait: s.cfg.AckWait, Concurrency: s.cfg.Concurrency, ShutdownGrace: s.cfg.ShutdownTimeout}
+	reqCfg := base
+	reqCfg.Durable, reqCfg.Kinds = "hooker", RequestKinds
+	requests, err := events.NewConsumer(ctx, js, reqCfg, s.Handle, s.log)
 	if err != nil {
 		return err
 	}
-	err = c.Run(ctx)
+	// Resume triggers go to the replica that froze (it holds the plan in
+	// memory, and any lock session): each replica reads all of them through
+	// its own consumer.
+	trigCfg := base
+	trigCfg.Durable, trigCfg.Kinds = "hooker-"+consumerToken(s.holder), TriggerKinds
+	trigCfg.NewOnly, trigCfg.InactiveThreshold = true, 24*time.Hour
+	triggers, err := events.NewConsumer(ctx, js, trigCfg, s.Handle, s.log)
+	if err != nil {
+		return err
+	}
+	watchdog := lease.NewWatchdog(s.leases, lease.WatchdogConfig{Replica: s.holder, Tick: s.cfg.WatchdogTick}, s.onStale, s.log)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return requests.Run(gctx) })
+	g.Go(func() error { return triggers.Run(gctx) })
+	g.Go(func() error { return watchdog.Run(gctx) })
+	err = g.Wait()
 	s.endSessionsAtShutdown(context.WithoutCancel(ctx))
+	s.endLife()
 	return err
 }
 
-// endSessionsAtShutdown fails and releases the backups whose locks this
-// replica still holds in sessions: exiting ends the sessions anyway, and a
-// snapshot cut after that would not be consistent, so the backup must say so.
-func (s *Service) endSessionsAtShutdown(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for _, id := range s.sessions.Backups() {
-		s.mu.Lock()
-		st := s.frozen[id]
-		s.mu.Unlock()
-		if st != nil {
-			if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: st.plan.ref, Step: events.StepFreeze, Reason: "hooker " + s.holder + " shut down while holding the lock session", ResumePending: true}); err != nil {
-				s.log.ErrorContext(ctx, "report lock session ended by shutdown", "backup_id", id, "err", err)
-			}
-		}
-		if err := s.sessions.Release(ctx, id); err != nil {
-			s.log.WarnContext(ctx, "release lock session at shutdown", "backup_id", id, "err", err)
+// consumerToken makes a replica name usable in a consumer name.
+func consumerToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
 		}
 	}
+	return string(b)
+}
+
+// onStale is the watchdog's: a lease past its deadline, or whose holder
+// stopped renewing, gets an UnlockRequested. Every replica's watchdog may
+// fire; the deterministic event id lets the stream keep one.
+func (s *Service) onStale(ctx context.Context, st lease.Stale) error {
+	l := st.Lease
+	u := &events.UnlockRequested{
+		BackupRef: events.BackupRef{BackupID: l.BackupID, Workload: l.Workload},
+		Reason:    st.Reason, RequestedBy: "watchdog/" + s.holder, Holder: l.Holder,
+		HolderGone: st.Cause == lease.CauseStopped,
+	}
+	var opts []events.EventOption
+	if u.HolderGone {
+		// A new stall after a takeover is a new event.
+		opts = append(opts, events.WithID(fmt.Sprintf("%s.unlock-requested.r%d", l.BackupID, st.Revision)))
+	}
+	s.log.WarnContext(ctx, "stale freeze lease, requesting unlock", "backup_id", l.BackupID, "workload", l.Workload.String(), "reason", st.Reason)
+	_, _, err := s.pub.Publish(ctx, u, opts...)
+	return err
 }
 
 // Run builds a hooker against the cluster in cfg and runs it until ctx ends.
@@ -154,6 +199,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
+	leases, err := lease.Open(ctx, bus.JetStream, cfg.leaseConfig())
+	if err != nil {
+		return err
+	}
 	s := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kc),
 		Blueprints: NewKubeBlueprints(dc, cfg.BlueprintNamespace),
@@ -163,6 +212,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
 			return events.Lookup(ctx, bus.JetStream, cfg.NATS.Stream, k, ref)
 		},
+		Leases: leases,
 	}, log)
 	return s.Run(ctx, bus.JetStream)
 }
@@ -173,7 +223,7 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	case *events.BackupRequested:
 		return s.freeze(ctx, p)
 	case *events.Snapshotted:
-		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, nil)
+		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, false, nil)
 	case *events.BackupFailed:
 		if !p.ResumePending {
 			return nil
@@ -182,35 +232,74 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 		if p.Step == events.StepQuiesce {
 			reason = events.ResumeAfterPrehookFailed
 		}
-		return s.resume(ctx, p.BackupRef, reason, nil)
+		return s.resume(ctx, p.BackupRef, reason, false, nil)
 	case *events.UnlockRequested:
 		if s.alreadyResumed(ctx, p.BackupRef) {
 			return nil
 		}
 		reason := events.ResumeStaleLock
-		if p.RequestedBy == "operator" {
+		if strings.HasPrefix(p.RequestedBy, "operator") {
 			reason = events.ResumeOperator
 		}
 		// The failure is announced once this replica owns the resume, so
 		// that its own BackupFailed handler does not resume it first.
-		return s.resume(ctx, p.BackupRef, reason, func() error {
+		return s.resume(ctx, p.BackupRef, reason, p.HolderGone, func() error {
 			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepFreeze, Reason: "unlock requested: " + p.Reason, ResumePending: true})
 		})
 	}
 	return events.Permanent(fmt.Errorf("hooker does not handle %s", ev.Kind()))
 }
 
-// freeze runs the pre-hook and reports Quiesced, or why it could not.
+// freeze takes the workload's lease, runs the pre-hook and reports
+// Quiesced, or why it could not.
 func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error {
 	log := s.log.With("backup_id", req.BackupID, "workload", req.Workload.String())
+	s.mu.Lock()
+	if s.freezing[req.BackupID] {
+		s.mu.Unlock()
+		return errors.New("pre-hook of this backup already running on this replica")
+	}
+	if _, ok := s.frozen[req.BackupID]; ok {
+		s.mu.Unlock()
+		return nil // a duplicate delivery of a request already handled here
+	}
+	s.freezing[req.BackupID] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.freezing, req.BackupID)
+		s.mu.Unlock()
+	}()
+
 	p, err := s.prepare(ctx, req)
 	if err != nil {
 		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepResolve, err)
 	}
+	now := time.Now()
+	hold, err := s.leases.Acquire(ctx, lease.Lease{BackupID: req.BackupID, Workload: req.Workload, Holder: s.holder, AcquiredAt: now, Deadline: now.Add(p.maxFreeze)})
+	var held *lease.HeldError
+	switch {
+	case errors.As(err, &held) && held.Lease.BackupID == req.BackupID:
+		return nil // another replica has this very backup in hand
+	case errors.As(err, &held):
+		// Never two freezes of one workload: wait (redelivery with backoff),
+		// and say why on the last attempt.
+		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepQuiesce, err)
+	case err != nil:
+		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepQuiesce, fmt.Errorf("take freeze lease: %w", err))
+	}
+	if l := hold.Lease(); !l.AcquiredAt.Equal(now) {
+		// This replica held the lease before a restart: it does not know
+		// what the pre-hook it was running had frozen.
+		return s.recoverRestartedFreeze(ctx, req, l)
+	}
+	keepCtx, stopKeep := context.WithCancel(s.life)
+	st := &frozenState{plan: p, hold: hold, stopKeep: stopKeep}
+	go s.keep(keepCtx, st)
+
 	log.InfoContext(ctx, "freezing", "blueprint", p.blueprint, "max_freeze", p.maxFreeze)
 	hooks, err := s.runAction(ctx, p, p.pre, true)
-	quiescedAt := time.Now()
-	st := &frozenState{plan: p, quiescedAt: quiescedAt}
+	st.quiescedAt = time.Now()
 	s.mu.Lock()
 	s.frozen[req.BackupID] = st
 	s.mu.Unlock()
@@ -219,52 +308,80 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		// failure event, like every other resume.
 		log.WarnContext(ctx, "pre-hook failed", "err", err)
 		if perr := s.publishOnce(ctx, &events.BackupFailed{BackupRef: req.BackupRef, Step: events.StepQuiesce, Reason: err.Error(), ResumePending: true}); perr != nil {
-			return s.resumeInline(ctx, p, perr)
+			return s.resumeInline(ctx, st, perr)
 		}
 		return nil
 	}
-	deadline := quiescedAt.Add(p.maxFreeze)
-	st.timer = time.AfterFunc(p.maxFreeze, func() { s.maxFreezeExceeded(req.BackupRef, p.maxFreeze) })
-	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, Volumes: p.volumes}
+	if err := hold.SetState(ctx, lease.StateFrozen); err != nil {
+		log.WarnContext(ctx, "mark freeze lease frozen", "err", err)
+	}
+	deadline := hold.Lease().Deadline
+	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: st.quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, Volumes: p.volumes}
 	if err := s.publishOnce(ctx, q); err != nil {
 		// Nobody will snapshot or resume what nobody heard of: unfreeze now.
-		return s.resumeInline(ctx, p, err)
+		return s.resumeInline(ctx, st, err)
 	}
 	log.InfoContext(ctx, "quiesced", "hooks", len(hooks), "freeze_deadline", deadline)
 	return nil
 }
 
-// maxFreezeExceeded asks for a resume when the snapshot takes longer than
-// the freeze cap; the watchdog does the same for replicas that died.
-func (s *Service) maxFreezeExceeded(ref events.BackupRef, cap time.Duration) {
-	ctx := context.Background()
-	s.mu.Lock()
-	_, still := s.frozen[ref.BackupID]
-	s.mu.Unlock()
-	if !still {
-		return
+// keep renews the freeze lease while this replica holds the freeze. If NATS
+// cannot be reached for the lease's stale period, the watchdogs may already
+// be unlocking and this replica would not hear of it: it resumes by itself.
+func (s *Service) keep(ctx context.Context, st *frozenState) {
+	err := st.hold.Keep(ctx)
+	if errors.Is(err, lease.ErrStalled) {
+		s.mu.Lock()
+		_, still := s.frozen[st.plan.ref.BackupID]
+		s.mu.Unlock()
+		if still {
+			_ = s.resumeInline(ctx, st, err)
+		}
 	}
-	s.log.Warn("maximum freeze exceeded, requesting unlock", "backup_id", ref.BackupID, "max_freeze", cap)
-	if _, _, err := s.pub.Publish(ctx, &events.UnlockRequested{BackupRef: ref, Reason: fmt.Sprintf("frozen longer than the %s cap", cap), RequestedBy: "hooker/" + s.holder, Holder: s.holder}); err != nil {
-		s.log.Error("request unlock after max freeze", "backup_id", ref.BackupID, "err", err)
+}
+
+// recoverRestartedFreeze handles a request this replica had started before
+// it restarted (same replica name, lease still held).
+func (s *Service) recoverRestartedFreeze(ctx context.Context, req *events.BackupRequested, l lease.Lease) error {
+	if l.State != lease.StateFreezing {
+		if _, err := s.lookup(ctx, events.KindQuiesced, req.BackupRef); err == nil {
+			return nil // announced: the pipeline goes on, the resume takes over
+		}
 	}
+	s.log.WarnContext(ctx, "restarted during this backup's pre-hook; resuming without a snapshot", "backup_id", req.BackupID, "lease_state", l.State)
+	return s.publishOnce(ctx, &events.BackupFailed{BackupRef: req.BackupRef, Step: events.StepQuiesce,
+		Reason: "hooker " + s.holder + " restarted while freezing; what the pre-hook froze is undone by the post-hook", ResumePending: true})
 }
 
 // resumeInline unfreezes at once when the freeze could not be announced,
 // and returns the announcing error so the request is retried later.
-func (s *Service) resumeInline(ctx context.Context, p *plan, cause error) error {
+func (s *Service) resumeInline(ctx context.Context, st *frozenState, cause error) error {
+	p := st.plan
 	s.log.ErrorContext(ctx, "cannot announce freeze, resuming now", "backup_id", p.ref.BackupID, "err", cause)
 	_ = s.releaseSessions(ctx, p.ref)
 	if _, err := s.runAction(ctx, p, p.post, false); err != nil {
 		s.log.ErrorContext(ctx, "inline resume failed", "backup_id", p.ref.BackupID, "err", err)
+		return cause // the lease stays: the watchdog will ask again
 	}
-	s.mu.Lock()
-	if st := s.frozen[p.ref.BackupID]; st != nil && st.timer != nil {
-		st.timer.Stop()
-	}
-	delete(s.frozen, p.ref.BackupID)
-	s.mu.Unlock()
+	s.forget(ctx, p.ref.BackupID, st)
 	return cause
+}
+
+// forget ends this replica's part in a backup it resumed: the lease is
+// released, so the workload may be frozen again.
+func (s *Service) forget(ctx context.Context, backupID string, st *frozenState) {
+	s.mu.Lock()
+	delete(s.frozen, backupID)
+	s.resumed[backupID] = time.Now()
+	s.pruneResumed()
+	s.mu.Unlock()
+	if st == nil || st.hold == nil {
+		return
+	}
+	st.stopKeep()
+	if err := st.hold.Release(context.WithoutCancel(ctx)); err != nil {
+		s.log.WarnContext(ctx, "release freeze lease", "backup_id", backupID, "err", err)
+	}
 }
 
 // failBeforeFreeze reports a failure that froze nothing. Transient errors
@@ -295,16 +412,18 @@ func (s *Service) publishOnce(ctx context.Context, p events.Payload) error {
 }
 
 // resume runs the post-hook once per backup and reports Resumed; announce,
-// when set, runs first, once this replica owns the resume.
-func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason string, announce func() error) error {
+// when set, runs first, once this replica owns the resume. The replica that
+// froze owns it; another one takes it over only when the holder is gone
+// (holderGone, or the lease names this replica from before a restart).
+func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason string, holderGone bool, announce func() error) error {
 	s.mu.Lock()
 	if _, done := s.resumed[ref.BackupID]; done {
 		s.mu.Unlock()
 		return nil
 	}
-	if s.resuming[ref.BackupID] {
+	if s.resuming[ref.BackupID] || s.freezing[ref.BackupID] {
 		s.mu.Unlock()
-		return errors.New("resume already in progress on this replica")
+		return errors.New("this backup is being frozen or resumed on this replica")
 	}
 	s.resuming[ref.BackupID] = true
 	st := s.frozen[ref.BackupID]
@@ -315,37 +434,45 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 		s.mu.Unlock()
 	}()
 
+	if st == nil {
+		taken, err := s.takeOver(ctx, ref, holderGone)
+		if err != nil || taken == nil {
+			return err
+		}
+		st = taken
+	} else if err := st.hold.SetState(ctx, lease.StateResuming); err != nil {
+		s.log.WarnContext(ctx, "mark freeze lease resuming", "backup_id", ref.BackupID, "err", err)
+	}
 	if announce != nil {
 		if err := announce(); err != nil {
 			return err
 		}
 	}
-	postStart := time.Now()
-	var p *plan
-	var frozenFor time.Duration
-	if st != nil {
-		p, frozenFor = st.plan, postStart.Sub(st.quiescedAt)
-	} else {
-		if s.alreadyResumed(ctx, ref) {
-			return nil
-		}
-		var err error
-		if p, frozenFor, err = s.rebuild(ctx, ref); err != nil {
-			return s.failResume(ctx, ref, err)
-		}
-		if holdsSessions(p.pre) && reason == events.ResumeAfterSnapshot {
-			// The replica that held the lock sessions is gone, and its locks
-			// went with it: the snapshot may have been cut unlocked.
-			reason = events.ResumeAfterFailure
-			if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: ref, Step: events.StepFreeze, Reason: "the hooker holding the lock session is gone; the lock ended with it", ResumePending: true}); err != nil {
-				return err
-			}
+	p := st.plan
+	frozenFor := time.Since(st.quiescedAt)
+	if st.quiescedAt.IsZero() {
+		frozenFor = 0
+	}
+	if st.takenOver && holdsSessions(p.pre) && reason == events.ResumeAfterSnapshot {
+		// The replica that held the lock sessions is gone, and its locks
+		// went with it: the snapshot may have been cut unlocked.
+		reason = events.ResumeAfterFailure
+		if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: ref, Step: events.StepFreeze, Reason: "the hooker holding the lock session is gone; the lock ended with it", ResumePending: true}); err != nil {
+			return err
 		}
 	}
 	// Session-held locks first: releasing them is the fastest unfreeze.
 	lost := s.releaseSessions(ctx, ref)
 	hooks, err := s.runAction(ctx, p, p.post, false)
 	if err != nil {
+		if serr := st.hold.SetState(ctx, lease.StateFrozen); serr != nil {
+			s.log.WarnContext(ctx, "mark freeze lease frozen again", "backup_id", ref.BackupID, "err", serr)
+		}
+		if st.takenOver {
+			s.mu.Lock()
+			s.frozen[ref.BackupID] = st // retries use the rebuilt plan and the hold
+			s.mu.Unlock()
+		}
 		return s.failResume(ctx, ref, err)
 	}
 	if lost != nil && reason == events.ResumeAfterSnapshot {
@@ -356,16 +483,51 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 			return perr
 		}
 	}
-	s.mu.Lock()
-	if st != nil && st.timer != nil {
-		st.timer.Stop()
-	}
-	delete(s.frozen, ref.BackupID)
-	s.resumed[ref.BackupID] = time.Now()
-	s.pruneResumed()
-	s.mu.Unlock()
 	s.log.InfoContext(ctx, "resumed", "backup_id", ref.BackupID, "reason", reason, "frozen_for", frozenFor)
-	return s.publishOnce(ctx, &events.Resumed{BackupRef: ref, ResumedAt: time.Now(), Reason: reason, Succeeded: reason == events.ResumeAfterSnapshot, FrozenFor: events.Duration(frozenFor), Hooks: hooks})
+	// Resumed before the lease goes: a crash in between leaves a lease whose
+	// next owner finds the backup resumed and only releases it.
+	if err := s.publishOnce(ctx, &events.Resumed{BackupRef: ref, ResumedAt: time.Now(), Reason: reason, Succeeded: reason == events.ResumeAfterSnapshot, FrozenFor: events.Duration(frozenFor), Hooks: hooks}); err != nil {
+		return err
+	}
+	s.forget(ctx, ref.BackupID, st)
+	return nil
+}
+
+// takeOver decides whether this replica resumes a backup it does not hold
+// in memory, and if so takes the lease and rebuilds the plan. nil, nil: not
+// this replica's to resume (another live replica holds it, or it is done).
+func (s *Service) takeOver(ctx context.Context, ref events.BackupRef, holderGone bool) (*frozenState, error) {
+	l, _, err := s.leases.Get(ctx, ref.Workload)
+	switch {
+	case errors.Is(err, lease.ErrNotHeld) || (err == nil && l.BackupID != ref.BackupID):
+		return nil, nil // released: resumed already (or never frozen)
+	case err != nil:
+		return nil, err
+	case l.Holder != s.holder && !holderGone:
+		return nil, nil // the live holder got this trigger too
+	}
+	hold, err := s.leases.TakeOver(ctx, ref.Workload, ref.BackupID, s.holder)
+	if errors.Is(err, lease.ErrNotHeld) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take over freeze lease: %w", err)
+	}
+	keepCtx, stopKeep := context.WithCancel(s.life)
+	go func() { _ = hold.Keep(keepCtx) }()
+	st := &frozenState{hold: hold, stopKeep: stopKeep, takenOver: true}
+	if s.alreadyResumed(ctx, ref) {
+		s.forget(ctx, ref.BackupID, st) // resumed, but the lease outlived its holder
+		return nil, nil
+	}
+	s.log.WarnContext(ctx, "taking over the resume of a backup frozen by another replica", "backup_id", ref.BackupID, "previous_holder", l.Holder)
+	p, quiescedAt, err := s.rebuild(ctx, ref)
+	if err != nil {
+		stopKeep()
+		return nil, s.failResume(ctx, ref, err)
+	}
+	st.plan, st.quiescedAt = p, quiescedAt
+	return st, nil
 }
 
 func (s *Service) failResume(ctx context.Context, ref events.BackupRef, err error) error {
@@ -381,24 +543,24 @@ func (s *Service) failResume(ctx context.Context, ref events.BackupRef, err erro
 
 // rebuild makes the plan of a backup this replica did not freeze (it
 // restarted, or another replica froze it) from the stored request.
-func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (*plan, time.Duration, error) {
+func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (*plan, time.Time, error) {
 	if s.lookup == nil {
-		return nil, 0, errors.New("no event lookup to rebuild the resume plan")
+		return nil, time.Time{}, errors.New("no event lookup to rebuild the resume plan")
 	}
 	reqEv, err := s.lookup(ctx, events.KindRequested, ref)
 	if err != nil {
-		return nil, 0, err
+		return nil, time.Time{}, err
 	}
 	req := reqEv.Payload.(*events.BackupRequested)
 	p, err := s.prepare(ctx, req)
 	if err != nil {
-		return nil, 0, err
+		return nil, time.Time{}, err
 	}
-	var frozenFor time.Duration
+	var quiescedAt time.Time
 	if q, err := s.lookup(ctx, events.KindQuiesced, ref); err == nil {
-		frozenFor = time.Since(q.Payload.(*events.Quiesced).QuiescedAt)
+		quiescedAt = q.Payload.(*events.Quiesced).QuiescedAt
 	}
-	return p, frozenFor, nil
+	return p, quiescedAt, nil
 }
 
 // releaseSessions ends the lock sessions this replica holds for a backup. It
@@ -441,6 +603,27 @@ func (s *Service) pruneResumed() {
 	for id, at := range s.resumed {
 		if at.Before(cutoff) {
 			delete(s.resumed, id)
+		}
+	}
+}
+
+// endSessionsAtShutdown fails and releases the backups whose locks this
+// replica still holds in sessions: exiting ends the sessions anyway, and a
+// snapshot cut after that would not be consistent, so the backup must say so.
+func (s *Service) endSessionsAtShutdown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, id := range s.sessions.Backups() {
+		s.mu.Lock()
+		st := s.frozen[id]
+		s.mu.Unlock()
+		if st != nil {
+			if err := s.publishOnce(ctx, &events.BackupFailed{BackupRef: st.plan.ref, Step: events.StepFreeze, Reason: "hooker " + s.holder + " shut down while holding the lock session", ResumePending: true}); err != nil {
+				s.log.ErrorContext(ctx, "report lock session ended by shutdown", "backup_id", id, "err", err)
+			}
+		}
+		if err := s.sessions.Release(ctx, id); err != nil {
+			s.log.WarnContext(ctx, "release lock session at shutdown", "backup_id", id, "err", err)
 		}
 	}
 }
