@@ -1,0 +1,40 @@
+package blueprint
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// The README's example blueprints are what users copy: each must decode and
+// validate as the hooker would validate it.
+func TestREADMEBlueprintsValidate(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```yaml\n")[1:]
+	n := 0
+	for _, b := range blocks {
+		doc := b[:strings.Index(b, "```")]
+		if !strings.Contains(doc, "kind: Blueprint") {
+			continue
+		}
+		n++
+		bp, err := Parse([]byte(doc))
+		if err != nil {
+			t.Errorf("README blueprint %d: %v", n, err)
+			continue
+		}
+		actions := []string{ActionPrehook}
+		if _, err := bp.Action(ActionPosthook); err == nil {
+			actions = append(actions, ActionPosthook)
+		}
+		if err := bp.Validate(actions...); err != nil {
+			t.Errorf("README blueprint %s: %v", bp.Name, err)
+		}
+	}
+	if n < 4 {
+		t.Fatalf("found %d example blueprints in the README, want at least 4", n)
+	}
+}
