@@ -168,25 +168,9 @@ func renderValue(path string, v any, params Params, fm template.FuncMap, secrets
 		}
 		return out, nil
 	case map[string]any:
-		out := make(map[string]any, len(v))
-		for _, k := range sortedKeys(v) {
-			r, err := renderValue(path+"."+k, v[k], params, fm, secrets)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
+		return renderMap(path, v, params, fm, secrets)
 	case map[string]string:
-		out := make(map[string]any, len(v))
-		for _, k := range sortedKeys(v) {
-			r, err := renderValue(path+"."+k, v[k], params, fm, secrets)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
+		return renderMap(path, v, params, fm, secrets)
 	case nil, bool, int, int32, int64, float32, float64:
 		return v, nil
 	default:
@@ -304,6 +288,20 @@ func mapKey(ix reflect.Value, keyType reflect.Type) (reflect.Value, error) {
 func sameClass(a, b reflect.Kind) bool {
 	isInt := func(k reflect.Kind) bool { return k >= reflect.Int && k <= reflect.Uintptr }
 	return a == b || (isInt(a) && isInt(b))
+}
+
+// renderMap renders every value of a map, in key order so that the first
+// error reported is always the same one.
+func renderMap[V any](path string, m map[string]V, params Params, fm template.FuncMap, secrets [][]byte) (map[string]any, error) {
+	out := make(map[string]any, len(m))
+	for _, k := range sortedKeys(m) {
+		r, err := renderValue(path+"."+k, m[k], params, fm, secrets)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = r
+	}
+	return out, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
