@@ -51,13 +51,14 @@ func (s *Server) Stop() {
 	s.proc.stop(30 * time.Second)
 }
 
-// Database is a server behind a kwok pod: a Deployment whose pod's container execs (via a
-// kwok Exec rule) run locally with the server's Env, a PVC whose directory holds the
+// Database is a server behind a kwok pod: a Deployment or StatefulSet whose pod's
+// container execs (via a kwok Exec rule) run locally with the server's Env, a PVC whose directory holds the
 // server's data, and a Secret with the password.
 type Database struct {
 	*Server
-	Namespace  string
-	Deployment string
+	Namespace string
+	// Workload is the Deployment or StatefulSet name.
+	Workload string
 	// Pod and Container are what `kubectl exec <Pod> -c <Container>` takes.
 	Pod       string
 	Container string
@@ -69,21 +70,25 @@ type Database struct {
 // DatabaseOptions configures StartRedis, StartMariaDB and StartPostgres.
 type DatabaseOptions struct {
 	Namespace string
-	// Name names the Deployment; the PVC is <Name>-data, the Secret <Name>-credentials.
+	// Name names the workload; the PVC is <Name>-data (data-<Name>-0 for a StatefulSet),
+	// the Secret <Name>-credentials.
 	Name string
 	// Password is generated when empty.
 	Password string
-	// Annotations and Labels go on the Deployment (e.g. a Blueprint binding).
+	// Annotations and Labels go on the workload (e.g. a Blueprint binding).
 	Annotations map[string]string
 	Labels      map[string]string
 	// PodAnnotations go on the pod template.
 	PodAnnotations map[string]string
 	// Size of the PVC; "1Gi" when empty.
 	Size string
+	// StatefulSet makes a StatefulSet (claim from a volumeClaimTemplate, data-<Name>-0)
+	// instead of a Deployment.
+	StatefulSet bool
 }
 
 // StartRedis, StartMariaDB and StartPostgres create a Secret, a dynamically provisioned
-// PVC and a Deployment annotated for the sandbox's pod watcher (DatabaseAnnotation, ...),
+// PVC and a workload annotated for the sandbox's pod watcher (DatabaseAnnotation, ...),
 // which runs the server with its data in the PVC's directory and gives the pod its exec
 // rule; they return once `kubectl exec` into the pod works.
 
@@ -120,7 +125,7 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		return nil, err
 	}
-	db := &Database{Namespace: ns, Deployment: name, Container: kind, Secret: name + "-credentials"}
+	db := &Database{Namespace: ns, Workload: name, Container: kind, Secret: name + "-credentials"}
 	_, err := c.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: db.Secret},
 		StringData: map[string]string{"password": opts.Password},
@@ -130,19 +135,25 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	}
 	// A dynamically provisioned claim, as the manifests of a real application have.
 	claim := name + "-data"
+	if opts.StatefulSet {
+		claim = "data-" + name + "-0"
+	}
 	qty, err := resource.ParseQuantity(opts.Size)
 	if err != nil {
 		return nil, fmt.Errorf("start %s %s/%s: size: %w", kind, ns, name, err)
 	}
-	_, err = c.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: claim},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: qty}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("start %s %s/%s: %w", kind, ns, name, err)
+	pvcSpec := corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: qty}},
+	}
+	if !opts.StatefulSet {
+		_, err = c.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: claim},
+			Spec:       pvcSpec,
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("start %s %s/%s: %w", kind, ns, name, err)
+		}
 	}
 	selector := map[string]string{"app.kubernetes.io/name": kind, "app.kubernetes.io/instance": name}
 	labels := maps.Clone(opts.Labels)
@@ -159,33 +170,47 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 	podAnnotations[VolumeAnnotation] = "data"
 	podAnnotations[ContainerAnnotation] = kind
 	replicas := int32(1)
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: opts.Annotations},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{
-						Name:  kind,
-						Image: image,
-						Env: []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{
-							SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: db.Secret},
-								Key:                  "password",
-							},
-						}}},
-						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
-					}},
-					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
-					}}},
-				},
-			},
+	podTemplate := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name:  kind,
+				Image: image,
+				Env: []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{
+					SecretKeyRef: &corev1.SecretKeySelector{
+						LocalObjectReference: corev1.LocalObjectReference{Name: db.Secret},
+						Key:                  "password",
+					},
+				}}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			}},
 		},
 	}
-	if _, err := c.Client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+	meta := metav1.ObjectMeta{Name: name, Labels: labels, Annotations: opts.Annotations}
+	if opts.StatefulSet {
+		_, err = c.Client.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{
+			ObjectMeta: meta,
+			Spec: appsv1.StatefulSetSpec{
+				Replicas:             &replicas,
+				Selector:             &metav1.LabelSelector{MatchLabels: selector},
+				Template:             podTemplate,
+				VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: pvcSpec}},
+			},
+		}, metav1.CreateOptions{})
+	} else {
+		podTemplate.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
+		}}}
+		_, err = c.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+			ObjectMeta: meta,
+			Spec: appsv1.DeploymentSpec{
+				Replicas: &replicas,
+				Selector: &metav1.LabelSelector{MatchLabels: selector},
+				Template: podTemplate,
+			},
+		}, metav1.CreateOptions{})
+	}
+	if err != nil {
 		return nil, fmt.Errorf("start %s %s/%s: %w", kind, ns, name, err)
 	}
 	sel := metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: selector})

@@ -364,3 +364,46 @@ stringData: {password: hunter2}
 		return err == nil && strings.TrimSpace(string(out)) == "PONG", err
 	})
 }
+
+// PostgreSQL in a StatefulSet, with the session-held backup mode of the README's
+// postgres blueprint: pg_backup_start in a `kubectl exec -i` session, pg_backup_stop in the
+// same session later.
+func TestPostgresStatefulSetBackupMode(t *testing.T) {
+	c := sandbox.Shared(t)
+	ctx := t.Context()
+	ns := "pg-sts"
+	db, err := c.StartPostgres(ctx, sandbox.DatabaseOptions{Namespace: ns, Name: "ledger", StatefulSet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Pod != "ledger-0" || db.Volume.PVC != "data-ledger-0" {
+		t.Fatalf("pod %s, claim %s: want ledger-0, data-ledger-0", db.Pod, db.Volume.PVC)
+	}
+	var stdout lockedBuffer
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", c.Kubeconfig, "exec", "-i", "-n", ns, db.Pod,
+		"-c", db.Container, "--", "sh", "-c", "exec psql -U postgres -X -A -t -v ON_ERROR_STOP=1")
+	cmd.Stdout = &stdout
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "SELECT 'FREEZEFRAME-' || pg_backup_start('freezeframe', true);\n"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "backup mode started", func(context.Context) (bool, error) {
+		return strings.Contains(stdout.String(), "FREEZEFRAME-"), nil
+	})
+	if _, err := io.WriteString(stdin, "SELECT lsn FROM pg_backup_stop();\n"); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("psql session: %v (output %q)", err, stdout.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(stdout.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "/") {
+		t.Errorf("session output %q: want the start line and the stop LSN", stdout.String())
+	}
+}
