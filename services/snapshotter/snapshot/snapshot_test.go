@@ -606,3 +606,21 @@ func TestFailures(t *testing.T) {
 		})
 	}
 }
+
+// The hooker lists the volumes it saw before freezing; the snapshotter uses
+// them and asks the API nothing about the workload while it is frozen.
+func TestVolumesFromQuiescedNeedNoLookup(t *testing.T) {
+	e := start(t, options{}) // the workload is not in the (fake) cluster at all
+	e.quiesce("bk-vols", func(q *events.Quiesced) { q.Volumes = []string{"data", "wal"} })
+	ev := e.outcome("bk-vols")
+	s, ok := ev.Payload.(*events.Snapshotted)
+	if !ok {
+		t.Fatalf("got %s %+v, want snapshotted", ev.Kind(), ev.Payload)
+	}
+	if len(s.Snapshots) != 2 || s.Snapshots[0].PVC != "data" || s.Snapshots[1].PVC != "wal" {
+		t.Fatalf("snapshots %+v", s.Snapshots)
+	}
+	for _, a := range e.kube.Actions() {
+		t.Errorf("unexpected Kubernetes call while frozen: %s %s", a.GetVerb(), a.GetResource().Resource)
+	}
+}
