@@ -1,0 +1,245 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	dynfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
+	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/freeze"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
+	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+)
+
+// Cluster is the cluster name the rig's services run for.
+const Cluster = "bench"
+
+// Rig is a running pipeline.
+type Rig struct {
+	Client    *events.Client
+	Exec      *Exec
+	Cuts      *Cuts
+	Workloads []events.Workload
+
+	mu        sync.Mutex
+	requested map[string]time.Time // backup id -> BackupRequested's time
+	ended     chan Outcome
+}
+
+// Outcome is one backup's terminal event as the rig's observer saw it.
+type Outcome struct {
+	BackupID  string
+	Workload  events.Workload
+	Kind      events.Kind
+	Succeeded bool
+	// Requested is the BackupRequested event's time (stamped by the
+	// scheduler before publishing); Ended is when the observer received
+	// the terminal event.
+	Requested, Ended time.Time
+}
+
+// Start runs the four services with n workloads and returns once the
+// scheduler answers. Everything stops when tb ends.
+func Start(tb testing.TB, n int) *Rig {
+	tb.Helper()
+	srv := eventstest.NewServer(tb)
+	nc, js := srv.JetStream()
+	// JSON to io.Discard: services pay for formatting log records as in
+	// production, not for writing them.
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	common := service.Common{Cluster: Cluster, ShutdownTimeout: 5 * time.Second}
+	common.NATS.Stream = events.DefaultStream
+
+	var objs []k8sruntime.Object
+	r := &Rig{requested: map[string]time.Time{}, ended: make(chan Outcome, n+1024)}
+	for i := range n {
+		ns := fmt.Sprintf("bench-%04d", i)
+		objs = append(objs,
+			&appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns, Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
+				Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+			},
+			&corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: ns, Labels: map[string]string{"app": "db"}},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+					Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+				},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning},
+			})
+		r.Workloads = append(r.Workloads, events.Workload{Cluster: Cluster, Namespace: ns, Kind: "deployment", Name: "db"})
+	}
+	kube := kubefake.NewClientset(objs...)
+	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), redisBlueprint())
+	snaps := snapfake.NewSimpleClientset()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	r.Exec = newExec()
+	r.Cuts = newCuts(ctx, snaps)
+
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				tb.Errorf("%s: %v", name, err)
+			}
+		})
+	}
+	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
+	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
+	leases, err := lease.Open(ctx, js, lease.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
+		Leases:     leases,
+		Workloads:  workload.NewResolver(kube),
+		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
+		Objects:    freeze.NewKubeObjects(kube),
+		Exec:       r.Exec,
+		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
+			return events.Lookup(ctx, js, "", k, ref)
+		},
+	}, log)
+	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
+	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: time.Minute},
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
+
+	if err := r.observe(ctx, js); err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+
+	client, err := events.NewClient(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.Client = client
+	if err := waitForScheduler(nc); err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// observe follows the Requested and terminal events of every backup through
+// one ordered consumer (not one per backup, as Client.Wait would).
+func (r *Rig) observe(ctx context.Context, js jetstream.JetStream) error {
+	subjects, err := events.Filter{Kinds: []events.Kind{events.KindRequested, events.KindResumed, events.KindFailed}}.Subjects()
+	if err != nil {
+		return err
+	}
+	cons, err := js.OrderedConsumer(ctx, events.DefaultStream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return fmt.Errorf("observe: %w", err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		now := time.Now()
+		ev, err := events.Decode(msg.Headers(), msg.Data())
+		if err != nil {
+			return
+		}
+		id := ev.BackupID()
+		if ev.Kind() == events.KindRequested {
+			r.mu.Lock()
+			r.requested[id] = ev.Time()
+			r.mu.Unlock()
+			return
+		}
+		if !events.IsTerminal(ev) {
+			return
+		}
+		r.mu.Lock()
+		req, ok := r.requested[id]
+		delete(r.requested, id)
+		r.mu.Unlock()
+		if !ok {
+			return // refused before it was requested, e.g. the readiness probe
+		}
+		r.ended <- Outcome{BackupID: id, Workload: ev.Workload(), Kind: ev.Kind(), Succeeded: events.Succeeded(ev), Requested: req, Ended: now}
+	})
+	if err != nil {
+		return fmt.Errorf("observe: %w", err)
+	}
+	context.AfterFunc(ctx, cc.Stop)
+	return nil
+}
+
+// Backup asks the scheduler for a backup of w and returns its id.
+func (r *Rig) Backup(ctx context.Context, w events.Workload) (string, error) {
+	return r.Client.RequestBackup(ctx, events.BackupRequested{BackupRef: events.BackupRef{Workload: w}, RequestedBy: "bench"})
+}
+
+// Next returns the next backup to end.
+func (r *Rig) Next(ctx context.Context) (Outcome, error) {
+	select {
+	case o := <-r.ended:
+		return o, nil
+	case <-ctx.Done():
+		return Outcome{}, fmt.Errorf("wait for a backup to end: %w", ctx.Err())
+	}
+}
+
+// FreezeOverhead is how long the workload in namespace stayed frozen in its
+// latest backup beyond the snapshot's own time, and that snapshot time.
+func (r *Rig) FreezeOverhead(namespace string) (overhead, frozen, cut time.Duration, err error) {
+	preEnd, postStart := r.Exec.Frozen(namespace)
+	created, cutAt := r.Cuts.Took(namespace)
+	if preEnd.IsZero() || postStart.IsZero() || created.IsZero() || cutAt.IsZero() {
+		return 0, 0, 0, fmt.Errorf("%s: hooks or snapshot not seen", namespace)
+	}
+	frozen, cut = postStart.Sub(preEnd), cutAt.Sub(created)
+	return frozen - cut, frozen, cut, nil
+}
+
+func waitForScheduler(nc *nats.Conn) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := nc.Request(events.APISubject(Cluster), []byte("{}"), time.Second)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scheduler never answered: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func redisBlueprint() *unstructured.Unstructured {
+	phase := func(name, cmd string) map[string]any {
+		return map[string]any{"func": "KubeExec", "name": name, "args": map[string]any{
+			"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
+			"command": []any{"redis-cli", cmd},
+		}}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cr.kanister.io/v1alpha1", "kind": "Blueprint",
+		"metadata": map[string]any{"name": "redis-hooks", "namespace": "kanister"},
+		"actions": map[string]any{
+			"backupPrehook":  map[string]any{"phases": []any{phase("pause", "CLIENT PAUSE 60000 WRITE")}},
+			"backupPosthook": map[string]any{"phases": []any{phase("unpause", "CLIENT UNPAUSE")}},
+		},
+	}}
+}
