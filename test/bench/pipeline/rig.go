@@ -91,6 +91,7 @@ func Start(tb testing.TB, n int) *Rig {
 	kube := kubefake.NewClientset(objs...)
 	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), redisBlueprint())
 	snaps := snapfake.NewSimpleClientset()
+	deepWatches(snaps)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Exec = newExec()

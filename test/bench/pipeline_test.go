@@ -1,0 +1,180 @@
+package bench_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/freezeframe/freezeframe/test/bench/pipeline"
+	"github.com/freezeframe/freezeframe/test/bench/stats"
+)
+
+var freezeSamples = flag.String("freeze-samples", "", "append every freeze-overhead sample (ns, one a line) to this file, for cmd/report's plot")
+
+// BenchmarkOrchestration runs one backup at a time through the real
+// services with instant hooks and snapshots. e2e is BackupRequested (its
+// event time) to Resumed (received by an observer); freeze-overhead is
+// (post-hook start - pre-hook end) - (snapshot cut - create), both seen by
+// the stand-ins. Backups rotate over a few workloads so that a workload's
+// freeze lease, released just after Resumed, never delays the next request.
+func BenchmarkOrchestration(b *testing.B) {
+	rig := pipeline.Start(b, 8)
+	ctx := context.Background()
+	one := func(i int) (e2e, overhead, frozen, cut time.Duration) {
+		w := rig.Workloads[i%len(rig.Workloads)]
+		if _, err := rig.Backup(ctx, w); err != nil {
+			b.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		o, err := rig.Next(wctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !o.Succeeded {
+			b.Fatalf("backup %s of %s ended with %s", o.BackupID, o.Workload, o.Kind)
+		}
+		overhead, frozen, cut, err = rig.FreezeOverhead(w.Namespace)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return o.Ended.Sub(o.Requested), overhead, frozen, cut
+	}
+	for i := range 20 { // warm up: consumers, lease keys, informer
+		one(i)
+	}
+	var e2e, over, frozen, cut []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		e, o, f, c := one(i)
+		e2e, over, frozen, cut = append(e2e, e), append(over, o), append(frozen, f), append(cut, c)
+	}
+	b.StopTimer()
+	b.ReportMetric(stats.Millis(stats.Percentile(e2e, 50)), "e2e-p50-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(e2e, 99)), "e2e-p99-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(over, 50)), "freeze-overhead-p50-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(over, 99)), "freeze-overhead-p99-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(frozen, 50)), "frozen-p50-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(cut, 50)), "cut-p50-ms")
+	if *freezeSamples != "" {
+		if err := stats.AppendFile(*freezeSamples, over); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkThroughput requests backups of n workloads at once (n
+// concurrent RequestBackup calls) and waits until every one is resumed.
+// ns/op is the time for all n; backups/s is n over it. bytes/backup is the
+// peak of heap in use while the backups were in flight, above what it was
+// before they were requested, divided by n: an upper bound, since it holds
+// garbage not yet collected, and it counts the stand-ins' fake clientsets
+// (each VolumeSnapshot stored, every API call recorded). retained-B/backup
+// is the heap still live after the round and a GC, per backup; alloc-B/backup
+// is everything allocated during the round, per backup.
+func BenchmarkThroughput(b *testing.B) {
+	for _, n := range []int{1, 10, 100, 1000} {
+		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
+			rig := pipeline.Start(b, n)
+			ctx := context.Background()
+			round := func() (time.Duration, uint64, memUse, []time.Duration) {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				base := ms.HeapInuse
+				baseAlloc, baseTotal := ms.HeapAlloc, ms.TotalAlloc
+				peak := base
+				stop := make(chan struct{})
+				var sampler sync.WaitGroup
+				sampler.Go(func() {
+					t := time.NewTicker(5 * time.Millisecond)
+					defer t.Stop()
+					var ms runtime.MemStats
+					for {
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+							runtime.ReadMemStats(&ms)
+							peak = max(peak, ms.HeapInuse)
+						}
+					}
+				})
+				start := time.Now()
+				var reqs sync.WaitGroup
+				for _, w := range rig.Workloads {
+					reqs.Go(func() {
+						if _, err := rig.Backup(ctx, w); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				defer cancel()
+				over := make([]time.Duration, 0, n)
+				for range n {
+					o, err := rig.Next(wctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !o.Succeeded {
+						b.Errorf("backup %s of %s ended with %s", o.BackupID, o.Workload, o.Kind)
+					}
+				}
+				took := time.Since(start)
+				close(stop)
+				sampler.Wait()
+				reqs.Wait()
+				for _, w := range rig.Workloads {
+					if d, _, _, err := rig.FreezeOverhead(w.Namespace); err == nil {
+						over = append(over, d)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				mu := memUse{retained: float64(int64(ms.HeapAlloc)-int64(baseAlloc)) / float64(n), alloc: float64(ms.TotalAlloc-baseTotal) / float64(n)}
+				return took, peak - base, mu, over
+			}
+			round() // warm up
+			// Let the last round's leases go before the next asks again.
+			time.Sleep(100 * time.Millisecond)
+			var total time.Duration
+			var perBackup []float64
+			var over []time.Duration
+			var mem memUse
+			b.ResetTimer()
+			for b.Loop() {
+				took, grew, m, o := round()
+				b.StopTimer()
+				mem.retained, mem.alloc = max(mem.retained, m.retained), max(mem.alloc, m.alloc)
+				total += took
+				perBackup = append(perBackup, float64(grew)/float64(n))
+				over = append(over, o...)
+				time.Sleep(100 * time.Millisecond)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			mean := total / time.Duration(len(perBackup))
+			b.ReportMetric(float64(n)/mean.Seconds(), "backups/s")
+			b.ReportMetric(maxOf(perBackup), "heap-peak-B/backup")
+			b.ReportMetric(mem.retained, "retained-B/backup")
+			b.ReportMetric(mem.alloc, "alloc-B/backup")
+			b.ReportMetric(stats.Millis(stats.Percentile(over, 50)), "freeze-overhead-p50-ms")
+			b.ReportMetric(stats.Millis(stats.Percentile(over, 99)), "freeze-overhead-p99-ms")
+		})
+	}
+}
+
+type memUse struct{ retained, alloc float64 }
+
+func maxOf(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
