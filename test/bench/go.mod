@@ -20,6 +20,7 @@ require (
 	github.com/freezeframe/freezeframe/services/snapshotter v0.0.0-00010101000000-000000000000
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.7.0
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/image v0.47.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2

@@ -58,6 +58,7 @@ func BenchmarkOrchestration(b *testing.B) {
 	b.ReportMetric(stats.Millis(stats.Percentile(e2e, 99)), "e2e-p99-ms")
 	b.ReportMetric(stats.Millis(stats.Percentile(over, 50)), "freeze-overhead-p50-ms")
 	b.ReportMetric(stats.Millis(stats.Percentile(over, 99)), "freeze-overhead-p99-ms")
+	b.ReportMetric(stats.Millis(stats.Percentile(over, 100)), "freeze-overhead-max-ms")
 	b.ReportMetric(stats.Millis(stats.Percentile(frozen, 50)), "frozen-p50-ms")
 	b.ReportMetric(stats.Millis(stats.Percentile(cut, 50)), "cut-p50-ms")
 	if *freezeSamples != "" {
