@@ -8,6 +8,13 @@
 // the standard benchmark format, so benchstat can compare runs, and
 // cmd/report turns them into a table against the targets and a plot.
 //
-//	go test -run '^$' -bench . -benchtime 200x ./test/bench
-//	go test -run '^$' -bench . ./test/bench | go run ./test/bench/cmd/report -plot freeze.png
+//	cd test/bench
+//	go test -run '^$' -bench 'Hop|Codec' -benchtime 3000x . | tee out.txt
+//	go test -run '^$' -bench Orchestration -benchtime 1000x . -args -freeze-samples /tmp/s | tee -a out.txt
+//	go test -run '^$' -bench Throughput -benchtime 3x . | tee -a out.txt
+//	go run ./cmd/report -in out.txt -samples /tmp/s -plot freeze-overhead.png
+//
+// -args -service-logs prints the services' warnings (a handler that failed
+// and was redelivered shows there). There are no tests here, so make test
+// only builds the package.
 package bench

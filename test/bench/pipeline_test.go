@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -13,7 +15,18 @@ import (
 	"github.com/freezeframe/freezeframe/test/bench/stats"
 )
 
-var freezeSamples = flag.String("freeze-samples", "", "append every freeze-overhead sample (ns, one a line) to this file, for cmd/report's plot")
+var (
+	freezeSamples = flag.String("freeze-samples", "", "append every freeze-overhead sample (ns, one a line) to this file, for cmd/report's plot")
+	serviceLogs   = flag.Bool("service-logs", false, "print the services' warnings to stderr")
+)
+
+func options(n int) pipeline.Options {
+	o := pipeline.Options{Workloads: n}
+	if *serviceLogs {
+		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return o
+}
 
 // BenchmarkOrchestration runs one backup at a time through the real
 // services with instant hooks and snapshots. e2e is BackupRequested (its
@@ -22,7 +35,7 @@ var freezeSamples = flag.String("freeze-samples", "", "append every freeze-overh
 // the stand-ins. Backups rotate over a few workloads so that a workload's
 // freeze lease, released just after Resumed, never delays the next request.
 func BenchmarkOrchestration(b *testing.B) {
-	rig := pipeline.Start(b, 8)
+	rig := pipeline.Start(b, options(8))
 	ctx := context.Background()
 	one := func(i int) (e2e, overhead, frozen, cut time.Duration) {
 		w := rig.Workloads[i%len(rig.Workloads)]
@@ -80,7 +93,7 @@ func BenchmarkOrchestration(b *testing.B) {
 func BenchmarkThroughput(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
-			rig := pipeline.Start(b, n)
+			rig := pipeline.Start(b, options(n))
 			ctx := context.Background()
 			round := func() (time.Duration, uint64, memUse, []time.Duration) {
 				runtime.GC()

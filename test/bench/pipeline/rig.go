@@ -57,15 +57,26 @@ type Outcome struct {
 	Requested, Ended time.Time
 }
 
-// Start runs the four services with n workloads and returns once the
-// scheduler answers. Everything stops when tb ends.
-func Start(tb testing.TB, n int) *Rig {
+// Options configure a rig.
+type Options struct {
+	// Workloads is how many Deployments there are, each in its namespace.
+	Workloads int
+	// Log is the services' logger; by default JSON to io.Discard, so that
+	// they pay for formatting records as in production but not for writing.
+	Log *slog.Logger
+}
+
+// Start runs the services and returns once the scheduler answers.
+// Everything stops when tb ends.
+func Start(tb testing.TB, o Options) *Rig {
 	tb.Helper()
 	srv := eventstest.NewServer(tb)
 	nc, js := srv.JetStream()
-	// JSON to io.Discard: services pay for formatting log records as in
-	// production, not for writing them.
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	n := o.Workloads
 	common := service.Common{Cluster: Cluster, ShutdownTimeout: 5 * time.Second}
 	common.NATS.Stream = events.DefaultStream
 
