@@ -40,6 +40,16 @@ vet: ## go vet every module, and check each builds on its own (GOWORK=off)
 		(cd $$d && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...); \
 	done
 
+BENCH_OUT ?= $(BIN)/bench
+
+.PHONY: bench
+bench: ## benchmarks: hop latency, freeze overhead, throughput (~1 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png
+	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench.txt $(BENCH_OUT)/freeze-samples.txt
+	@cd test/bench && $(GO) test -run '^$$' -bench 'Hop|Codec' -benchtime 3000x -count 3 . | tee $(BENCH_OUT)/bench.txt
+	@cd test/bench && $(GO) test -run '^$$' -bench Orchestration -benchtime 1000x -count 3 . -args -freeze-samples $(BENCH_OUT)/freeze-samples.txt | tee -a $(BENCH_OUT)/bench.txt
+	@cd test/bench && $(GO) test -run '^$$' -bench Throughput -benchtime 3x -timeout 10m . | tee -a $(BENCH_OUT)/bench.txt
+	@cd test/bench && $(GO) run ./cmd/report -in $(BENCH_OUT)/bench.txt -samples $(BENCH_OUT)/freeze-samples.txt -plot $(BENCH_OUT)/freeze-overhead.png
+
 .PHONY: sandbox-build
 sandbox-build: ## build the sandbox's Kubernetes binaries once (~15 min cold on 2 cores, cached in ~/.cache/freezeframe) and apt-install kubectl, redis, mariadb, postgresql if missing
 	@$(SANDBOX)/build.sh >/dev/null
