@@ -103,14 +103,18 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 	}
 	ce := event.New(event.CloudEventsVersionV1)
 	for name, vals := range h {
-		if len(vals) == 0 {
+		if len(vals) == 0 || len(name) <= len(headerPrefix) {
 			continue
 		}
-		lower := strings.ToLower(name)
-		if !strings.HasPrefix(lower, headerPrefix) {
+		// Our own publishers write lower-case names; only others pay for
+		// the case-insensitive comparison.
+		if name[:len(headerPrefix)] != headerPrefix && !strings.EqualFold(name[:len(headerPrefix)], headerPrefix) {
 			continue
 		}
-		attr := lower[len(headerPrefix):]
+		attr := name[len(headerPrefix):]
+		if !isLower(attr) {
+			attr = strings.ToLower(attr)
+		}
 		val, err := decodeHeaderValue(vals[0])
 		if err != nil {
 			return event.Event{}, fmt.Errorf("%w: header %s: %v", ErrUndecodable, name, err)
@@ -144,6 +148,15 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 	}
 	ce.DataEncoded = data
 	return ce, nil
+}
+
+func isLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func firstHeader(h nats.Header, key string) string {

@@ -17,7 +17,8 @@ type Config struct {
 	BlueprintNamespace string        `envconfig:"BLUEPRINT_NAMESPACE" default:"freezeframe" desc:"namespace searched for a blueprint after the workload's own (Kanister keeps them in its controller's namespace: set \"kanister\" to reuse those)"`
 	HookTimeout        time.Duration `envconfig:"HOOK_TIMEOUT" default:"60s" desc:"default timeout of one hook exec; a phase's \"timeout\" arg overrides it"`
 	MaxFreeze          time.Duration `envconfig:"MAX_FREEZE" default:"5m" desc:"longest an application may stay frozen; then it is resumed and the backup fails"`
-	Concurrency        int           `envconfig:"CONCURRENCY" default:"1024" desc:"events handled at once"`
+	Concurrency        int           `envconfig:"CONCURRENCY" default:"1024" desc:"resume triggers handled at once"`
+	RequestConcurrency int           `envconfig:"REQUEST_CONCURRENCY" default:"16" desc:"backups that start freezing at once per replica; low, so that resumes never wait behind pre-hooks"`
 	AckWait            time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
 	Replica            string        `envconfig:"POD_NAME" desc:"this replica's name, recorded as the holder of its freezes (default: host name)"`
 	LeaseBucket        string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`

@@ -128,6 +128,9 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	base := events.ConsumerConfig{Stream: s.cfg.NATS.Stream, AckWait: s.cfg.AckWait, Concurrency: s.cfg.Concurrency, ShutdownGrace: s.cfg.ShutdownTimeout}
 	reqCfg := base
 	reqCfg.Durable, reqCfg.Kinds = "hooker", RequestKinds
+	// Few freezes start at once, so that resumes never wait for CPU behind
+	// a crowd of pre-hooks.
+	reqCfg.Concurrency = s.cfg.RequestConcurrency
 	requests, err := events.NewConsumer(ctx, js, reqCfg, s.Handle, s.log)
 	if err != nil {
 		return err
@@ -302,6 +305,9 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 	st.quiescedAt = time.Now()
 	s.mu.Lock()
 	s.frozen[req.BackupID] = st
+	// From here a resume may run: a snapshot can be cut before Quiesced is
+	// even acknowledged.
+	delete(s.freezing, req.BackupID)
 	s.mu.Unlock()
 	if err != nil {
 		// Part of the pre-hook may have frozen something: resume through the
@@ -312,14 +318,17 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		}
 		return nil
 	}
-	if err := hold.SetState(ctx, lease.StateFrozen); err != nil {
-		log.WarnContext(ctx, "mark freeze lease frozen", "err", err)
-	}
 	deadline := hold.Lease().Deadline
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: st.quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, Volumes: p.volumes}
 	if err := s.publishOnce(ctx, q); err != nil {
 		// Nobody will snapshot or resume what nobody heard of: unfreeze now.
 		return s.resumeInline(ctx, st, err)
+	}
+	// After the announcement, not before: the snapshot starts meanwhile. A
+	// crash in between leaves the lease "freezing", which a restart treats
+	// as an unknown freeze and undoes.
+	if err := hold.SetState(ctx, lease.StateFrozen); err != nil {
+		log.WarnContext(ctx, "mark freeze lease frozen", "err", err)
 	}
 	log.InfoContext(ctx, "quiesced", "hooks", len(hooks), "freeze_deadline", deadline)
 	return nil
@@ -440,9 +449,17 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 			return err
 		}
 		st = taken
-	} else if err := st.hold.SetState(ctx, lease.StateResuming); err != nil {
-		s.log.WarnContext(ctx, "mark freeze lease resuming", "backup_id", ref.BackupID, "err", err)
 	}
+	// The lease says "resuming" while the post-hook runs, not before it: the
+	// write must not delay the unfreeze.
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		if err := st.hold.SetState(ctx, lease.StateResuming); err != nil {
+			s.log.WarnContext(ctx, "mark freeze lease resuming", "backup_id", ref.BackupID, "err", err)
+		}
+	}()
+	defer func() { <-marked }()
 	if announce != nil {
 		if err := announce(); err != nil {
 			return err
