@@ -1,0 +1,318 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/test/e2e/consistency"
+	"github.com/freezeframe/freezeframe/test/e2e/harness"
+	"github.com/freezeframe/freezeframe/test/sandbox"
+)
+
+// One sandbox for the package. Every test has its own namespace and its own
+// `freezeframe up` (own NATS, own log), so tests run in parallel (-parallel, default
+// GOMAXPROCS) without seeing each other's backups.
+func TestMain(m *testing.M) { sandbox.Main(m, sandbox.Options{}) }
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	crdOnce   sync.Once
+	crdErr    error
+)
+
+// freezeframeBin builds cmd/freezeframe once per test binary, into the sandbox's state
+// directory (removed with the sandbox). FREEZEFRAME_E2E_BIN names a binary to use
+// instead (e.g. one built from another checkout).
+func freezeframeBin(t *testing.T) string {
+	t.Helper()
+	c := sandbox.Shared(t)
+	buildOnce.Do(func() {
+		if bin := os.Getenv("FREEZEFRAME_E2E_BIN"); bin != "" {
+			builtBin = bin
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		builtBin, buildErr = harness.Build(ctx, filepath.Join(c.StateDir, "e2e-bin"), os.Stderr)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func installCRD(t *testing.T) {
+	t.Helper()
+	c := sandbox.Shared(t)
+	crdOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		crdErr = harness.InstallBlueprintCRD(ctx, c)
+	})
+	if crdErr != nil {
+		t.Fatal(crdErr)
+	}
+}
+
+// startUp runs `freezeframe up` against the sandbox for this test, with env added. It is
+// stopped when the test ends; if the test failed, the end of its log is shown.
+func startUp(t *testing.T, env ...string) *harness.Up {
+	t.Helper()
+	c := sandbox.Shared(t)
+	bin := freezeframeBin(t)
+	installCRD(t)
+	dir := t.TempDir()
+	up, err := harness.StartUp(t.Context(), harness.UpOptions{
+		Bin:        bin,
+		Kubeconfig: c.Kubeconfig,
+		StateDir:   filepath.Join(dir, "state"),
+		LogPath:    filepath.Join(dir, "freezeframe-up.log"),
+		Env:        env,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		start := time.Now()
+		if err := up.Stop(); err != nil {
+			t.Errorf("stop freezeframe up: %v", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Logf("freezeframe up took %s to stop", d.Round(time.Millisecond))
+		}
+		if t.Failed() || os.Getenv("FREEZEFRAME_E2E_LOGS") != "" {
+			t.Logf("freezeframe up log (%s), last lines:\n%s", up.LogPath(), up.LogTail(120))
+		}
+	})
+	return up
+}
+
+// startUpHoldingSnapshots starts an API proxy that holds the snapshotter's VolumeSnapshot
+// creations (the cut does not happen until proxy.Release), and `freezeframe up` whose
+// snapshotter goes through it. At the end the proxy fails what it still holds before up
+// is stopped, so the snapshotter is not stuck in a call at shutdown.
+func startUpHoldingSnapshots(t *testing.T, env ...string) (*harness.Up, *harness.APIProxy) {
+	t.Helper()
+	proxy, err := harness.StartAPIProxy(sandbox.Shared(t).Config, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	proxy.Hold(harness.IsSnapshotCreate)
+	up := startUp(t, append(env, "SNAPSHOTTER_KUBECONFIG="+proxy.Kubeconfig)...)
+	t.Cleanup(func() { _ = proxy.Close() })
+	return up, proxy
+}
+
+// waitHeld waits until the proxy holds a VolumeSnapshot creation: the snapshotter is at
+// the cut.
+func waitHeld(t *testing.T, proxy *harness.APIProxy) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the snapshotter's VolumeSnapshot create held", func() (bool, error) {
+		now, _ := proxy.Held()
+		return now > 0, nil
+	})
+}
+
+// connect returns an events client on up's NATS, closed when the test ends.
+func connect(t *testing.T, up *harness.Up) *events.Client {
+	t.Helper()
+	nc, client, err := up.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return client
+}
+
+// requestBackup asks the scheduler for a backup of a Deployment or StatefulSet, with the
+// snapshot class named (or the default when empty).
+func requestBackup(t *testing.T, up *harness.Up, client *events.Client, ns, kind, name string, class ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req := events.BackupRequested{
+		BackupRef:   events.BackupRef{Workload: events.Workload{Cluster: up.Cluster(), Namespace: ns, Kind: kind, Name: name}},
+		RequestedBy: "e2e/" + t.Name(),
+	}
+	if len(class) > 0 {
+		req.SnapshotClass = class[0]
+	}
+	id, err := client.RequestBackup(ctx, req)
+	if err != nil {
+		t.Fatalf("request backup of %s %s/%s: %v", kind, ns, name, err)
+	}
+	return id
+}
+
+// follow collects a backup's events as they come, so a test can wait for one kind while
+// the backup goes on.
+type follow struct {
+	mu   sync.Mutex
+	evs  []events.Event
+	more chan struct{}
+	done chan struct{}
+	err  error
+}
+
+func followBackup(t *testing.T, client *events.Client, id string) *follow {
+	t.Helper()
+	f := &follow{more: make(chan struct{}, 1), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(f.done)
+		_, err := client.Wait(ctx, id, func(ev events.Event) {
+			f.mu.Lock()
+			f.evs = append(f.evs, ev)
+			f.mu.Unlock()
+			select {
+			case f.more <- struct{}{}:
+			default:
+			}
+		})
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
+	}()
+	t.Cleanup(func() { cancel(); <-f.done })
+	return f
+}
+
+func (f *follow) events() []events.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.evs)
+}
+
+// waitKind waits for the first event of kind k.
+func (f *follow) waitKind(t *testing.T, k events.Kind, timeout time.Duration) events.Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		for _, ev := range f.events() {
+			if ev.Kind() == k {
+				return ev
+			}
+		}
+		select {
+		case <-f.more:
+		case <-f.done:
+			for _, ev := range f.events() {
+				if ev.Kind() == k {
+					return ev
+				}
+			}
+			t.Fatalf("backup ended without %s:\n%s", k, harness.Timeline(f.events()))
+		case <-deadline:
+			t.Fatalf("no %s within %s; so far:\n%s", k, timeout, harness.Timeline(f.events()))
+		}
+	}
+}
+
+// wait waits for the backup's terminal event and returns every event.
+func (f *follow) wait(t *testing.T, timeout time.Duration) []events.Event {
+	t.Helper()
+	select {
+	case <-f.done:
+	case <-time.After(timeout):
+		t.Fatalf("backup not finished within %s; so far:\n%s", timeout, harness.Timeline(f.events()))
+	}
+	if f.err != nil {
+		t.Fatalf("follow backup: %v", f.err)
+	}
+	return f.events()
+}
+
+func requireKinds(t *testing.T, evs []events.Event, want ...events.Kind) {
+	t.Helper()
+	if got := harness.Kinds(evs); !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v:\n%s", got, want, harness.Timeline(evs))
+	}
+}
+
+// waitFor polls cond every 100ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last error: %v)", what, timeout, last)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("%s: %v", what, t.Context().Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func addr(s *sandbox.Server) string { return s.Host + ":" + strconv.Itoa(s.Port) }
+
+// redisWrite does one SET on its own connection, within timeout: the database is
+// writable.
+func redisWrite(ctx context.Context, s *sandbox.Server, key string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := consistency.DialRedis(ctx, addr(s), s.Password)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	reply, err := conn.Do("SET", key, time.Now().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("SET %s: %w", key, err)
+	}
+	if reply != "OK" {
+		return fmt.Errorf("SET %s: %v", key, reply)
+	}
+	return nil
+}
+
+// mariadb runs a SQL script with the mariadb client on the host, against s.
+func mariadb(ctx context.Context, s *sandbox.Server, sql string) (string, error) {
+	cmd := exec.CommandContext(ctx, "mariadb", "-N", "-B", "-e", sql)
+	cmd.Env = os.Environ()
+	for k, v := range s.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("mariadb %q: %w: %s", sql, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// copyDir copies a snapshot's directory, so that a server started on it leaves the
+// snapshot as it was.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.CommandContext(t.Context(), "cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v: %s", src, err, out)
+	}
+	return dst
+}
