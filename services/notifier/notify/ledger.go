@@ -1,0 +1,113 @@
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Delivery states recorded in the ledger.
+const (
+	stateSending = "sending"  // a POST may be in flight or may have happened
+	stateSent    = "sent"     // Slack confirmed the message
+	stateNotSent = "not-sent" // Slack said no (429, 5xx): a retry is safe
+)
+
+// Ledger records, per destination and event id, whether a message was
+// posted, in a JetStream key-value bucket shared by every replica: a
+// redelivered event, or one replayed after a restart, is not posted again.
+type Ledger struct{ kv jetstream.KeyValue }
+
+// OpenLedger creates or opens the bucket. Entries outlive the events they
+// record (maxAge is the stream's), so a replay of the whole stream finds
+// them.
+func OpenLedger(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, maxAge time.Duration) (*Ledger, error) {
+	if maxAge <= 0 {
+		maxAge = 30 * 24 * time.Hour
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "freezeframe notifier: events posted to each destination",
+		History:     1,
+		TTL:         maxAge + 24*time.Hour,
+		Replicas:    max(replicas, 1),
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open notification ledger %s: %w", bucket, err)
+	}
+	return &Ledger{kv: kv}, nil
+}
+
+type record struct {
+	State       string    `json:"state"`
+	EventID     string    `json:"eventId"`
+	Destination string    `json:"destination"`
+	At          time.Time `json:"at"`
+}
+
+// entry is one event's delivery to one destination.
+type entry struct {
+	l   *Ledger
+	key string
+	rec record
+	rev uint64 // 0: no record yet
+}
+
+// ErrClaimed says another replica is posting the same event right now.
+var ErrClaimed = errors.New("another replica is posting this event")
+
+func ledgerKey(dest, eventID string) string {
+	sum := sha256.Sum256([]byte(dest + "\n" + eventID))
+	return "n." + hex.EncodeToString(sum[:16])
+}
+
+// open reads the entry; its state is "" when nothing was recorded.
+func (l *Ledger) open(ctx context.Context, dest, eventID string) (*entry, error) {
+	e := &entry{l: l, key: ledgerKey(dest, eventID), rec: record{EventID: eventID, Destination: dest}}
+	kve, err := l.kv.Get(ctx, e.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return e, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read notification ledger: %w", err)
+	}
+	if err := json.Unmarshal(kve.Value(), &e.rec); err != nil {
+		return nil, fmt.Errorf("read notification ledger %s: %w", e.key, err)
+	}
+	e.rev = kve.Revision()
+	return e, nil
+}
+
+// set moves the entry to state, if nobody else moved it since it was read.
+func (e *entry) set(ctx context.Context, state string) error {
+	e.rec.State, e.rec.At = state, time.Now().UTC()
+	b, err := json.Marshal(e.rec)
+	if err != nil {
+		return err
+	}
+	var rev uint64
+	if e.rev == 0 {
+		rev, err = e.l.kv.Create(ctx, e.key, b)
+	} else {
+		rev, err = e.l.kv.Update(ctx, e.key, b, e.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("record %s of %s: %w", state, e.rec.EventID, ErrClaimed)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return fmt.Errorf("record %s of %s: %w", state, e.rec.EventID, ErrClaimed)
+	}
+	if err != nil {
+		return fmt.Errorf("record %s of %s: %w", state, e.rec.EventID, err)
+	}
+	e.rev = rev
+	return nil
+}
