@@ -52,6 +52,11 @@ func TestCheck(t *testing.T) {
 		{name: "cut after the resume", writes: writes, present: keys(1, 100), problem: "held by the pause until the resume, is in the snapshot"},
 		{name: "cut long after the resume", writes: writes, present: keys(1, 120), problem: "sent after the freeze began"},
 		{name: "writes not paused", writes: writesAround(t0, 600, 0, until), present: keys(1, 99), problem: "not paused"},
+		{name: "writer idle when the freeze began", writes: func() []Write {
+			w := writesAround(t0, 150, 100, until)
+			w[99].Issued = from.Add(2 * time.Millisecond) // sent just after Quiesced, held to the end
+			return w
+		}(), present: keys(1, 99)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
