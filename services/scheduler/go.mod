@@ -13,8 +13,10 @@ require (
 	github.com/freezeframe/freezeframe/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/pkg/workload v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
+	github.com/robfig/cron/v3 v3.0.1
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
+	golang.org/x/sync v0.24.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2

@@ -3,6 +3,8 @@
 package main
 
 import (
+	_ "time/tzdata" // policies name time zones; the image may have no zoneinfo
+
 	"context"
 	"log/slog"
 
