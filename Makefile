@@ -50,6 +50,12 @@ bench: ## benchmarks: hop latency, freeze overhead, throughput (~1 min on 2 core
 	@cd test/bench && $(GO) test -run '^$$' -bench Throughput -benchtime 3x -timeout 10m . | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/bench && $(GO) run ./cmd/report -in $(BENCH_OUT)/bench.txt -samples $(BENCH_OUT)/freeze-samples.txt -plot $(BENCH_OUT)/freeze-overhead.png
 
+.PHONY: demo
+demo: sandbox-build ## the main job: a sandbox, Redis under writes, a backup end to end, the snapshot proven consistent (cold first run ~15 min); DEMO_FLAGS=-keep leaves it up
+	@mkdir -p $(BIN)
+	@echo "building the demo"; cd test/e2e && GOWORK=off $(GO) build -o $(BIN)/demo ./cmd/demo
+	@$(BIN)/demo $(DEMO_FLAGS)
+
 .PHONY: sandbox-build
 sandbox-build: ## build the sandbox's Kubernetes binaries once (~15 min cold on 2 cores, cached in ~/.cache/freezeframe) and apt-install kubectl, redis, mariadb, postgresql if missing
 	@$(SANDBOX)/build.sh >/dev/null

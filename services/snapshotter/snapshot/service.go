@@ -102,6 +102,9 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		MaxDeliver:  s.cfg.MaxDeliver,
 		Concurrency: s.cfg.Concurrency,
 		RetryDelay:  events.ExponentialDelay(100*time.Millisecond, s.cfg.RetryMaxDelay),
+		// An interrupted snapshot is redelivered; waiting longer than the
+		// operator allows for shutdown helps nobody.
+		ShutdownGrace: s.cfg.ShutdownTimeout,
 	}, s.handle, s.log)
 	if err != nil {
 		return err
