@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -48,7 +49,14 @@ type Blueprint struct {
 	Name      string
 	Namespace string
 	Actions   map[string]*Action
+	// MaxFreeze caps how long this blueprint may keep an application
+	// frozen, from the annotation AnnotationMaxFreeze; zero: the hooker's
+	// default. Kanister's format has no such field, hence the annotation.
+	MaxFreeze time.Duration
 }
+
+// AnnotationMaxFreeze on a Blueprint sets its freeze cap (a Go duration).
+const AnnotationMaxFreeze = "freezeframe.io/max-freeze"
 
 // Action is a named list of phases run in order. DeferPhase runs after the
 // phases whether they succeed or fail (Kanister's guarantee, which is what
@@ -96,8 +104,9 @@ type resource struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Actions map[string]*Action `json:"actions"`
 }
@@ -141,6 +150,13 @@ func decode(js []byte) (*Blueprint, error) {
 			fmt.Sprintf("apiVersion %q is neither %s nor %s", r.APIVersion, GroupFreezeframe, GroupKanister))}
 	}
 	b := &Blueprint{Name: name, Namespace: r.Metadata.Namespace, Actions: r.Actions}
+	if v, ok := r.Metadata.Annotations[AnnotationMaxFreeze]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, &Error{Blueprint: name, Field: "metadata.annotations." + AnnotationMaxFreeze, Err: kindErr(ErrInvalid, fmt.Sprintf("%q is not a positive Go duration such as 90s", v))}
+		}
+		b.MaxFreeze = d
+	}
 	if b.Actions == nil {
 		b.Actions = map[string]*Action{}
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The README's example blueprints are what users copy: each must decode and
@@ -36,5 +37,20 @@ func TestREADMEBlueprintsValidate(t *testing.T) {
 	}
 	if n < 4 {
 		t.Fatalf("found %d example blueprints in the README, want at least 4", n)
+	}
+}
+
+func TestMaxFreezeAnnotation(t *testing.T) {
+	doc := func(v string) []byte {
+		return []byte("apiVersion: freezeframe.io/v1alpha1\nkind: Blueprint\nmetadata:\n  name: b\n  annotations: {\"freezeframe.io/max-freeze\": \"" + v + "\"}\nactions: {}\n")
+	}
+	bp, err := Parse(doc("90s"))
+	if err != nil || bp.MaxFreeze != 90*time.Second {
+		t.Fatalf("90s: %v %v", bp, err)
+	}
+	for _, bad := range []string{"soon", "-1s", "0s"} {
+		if _, err := Parse(doc(bad)); err == nil || !strings.Contains(err.Error(), AnnotationMaxFreeze) {
+			t.Errorf("%q: err %v, want one naming the annotation", bad, err)
+		}
 	}
 }

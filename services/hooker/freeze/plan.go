@@ -62,8 +62,12 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		return nil, fmt.Errorf("%s: %w", w, workload.ErrNoPods)
 	}
 	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
+	// The blueprint, then the request (a policy's), may shorten the cap,
+	// never lengthen it past the operator's.
+	if bp.MaxFreeze > 0 && bp.MaxFreeze < p.maxFreeze {
+		p.maxFreeze = bp.MaxFreeze
+	}
 	if req.MaxFreeze > 0 && req.MaxFreeze.Std() < p.maxFreeze {
-		// A request may shorten the cap, never lengthen it past the operator's.
 		p.maxFreeze = req.MaxFreeze.Std()
 	}
 	p.params = paramsOf(info, req.Options)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
@@ -134,5 +135,25 @@ func waitReleased(t *testing.T, store *lease.Store) {
 			t.Fatalf("lease still held after the resume: %+v %v", l, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBlueprintCapsTheFreeze(t *testing.T) {
+	bp := redisBlueprint("KubeExec")
+	bp.SetAnnotations(map[string]string{blueprint.AnnotationMaxFreeze: "400ms"})
+	f := newFixture(t, Config{MaxFreeze: 5 * time.Minute}, bp, map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
+	_, col := f.request(t)
+	evs := col.Until(10*time.Second, events.IsTerminal)
+	var q *events.Quiesced
+	for _, e := range evs {
+		if p, ok := e.Payload.(*events.Quiesced); ok {
+			q = p
+		}
+	}
+	if q == nil || q.FreezeDeadline.Sub(q.QuiescedAt) > 400*time.Millisecond {
+		t.Fatalf("quiesced %+v: want a deadline within the blueprint's 400ms cap", q)
+	}
+	if r, ok := evs[len(evs)-1].Payload.(*events.Resumed); !ok || r.Reason != events.ResumeStaleLock {
+		t.Fatalf("events %v", kinds(evs))
 	}
 }
