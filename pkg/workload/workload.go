@@ -40,6 +40,8 @@ type Info struct {
 	Object map[string]any
 	// Pods are the running pods, sorted by name.
 	Pods []Pod
+	// Replicas is how many pods the workload asks for (spec.replicas).
+	Replicas int32
 }
 
 // PVCs returns every claim mounted by the workload's pods, sorted, once each.
@@ -68,6 +70,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 		obj      runtime.Object
 		selector *metav1.LabelSelector
 		meta     metav1.ObjectMeta
+		replicas int32
 		err      error
 	)
 	switch kind {
@@ -76,6 +79,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 		d, err = r.client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = d, d.Spec.Selector, d.ObjectMeta
+			replicas = replicasOf(d.Spec.Replicas)
 			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
 		}
 	case "StatefulSet":
@@ -83,6 +87,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 		s, err = r.client.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = s, s.Spec.Selector, s.ObjectMeta
+			replicas = replicasOf(s.Spec.Replicas)
 			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"}
 		}
 	default:
@@ -106,7 +111,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
 	}
-	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Object: content}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Object: content, Replicas: replicas}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
@@ -115,6 +120,14 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	}
 	sort.Slice(info.Pods, func(i, j int) bool { return info.Pods[i].Name < info.Pods[j].Name })
 	return info, nil
+}
+
+// replicasOf reads spec.replicas, which Kubernetes defaults to 1.
+func replicasOf(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
 }
 
 func podOf(p *corev1.Pod) Pod {

@@ -59,7 +59,12 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		return nil, events.Permanent(err)
 	}
 	if len(info.Pods) == 0 {
-		return nil, fmt.Errorf("%s: %w", w, workload.ErrNoPods)
+		err := fmt.Errorf("%s: %w", w, workload.ErrNoPods)
+		if info.Replicas == 0 {
+			// Scaled to zero: no retry will bring a pod.
+			return nil, events.Permanent(fmt.Errorf("%w (scaled to 0 replicas)", err))
+		}
+		return nil, err // pods may be starting: retried
 	}
 	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
 	// The blueprint, then the request (a policy's), may shorten the cap,
