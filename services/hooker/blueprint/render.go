@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
@@ -21,8 +22,12 @@ import (
 //     {{ index .Phases.p.Secrets.s.Data "pasword" | toString }} would
 //     otherwise log in with an empty password instead of failing.
 //
-// A fresh map per render keeps the package free of shared mutable state.
-func funcMap() template.FuncMap {
+// The map is built once and never written after: text/template copies it
+// into each template, and sprig's ~200 entries per render were most of the
+// hooker's allocations under load.
+var funcMap = sync.OnceValue(newFuncMap)
+
+func newFuncMap() template.FuncMap {
 	fm := sprig.TxtFuncMap()
 	delete(fm, "env")
 	delete(fm, "expandenv")
@@ -75,6 +80,36 @@ func execErrorMessage(err error, secrets [][]byte) string {
 		return msg[:i] + "error calling a function: " + withheld
 	}
 	return withheld
+}
+
+// parsedTemplates caches parsed templates by field path and text: every
+// backup of a workload renders the same blueprint strings, and a parsed
+// template may be executed concurrently. Bounded, since blueprints are few.
+var parsedTemplates = struct {
+	sync.Mutex
+	m map[[2]string]*template.Template
+}{m: map[[2]string]*template.Template{}}
+
+const maxParsedTemplates = 4096
+
+func parsed(path, text string, fm template.FuncMap) (*template.Template, error) {
+	key := [2]string{path, text}
+	parsedTemplates.Lock()
+	t, ok := parsedTemplates.m[key]
+	parsedTemplates.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := newTemplate(path, fm).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	parsedTemplates.Lock()
+	if len(parsedTemplates.m) < maxParsedTemplates {
+		parsedTemplates.m[key] = t
+	}
+	parsedTemplates.Unlock()
+	return t, nil
 }
 
 func newTemplate(name string, fm template.FuncMap) *template.Template {
@@ -187,7 +222,7 @@ func renderString(path, text string, params Params, fm template.FuncMap, secrets
 	if !strings.Contains(text, "{{") {
 		return text, nil // a literal: no need to parse
 	}
-	t, err := newTemplate(path, fm).Parse(text)
+	t, err := parsed(path, text, fm)
 	if err != nil {
 		return "", kindErr(ErrTemplate, Redact(err.Error(), secrets))
 	}

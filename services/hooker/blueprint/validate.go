@@ -390,7 +390,7 @@ func checkTemplate(name, text string, fm template.FuncMap, visible []Phase) erro
 	if !strings.Contains(text, "{{") {
 		return nil
 	}
-	t, err := newTemplate(name, fm).Parse(text)
+	t, err := parsed(name, text, fm)
 	if err != nil {
 		return kindErr(ErrTemplate, err.Error())
 	}
