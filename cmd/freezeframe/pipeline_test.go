@@ -193,17 +193,10 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 }
 
 func waitForResponder(t *testing.T, nc *nats.Conn) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventstest.Eventually(t, 5*time.Second, "scheduler answering", func() bool {
 		_, err := nc.Request(events.APISubject("dev"), []byte("{}"), time.Second)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scheduler never answered: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 func redisBlueprint() *unstructured.Unstructured {
@@ -261,13 +254,7 @@ func assertKinds(t *testing.T, got []events.Event, want ...events.Kind) {
 
 func waitNotified(t *testing.T, n *recordingNotifier, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for n.count() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("notifier saw %d terminal events, want %d", n.count(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventstest.Eventually(t, 5*time.Second, "notifier saw the terminal events", func() bool { return n.count() >= want })
 }
 
 func TestPipelineHappyPath(t *testing.T) {

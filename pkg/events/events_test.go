@@ -144,8 +144,7 @@ func TestMalformedMessagesAreTerminatedAndConsumerGoesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventstest.Eventually(t, 10*time.Second, "one event handled and every message settled", func() bool {
 		info, err := cons.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -153,14 +152,8 @@ func TestMalformedMessagesAreTerminatedAndConsumerGoesOn(t *testing.T) {
 		mu.Lock()
 		n := len(handled)
 		mu.Unlock()
-		if n == 1 && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handled %d, ack pending %d, pending %d, redelivered %d", n, info.NumAckPending, info.NumPending, info.NumRedelivered)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n == 1 && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0
+	})
 	if handled[0] != "bk-good" {
 		t.Fatalf("handled %v", handled)
 	}
@@ -218,20 +211,13 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	cons, _ := js.Consumer(t.Context(), events.DefaultStream, "t")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventstest.Eventually(t, 5*time.Second, "the event settled", func() bool {
 		info, err := cons.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.AckFloor.Stream == 1 && info.NumAckPending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not settled: %+v", info)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return info.AckFloor.Stream == 1 && info.NumAckPending == 0
+	})
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler called %d times, want 1", n)
 	}
@@ -260,22 +246,16 @@ func TestTraceContextCrossesAHop(t *testing.T) {
 	}
 	root.End()
 	<-handled
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		names := map[string]bool{}
+	var names map[string]bool
+	eventstest.Eventually(t, 5*time.Second, "every hop's span in the root trace", func() bool {
+		names = map[string]bool{}
 		for _, s := range rec.Ended() {
 			if s.SpanContext().TraceID() == root.SpanContext().TraceID() {
 				names[s.Name()] = true
 			}
 		}
-		if names["publish requested"] && names["process requested"] && names["publish failed"] {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spans in the root trace: %v", names)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return names["publish requested"] && names["process requested"] && names["publish failed"]
+	})
 }
 
 func TestClientWaitReturnsTerminalEvent(t *testing.T) {

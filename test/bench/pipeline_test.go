@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/test/bench/pipeline"
 	"github.com/freezeframe/freezeframe/test/bench/stats"
 )
@@ -154,8 +155,8 @@ func BenchmarkThroughput(b *testing.B) {
 				return took, peak - base, mu, over
 			}
 			round() // warm up
-			// Let the last round's leases go before the next asks again.
-			time.Sleep(100 * time.Millisecond)
+			released := func() bool { return rig.Released(ctx) }
+			eventstest.Eventually(b, 10*time.Second, "every lease released", released)
 			var total time.Duration
 			var perBackup []float64
 			var over []time.Duration
@@ -168,7 +169,7 @@ func BenchmarkThroughput(b *testing.B) {
 				total += took
 				perBackup = append(perBackup, float64(grew)/float64(n))
 				over = append(over, o...)
-				time.Sleep(100 * time.Millisecond)
+				eventstest.Eventually(b, 10*time.Second, "every lease released", released)
 				b.StartTimer()
 			}
 			b.StopTimer()

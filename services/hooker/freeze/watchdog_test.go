@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
@@ -125,17 +126,10 @@ func TestSecondBackupOfAFrozenWorkloadWaits(t *testing.T) {
 // right after Resumed is published.
 func waitReleased(t *testing.T, store *lease.Store) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		l, _, err := store.Get(t.Context(), redisWorkload)
-		if errors.Is(err, lease.ErrNotHeld) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease still held after the resume: %+v %v", l, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventstest.Eventually(t, 5*time.Second, "lease released after the resume", func() bool {
+		_, _, err := store.Get(t.Context(), redisWorkload)
+		return errors.Is(err, lease.ErrNotHeld)
+	})
 }
 
 func TestBlueprintCapsTheFreeze(t *testing.T) {

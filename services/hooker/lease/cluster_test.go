@@ -48,9 +48,6 @@ func startCluster(t *testing.T) []*server.Server {
 // On a replicated bucket a lost compare-and-set carries error code 10164,
 // not the 10071 that jetstream.ErrKeyExists matches.
 func TestReplicatedBucket(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
 	nodes := startCluster(t)
 	nc, err := nats.Connect(nodes[0].ClientURL())
 	if err != nil {

@@ -61,13 +61,7 @@ func acquire(t testing.TB, s *lease.Store, l lease.Lease) *lease.Hold {
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventstest.Eventually(t, timeout, what, cond)
 }
 
 // recorder is an onStale callback that records its calls.

@@ -45,7 +45,8 @@ func TestWatchdogFiresWhenRenewalsStop(t *testing.T) {
 
 	h := acquire(t, s, newLease("b-1", workload("redis"), "hooker-1", time.Hour))
 	stop := keep(t, h)
-	time.Sleep(2 * testCfg.StaleAfter) // renewed for twice StaleAfter: no call
+	// Renewed for twice StaleAfter: no call.
+	eventstest.Consistently(t, 2*testCfg.StaleAfter, "no call for a renewed lease", func() bool { return len(rec.snapshot()) == 0 })
 	if got := rec.snapshot(); len(got) != 0 {
 		t.Fatalf("fired for a renewed lease: %+v", got[0].st)
 	}
@@ -90,7 +91,8 @@ func TestWatchdogIgnoresReleasedLeases(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("callback context not cancelled after the release")
 	}
-	time.Sleep(testCfg.StaleAfter + time.Second) // past b-1's deadline and several RefireAfter
+	// Past b-1's deadline and several RefireAfter: still no call.
+	eventstest.Consistently(t, testCfg.StaleAfter+time.Second, "no call for a released lease", func() bool { return len(rec.forBackup("b-1")) == 0 })
 	if got := rec.forBackup("b-1"); len(got) != 0 {
 		t.Fatalf("fired for a released lease: %+v", got[0].st)
 	}
@@ -171,7 +173,16 @@ func TestWatchdogManyLeases(t *testing.T) {
 		}
 	}
 	eventually(t, cfg.StaleAfter+10*time.Second, "every unrenewed lease reported", func() bool { return len(rec.snapshot()) >= n-n/10 })
-	time.Sleep(cfg.RenewEvery)
+	// One more renewal period, in which nothing may be reported twice.
+	eventstest.Consistently(t, cfg.RenewEvery, "no lease reported twice", func() bool {
+		seen := map[string]int{}
+		for _, c := range rec.snapshot() {
+			if seen[c.st.Lease.BackupID]++; seen[c.st.Lease.BackupID] > 1 {
+				return false
+			}
+		}
+		return true
+	})
 	seen := map[string]int{}
 	for _, c := range rec.snapshot() {
 		seen[c.st.Lease.BackupID]++
@@ -229,12 +240,13 @@ func TestWatchdogBlindDuringOutage(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(cfg.StaleAfter)
+	quiet := func() bool { return len(rec.snapshot()) == 0 }
+	eventstest.Consistently(t, cfg.StaleAfter, "no call while renewed", quiet)
 
 	srv.Shutdown()
-	time.Sleep(3 * cfg.StaleAfter)
+	eventstest.Consistently(t, 3*cfg.StaleAfter, "no call during the outage", quiet)
 	srv = start()
-	time.Sleep(3 * cfg.StaleAfter) // reconnected; renewals flow again
+	eventstest.Consistently(t, 3*cfg.StaleAfter, "no call once reconnected and renewing", quiet)
 	if got := rec.snapshot(); len(got) != 0 {
 		t.Fatalf("fired for a lease renewed around an outage: %+v", got[0].st)
 	}

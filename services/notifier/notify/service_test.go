@@ -3,7 +3,6 @@ package notify_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -80,23 +79,14 @@ func run(t *testing.T, js jetstream.JetStream, n notify.Notifier) {
 // redelivery.
 func waitSettled(t *testing.T, js jetstream.JetStream, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	last := "consumer not created"
-	for time.Now().Before(deadline) {
+	eventstest.Eventually(t, 10*time.Second, "notifier consumer settled", func() bool {
 		c, err := js.Consumer(t.Context(), events.DefaultStream, notify.Durable)
-		if err == nil {
-			info, err := c.Info(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer >= want {
-				return
-			}
-			last = fmt.Sprintf("pending %d, ack pending %d, delivered %d", info.NumPending, info.NumAckPending, info.Delivered.Consumer)
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("consumer not settled within 10s: %s", last)
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer >= want
+	})
 }
 
 func publish(t *testing.T, pub *events.Publisher, payloads ...events.Payload) []events.Event {

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -193,11 +194,5 @@ func TestSlackContract(t *testing.T) {
 
 func waitPosts(t *testing.T, fake *slacktest.Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(fake.Accepted()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d posts accepted within 30s, want %d", len(fake.Accepted()), n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventstest.Eventually(t, 30*time.Second, fmt.Sprintf("%d posts accepted", n), func() bool { return len(fake.Accepted()) >= n })
 }

@@ -99,22 +99,16 @@ func start(t *testing.T, kube kubernetes.Interface) *harness {
 // refused without side effects.
 func (h *harness) waitServing(t *testing.T, finished <-chan struct{}, runErr *error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var err error
+	eventstest.Eventually(t, 10*time.Second, "scheduler answering", func() bool {
 		select {
 		case <-finished:
 			t.Fatalf("Run returned before serving: %v", *runErr)
 		default:
 		}
-		_, err := h.nc.Request(events.APISubject(cluster), []byte(`{}`), time.Second)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scheduler not answering within 10s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_, err = h.nc.Request(events.APISubject(cluster), []byte(`{}`), time.Second)
+		return err == nil
+	})
 }
 
 // raw sends body as a request and decodes the reply.

@@ -194,13 +194,7 @@ func (e *env) creates() int {
 
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventstest.Eventually(t, timeout, what, cond)
 }
 
 // controller stands in for the CSI snapshot controller: it cuts every new

@@ -40,6 +40,7 @@ type Rig struct {
 	Cuts      *Cuts
 	Workloads []events.Workload
 
+	leases    *lease.Store
 	mu        sync.Mutex
 	requested map[string]time.Time // backup id -> BackupRequested's time
 	ended     chan Outcome
@@ -122,6 +123,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	r.leases = leases
 	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
@@ -199,6 +201,14 @@ func (r *Rig) observe(ctx context.Context, js jetstream.JetStream) error {
 }
 
 // Backup asks the scheduler for a backup of w and returns its id.
+// Released reports whether every freeze lease is gone: the lease is
+// released just after Resumed, so a round that asks again before it would
+// wait for the previous round's backups.
+func (r *Rig) Released(ctx context.Context) bool {
+	held, err := r.leases.List(ctx)
+	return err == nil && len(held) == 0
+}
+
 func (r *Rig) Backup(ctx context.Context, w events.Workload) (string, error) {
 	return r.Client.RequestBackup(ctx, events.BackupRequested{BackupRef: events.BackupRef{Workload: w}, RequestedBy: "bench"})
 }
