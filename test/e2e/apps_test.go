@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/freezeframe/freezeframe/test/e2e/demo"
 	"github.com/freezeframe/freezeframe/test/e2e/harness"
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
@@ -124,65 +125,22 @@ func waitPodRunning(t *testing.T, ns, selector string) string {
 	return pod
 }
 
-// redisBlueprint pauses writes server-wide (CLIENT PAUSE ... WRITE, which outlives the
-// exec) and resumes them in the post-hook, with the password from the workload's Secret
-// through `objects`. failAfterPause adds a pre-hook phase that fails once writes are
-// paused: the post-hook must still undo the pause.
+// redisBlueprint is the demo's Blueprint for the test apps' Secrets.
+// failAfterPause adds a pre-hook phase that fails once writes are paused:
+// the post-hook must still undo the pause.
 func redisBlueprint(ns, name string, failAfterPause bool) string {
 	extra := ""
 	if failAfterPause {
-		extra = `
-    - func: KubeExec
+		extra = `    - func: KubeExec
       name: checkReplication
       args:
         namespace: '{{ .Deployment.Namespace }}'
         pod: '{{ index .Deployment.Pods 0 }}'
         container: redis
-        command: [sh, -c, 'echo "replica lag too high (simulated)" >&2; exit 3']`
+        command: [sh, -c, 'echo "replica lag too high (simulated)" >&2; exit 3']
+`
 	}
-	return fmt.Sprintf(`apiVersion: freezeframe.io/v1alpha1
-kind: Blueprint
-metadata: {name: %[2]s, namespace: %[1]s}
-actions:
-  backupPrehook:
-    phases:
-    - func: KubeExec
-      name: pauseWrites
-      objects:
-        redis: {kind: Secret, name: '{{ .Deployment.Name }}-credentials', namespace: '{{ .Deployment.Namespace }}'}
-      args:
-        namespace: '{{ .Deployment.Namespace }}'
-        pod: '{{ index .Deployment.Pods 0 }}'
-        container: redis
-        command:
-        - bash
-        - -o
-        - errexit
-        - -c
-        - |
-          export REDISCLI_AUTH='{{ index .Phases.pauseWrites.Secrets.redis.Data "password" | toString }}'
-          reply=$(redis-cli CLIENT PAUSE 300000 WRITE)
-          test "$reply" = OK || { echo "CLIENT PAUSE: $reply" >&2; exit 1; }%[3]s
-  backupPosthook:
-    phases:
-    - func: KubeExec
-      name: resumeWrites
-      objects:
-        redis: {kind: Secret, name: '{{ .Deployment.Name }}-credentials', namespace: '{{ .Deployment.Namespace }}'}
-      args:
-        namespace: '{{ .Deployment.Namespace }}'
-        pod: '{{ index .Deployment.Pods 0 }}'
-        container: redis
-        command:
-        - bash
-        - -o
-        - errexit
-        - -c
-        - |
-          export REDISCLI_AUTH='{{ index .Phases.resumeWrites.Secrets.redis.Data "password" | toString }}'
-          reply=$(redis-cli CLIENT UNPAUSE)
-          test "$reply" = OK || { echo "CLIENT UNPAUSE: $reply" >&2; exit 1; }
-`, ns, name, extra)
+	return demo.RedisBlueprint{Namespace: ns, Name: name, Secret: "{{ .Deployment.Name }}-credentials", Key: "password", ExtraPrehook: extra}.YAML()
 }
 
 // mariadbBlueprint is the README's MariaDB blueprint: FLUSH TABLES WITH READ LOCK held by

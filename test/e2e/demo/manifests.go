@@ -1,6 +1,9 @@
 package demo
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // The demo application: a Redis Deployment with a PVC and a Secret holding its password,
 // bound by annotation to a Blueprint written the way users write the MongoDB one from the
@@ -55,21 +58,29 @@ spec:
         persistentVolumeClaim: {claimName: redis-data}
 `
 
-// blueprintYAML is the demo's Blueprint. redis-cli exits 0 on an error reply (NOAUTH, a
-// wrong password), so each hook checks the reply itself: a hook that did not pause must
-// fail, or the backup would claim a consistency it does not have.
-const blueprintYAML = `apiVersion: freezeframe.io/v1alpha1
-kind: Blueprint
-metadata: {name: redis-hooks, namespace: __NS__}
-actions:
-  backupPrehook:
-    phases:
-    - func: KubeExec
-      name: pauseWrites
+// RedisBlueprint describes a Blueprint that pauses a Redis server's writes
+// (CLIENT PAUSE ... WRITE, server-wide, outliving the exec) in the pre-hook
+// and resumes them in the post-hook, with the password from the workload's
+// Secret through `objects`, as users write it after the MongoDB example.
+type RedisBlueprint struct {
+	Namespace, Name string
+	// Secret is the (templated) name of the Secret, Key the password's key.
+	Secret, Key string
+	// ExtraPrehook is YAML of more pre-hook phases, run after the pause.
+	ExtraPrehook string
+}
+
+// YAML renders the Blueprint. redis-cli exits 0 on an error reply (NOAUTH, a
+// wrong password), so each hook checks the reply itself: a hook that did not
+// pause must fail, or the backup would claim a consistency it does not have.
+func (r RedisBlueprint) YAML() string {
+	phase := func(name, command string) string {
+		return fmt.Sprintf(`    - func: KubeExec
+      name: %[1]s
       objects:
         redisSecret:
           kind: Secret
-          name: '{{ .Deployment.Name }}'
+          name: '%[2]s'
           namespace: '{{ .Deployment.Namespace }}'
       args:
         namespace: '{{ .Deployment.Namespace }}'
@@ -81,32 +92,14 @@ actions:
         - errexit
         - -c
         - |
-          export REDISCLI_AUTH='{{ index .Phases.pauseWrites.Secrets.redisSecret.Data "redis-password" | toString }}'
-          reply=$(redis-cli CLIENT PAUSE 300000 WRITE)
-          test "$reply" = OK || { echo "CLIENT PAUSE: $reply" >&2; exit 1; }
-  backupPosthook:
-    phases:
-    - func: KubeExec
-      name: resumeWrites
-      objects:
-        redisSecret:
-          kind: Secret
-          name: '{{ .Deployment.Name }}'
-          namespace: '{{ .Deployment.Namespace }}'
-      args:
-        namespace: '{{ .Deployment.Namespace }}'
-        pod: '{{ index .Deployment.Pods 0 }}'
-        container: redis
-        command:
-        - bash
-        - -o
-        - errexit
-        - -c
-        - |
-          export REDISCLI_AUTH='{{ index .Phases.resumeWrites.Secrets.redisSecret.Data "redis-password" | toString }}'
-          reply=$(redis-cli CLIENT UNPAUSE)
-          test "$reply" = OK || { echo "CLIENT UNPAUSE: $reply" >&2; exit 1; }
-`
+          export REDISCLI_AUTH='{{ index .Phases.%[1]s.Secrets.redisSecret.Data "%[3]s" | toString }}'
+          reply=$(redis-cli %[4]s)
+          test "$reply" = OK || { echo "%[4]s: $reply" >&2; exit 1; }
+`, name, r.Secret, r.Key, command)
+	}
+	return fmt.Sprintf("apiVersion: freezeframe.io/v1alpha1\nkind: Blueprint\nmetadata: {name: %s, namespace: %s}\nactions:\n  backupPrehook:\n    phases:\n%s%s  backupPosthook:\n    phases:\n%s",
+		r.Name, r.Namespace, phase("pauseWrites", "CLIENT PAUSE 300000 WRITE"), r.ExtraPrehook, phase("resumeWrites", "CLIENT UNPAUSE"))
+}
 
 // Names in the demo application.
 const (
@@ -126,5 +119,5 @@ func AppManifests(ns, password string) string {
 
 // BlueprintManifest returns the demo's Blueprint in namespace ns.
 func BlueprintManifest(ns string) string {
-	return strings.ReplaceAll(blueprintYAML, "__NS__", ns)
+	return RedisBlueprint{Namespace: ns, Name: "redis-hooks", Secret: "{{ .Deployment.Name }}", Key: "redis-password"}.YAML()
 }
