@@ -116,24 +116,32 @@ current-context: sandbox
 	return nil
 }
 
-func (c *Cluster) startControllerManager(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	p, err := c.run(binControllerManager, []string{
+// controllerArgs are the flags kube-controller-manager and kube-scheduler
+// share: the admin kubeconfig for everything, no leader election (one of
+// each), and their secure port on loopback.
+func (c *Cluster) controllerArgs(port int) []string {
+	return []string{
 		"--kubeconfig", c.Kubeconfig,
 		"--authentication-kubeconfig", c.Kubeconfig,
 		"--authorization-kubeconfig", c.Kubeconfig,
 		"--leader-elect=false",
 		"--bind-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(port),
+	}
+}
+
+func (c *Cluster) startControllerManager(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := c.run(binControllerManager, append(c.controllerArgs(port),
 		"--service-account-private-key-file", c.saKey,
 		"--root-ca-file", filepath.Join(c.StateDir, "apiserver", "apiserver.crt"),
 		"--use-service-account-credentials=false",
 		// Static PVs bind on the binder's resync, 15s by default: too slow for tests.
 		"--pvclaimbinder-sync-period=1s",
-	}, nil)
+	), nil)
 	if err != nil {
 		return err
 	}
@@ -150,14 +158,7 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.run(binScheduler, []string{
-		"--kubeconfig", c.Kubeconfig,
-		"--authentication-kubeconfig", c.Kubeconfig,
-		"--authorization-kubeconfig", c.Kubeconfig,
-		"--leader-elect=false",
-		"--bind-address", "127.0.0.1",
-		"--secure-port", strconv.Itoa(port),
-	}, nil)
+	p, err := c.run(binScheduler, c.controllerArgs(port), nil)
 	if err != nil {
 		return err
 	}
