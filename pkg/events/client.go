@@ -206,10 +206,24 @@ func (c *Client) Subscribe(ctx context.Context, f Filter, opts SubscribeOptions)
 	}
 }
 
-// Wait follows backup id until its terminal event and returns it; onEvent,
-// when not nil, sees every event of the backup in order, the terminal one
-// included. Use events.Succeeded on the result to tell success from failure.
+// Wait follows backup id until its freeze ends (see [IsTerminal]) and
+// returns the event that ended it; onEvent, when not nil, sees every event
+// of the backup in order, that one included. Use events.Succeeded on the
+// result to tell success from failure. WaitReady waits for the snapshot to
+// be ready too.
 func (c *Client) Wait(ctx context.Context, backupID string, onEvent func(Event)) (Event, error) {
+	return c.waitUntil(ctx, backupID, onEvent, IsTerminal)
+}
+
+// WaitReady is Wait until the backup is complete (see [Completion]): for a
+// successful backup, both its Resumed and its SnapshotReady. It returns the
+// event that completed the backup; judge it with [Succeeded].
+func (c *Client) WaitReady(ctx context.Context, backupID string, onEvent func(Event)) (Event, error) {
+	var done Completion
+	return c.waitUntil(ctx, backupID, onEvent, done.Observe)
+}
+
+func (c *Client) waitUntil(ctx context.Context, backupID string, onEvent func(Event), done func(Event) bool) (Event, error) {
 	for ev, err := range c.Subscribe(ctx, Filter{BackupID: backupID}, SubscribeOptions{FromStart: true}) {
 		if err != nil {
 			if ctx.Err() != nil {
@@ -220,7 +234,7 @@ func (c *Client) Wait(ctx context.Context, backupID string, onEvent func(Event))
 		if onEvent != nil {
 			onEvent(ev)
 		}
-		if IsTerminal(ev) {
+		if done(ev) {
 			return ev, nil
 		}
 	}

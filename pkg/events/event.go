@@ -84,8 +84,10 @@ func DefaultID(p Payload) string {
 	return id
 }
 
-// IsTerminal reports whether e is the last event of its backup: a Resumed, or
-// a BackupFailed after which nothing needs resuming.
+// IsTerminal reports whether e ends its backup's freeze: a Resumed, or a
+// BackupFailed after which nothing needs resuming. A successful backup goes
+// on after it, without anything frozen, until SnapshotReady (or a
+// BackupFailed with StepReady); see [Completion].
 func IsTerminal(e Event) bool {
 	switch p := e.Payload.(type) {
 	case *Resumed:
@@ -96,8 +98,42 @@ func IsTerminal(e Event) bool {
 	return false
 }
 
-// Succeeded reports whether a terminal event ends a successful backup.
+// Succeeded reports whether a terminal event ends a successful backup: a
+// Resumed that says so, or the SnapshotReady that completes one.
 func Succeeded(e Event) bool {
-	r, ok := e.Payload.(*Resumed)
-	return ok && r.Succeeded
+	switch p := e.Payload.(type) {
+	case *Resumed:
+		return p.Succeeded
+	case *SnapshotReady:
+		return true
+	}
+	return false
+}
+
+// Completion follows one backup's events, in any order, and tells when the
+// backup is complete: failed (a terminal BackupFailed, or a Resumed that says
+// the backup failed), or both resumed and ready to restore. Resumed and
+// SnapshotReady may come in either order: the application is resumed at the
+// cut, while the storage may take minutes to make the snapshot ready.
+type Completion struct {
+	resumed, ready bool
+}
+
+// Observe takes the next event and reports whether the backup is complete;
+// the event that completed it is the one to judge with [Succeeded].
+func (c *Completion) Observe(e Event) bool {
+	switch p := e.Payload.(type) {
+	case *Resumed:
+		if !p.Succeeded {
+			return true
+		}
+		c.resumed = true
+	case *SnapshotReady:
+		c.ready = true
+	case *BackupFailed:
+		if !p.ResumePending {
+			return true
+		}
+	}
+	return c.resumed && c.ready
 }

@@ -17,6 +17,7 @@ const (
 	TypeResumed         = "io.freezeframe.backup.resumed.v1"
 	TypeBackupFailed    = "io.freezeframe.backup.failed.v1"
 	TypeUnlockRequested = "io.freezeframe.backup.unlock-requested.v1"
+	TypeSnapshotReady   = "io.freezeframe.backup.snapshot-ready.v1"
 )
 
 // Kind is the short name of an event type, as it appears in subjects.
@@ -30,6 +31,7 @@ const (
 	KindResumed         Kind = "resumed"
 	KindFailed          Kind = "failed"
 	KindUnlockRequested Kind = "unlock-requested"
+	KindSnapshotReady   Kind = "snapshot-ready"
 )
 
 var kindByType = map[string]Kind{
@@ -39,11 +41,12 @@ var kindByType = map[string]Kind{
 	TypeResumed:         KindResumed,
 	TypeBackupFailed:    KindFailed,
 	TypeUnlockRequested: KindUnlockRequested,
+	TypeSnapshotReady:   KindSnapshotReady,
 }
 
 // Kinds lists every event kind in pipeline order.
 func Kinds() []Kind {
-	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindFailed, KindUnlockRequested}
+	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindSnapshotReady, KindFailed, KindUnlockRequested}
 }
 
 // KindOf returns the kind of a CloudEvents type, or false for a type this
@@ -129,6 +132,10 @@ type BackupRequested struct {
 	MaxFreeze Duration `json:"maxFreeze,omitempty"`
 	// SnapshotClass overrides the VolumeSnapshotClass.
 	SnapshotClass string `json:"snapshotClass,omitempty"`
+	// SnapshotsToKeep is how many complete backups of the workload to keep
+	// once this one is ready; older ones are deleted. Zero means the
+	// workload's annotation, else the snapshotter's default (keep all).
+	SnapshotsToKeep int `json:"snapshotsToKeep,omitempty"`
 	// Options are passed to blueprint templates as .Options.
 	Options map[string]string `json:"options,omitempty"`
 }
@@ -142,6 +149,9 @@ func (p BackupRequested) Validate() error {
 	errs = append(errs, p.validate())
 	if p.MaxFreeze < 0 {
 		errs = append(errs, errors.New("maxFreeze: must not be negative"))
+	}
+	if p.SnapshotsToKeep < 0 {
+		errs = append(errs, errors.New("snapshotsToKeep: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -166,7 +176,13 @@ type Quiesced struct {
 	Holder        string    `json:"holder,omitempty"`
 	Blueprint     string    `json:"blueprint"`
 	Hooks         []HookRun `json:"hooks,omitempty"`
-	SnapshotClass string    `json:"snapshotClass,omitempty"`
+	// SnapshotClass is the VolumeSnapshotClass asked for by the request or
+	// the workload's annotation; empty: the default class of each volume's
+	// CSI driver.
+	SnapshotClass string `json:"snapshotClass,omitempty"`
+	// SnapshotsToKeep is the retention asked for by the request or the
+	// workload's annotation; zero: the snapshotter's default.
+	SnapshotsToKeep int `json:"snapshotsToKeep,omitempty"`
 	// Volumes are the PVCs the workload's pods mount, as the hooker saw them
 	// before freezing; the snapshotter uses them instead of asking the API
 	// again while the application is frozen.
@@ -188,11 +204,19 @@ func (p Quiesced) Validate() error {
 
 // Snapshot names one VolumeSnapshot cut for a backup.
 type Snapshot struct {
-	Name      string    `json:"name"`
+	// Name is the VolumeSnapshot. In group mode it may be empty in
+	// Snapshotted (the snapshot controller names the members after the cut)
+	// and is always set in SnapshotReady.
+	Name      string    `json:"name,omitempty"`
 	Namespace string    `json:"namespace"`
 	PVC       string    `json:"pvc"`
 	Class     string    `json:"class,omitempty"`
 	CutAt     time.Time `json:"cutAt"`
+	// ReadyAt is when the snapshotter saw readyToUse (SnapshotReady only).
+	ReadyAt time.Time `json:"readyAt,omitzero"`
+	// RestoreSize is the size a restore needs, as the driver reported it
+	// (SnapshotReady only).
+	RestoreSize string `json:"restoreSize,omitempty"`
 }
 
 // Snapshot modes: one snapshot per volume, or one group snapshot cut at one instant.
@@ -202,13 +226,25 @@ const (
 )
 
 // Snapshotted says every volume of the workload is cut; the application may
-// be resumed. Readiness (upload) may still be in progress.
+// be resumed. Readiness (upload) may still be in progress: SnapshotReady
+// follows.
 type Snapshotted struct {
 	BackupRef
 	Snapshots []Snapshot `json:"snapshots"`
-	Mode      string     `json:"mode"`
-	// CutDuration is from the first create call to the last cut.
+	// Mode is SnapshotModeVolume (one VolumeSnapshot per claim) or
+	// SnapshotModeGroup (one VolumeGroupSnapshot, every claim cut at the
+	// same instant).
+	Mode string `json:"mode"`
+	// Group is the VolumeGroupSnapshot in group mode.
+	Group string `json:"group,omitempty"`
+	// GroupClass is the VolumeGroupSnapshotClass in group mode.
+	GroupClass string `json:"groupClass,omitempty"`
+	// CutDuration is from the first create call to the last cut: the
+	// storage's own share of the freeze.
 	CutDuration Duration `json:"cutDuration"`
+	// SnapshotsToKeep is the retention applied once the backup is ready;
+	// zero keeps every backup.
+	SnapshotsToKeep int `json:"snapshotsToKeep,omitempty"`
 }
 
 // EventType implements Payload.
@@ -218,14 +254,54 @@ func (Snapshotted) EventType() string { return TypeSnapshotted }
 func (p Snapshotted) Validate() error {
 	var errs []error
 	errs = append(errs, p.validate())
-	if len(p.Snapshots) == 0 {
+	errs = append(errs, validateSnapshots(p.Snapshots, p.Mode, p.Group, false))
+	return errors.Join(errs...)
+}
+
+func validateSnapshots(snaps []Snapshot, mode, group string, namesRequired bool) error {
+	var errs []error
+	switch mode {
+	case SnapshotModeVolume:
+		namesRequired = true
+	case SnapshotModeGroup:
+		if group == "" {
+			errs = append(errs, errors.New("group: required in group mode"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want %s or %s", mode, SnapshotModeVolume, SnapshotModeGroup))
+	}
+	if len(snaps) == 0 {
 		errs = append(errs, errors.New("snapshots: at least one required"))
 	}
-	for i, s := range p.Snapshots {
-		if s.Name == "" || s.PVC == "" {
+	for i, s := range snaps {
+		if s.PVC == "" || (namesRequired && s.Name == "") {
 			errs = append(errs, fmt.Errorf("snapshots[%d]: name and pvc required", i))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// SnapshotReady says every snapshot of a backup is ready to use (uploaded,
+// restorable): the backup is complete. It usually follows Resumed, since the
+// application is resumed at the cut; with fast storage it may come first.
+type SnapshotReady struct {
+	BackupRef
+	Snapshots []Snapshot `json:"snapshots"`
+	Mode      string     `json:"mode"`
+	Group     string     `json:"group,omitempty"`
+	// ReadyAfter is from the last cut to the last snapshot ready: how long
+	// the storage took to make the backup restorable, with nothing frozen.
+	ReadyAfter Duration `json:"readyAfter"`
+}
+
+// EventType implements Payload.
+func (SnapshotReady) EventType() string { return TypeSnapshotReady }
+
+// Validate implements Payload.
+func (p SnapshotReady) Validate() error {
+	var errs []error
+	errs = append(errs, p.validate())
+	errs = append(errs, validateSnapshots(p.Snapshots, p.Mode, p.Group, true))
 	return errors.Join(errs...)
 }
 
@@ -275,6 +351,9 @@ const (
 	// before the snapshot was cut.
 	StepFreeze = "freeze"
 	StepResume = "resume"
+	// StepReady is a snapshot that failed or timed out after the cut, while
+	// the storage made it ready; the application was resumed already.
+	StepReady = "ready"
 )
 
 // BackupFailed says a step failed and why.
@@ -341,6 +420,8 @@ func newPayload(eventType string) (Payload, bool) {
 		return &BackupFailed{}, true
 	case TypeUnlockRequested:
 		return &UnlockRequested{}, true
+	case TypeSnapshotReady:
+		return &SnapshotReady{}, true
 	}
 	return nil, false
 }
