@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -177,4 +179,34 @@ func BlueprintOf(override string, annotations map[string]string) (name string, k
 		return n, false
 	}
 	return annotations[AnnotationKanisterBlueprint], annotations[AnnotationKanisterBlueprint] != ""
+}
+
+// Annotations that choose how a workload's volumes are snapshotted. A
+// request (or the policy behind it) that sets the same thing wins.
+const (
+	// AnnotationSnapshotClass names the VolumeSnapshotClass (or, for a group
+	// snapshot, the VolumeGroupSnapshotClass) to use instead of the default
+	// class of the volumes' CSI driver.
+	AnnotationSnapshotClass = "freezeframe.io/snapshot-class"
+	// AnnotationSnapshotsToKeep is how many complete backups of the workload
+	// the snapshotter keeps; older ones are deleted.
+	AnnotationSnapshotsToKeep = "freezeframe.io/snapshots-to-keep"
+)
+
+// SnapshotSettingsOf returns the snapshot class and retention of a workload:
+// the request's when set, else its annotations'. An annotation that is not a
+// positive number of snapshots is an error, reported before anything is
+// frozen.
+func SnapshotSettingsOf(class string, keep int, annotations map[string]string) (string, int, error) {
+	if class == "" {
+		class = annotations[AnnotationSnapshotClass]
+	}
+	if v, ok := annotations[AnnotationSnapshotsToKeep]; ok && keep == 0 {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return "", 0, fmt.Errorf("annotation %s=%q: want a whole number of snapshots, 1 or more", AnnotationSnapshotsToKeep, v)
+		}
+		keep = n
+	}
+	return class, keep, nil
 }

@@ -27,6 +27,7 @@ type plan struct {
 	secrets   [][]byte
 	maxFreeze time.Duration
 	class     string
+	keep      int
 	volumes   []string
 
 	mu sync.Mutex // guards params.Phases outputs, written by parallel execs
@@ -66,7 +67,11 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 		return nil, err // pods may be starting: retried
 	}
-	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: req.SnapshotClass, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
+	class, keep, err := workload.SnapshotSettingsOf(req.SnapshotClass, req.SnapshotsToKeep, info.Annotations)
+	if err != nil {
+		return nil, events.Permanent(fmt.Errorf("%s: %w", w, err))
+	}
+	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
 	// The blueprint, then the request (a policy's), may shorten the cap,
 	// never lengthen it past the operator's.
 	if bp.MaxFreeze > 0 && bp.MaxFreeze < p.maxFreeze {

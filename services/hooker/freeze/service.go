@@ -319,7 +319,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		return nil
 	}
 	deadline := hold.Lease().Deadline
-	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: st.quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, Volumes: p.volumes}
+	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: st.quiescedAt, FreezeDeadline: deadline, Holder: s.holder, Blueprint: p.blueprint, Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, Volumes: p.volumes}
 	if err := s.publishOnce(ctx, q); err != nil {
 		// Nobody will snapshot or resume what nobody heard of: unfreeze now.
 		return s.resumeInline(ctx, st, err)

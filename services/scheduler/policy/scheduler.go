@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -212,14 +211,12 @@ func (s *Scheduler) runTick(ctx context.Context, p *Policy, tick time.Time, log 
 			BackupRef:     ref,
 			RequestedBy:   "policy/" + p.Namespace + "/" + p.Name,
 			Blueprint:     p.Spec.Blueprint,
-			SnapshotClass: p.Spec.SnapshotClass,
-			Options:       p.Spec.Options,
+			SnapshotClass:   p.Spec.SnapshotClass,
+			SnapshotsToKeep: p.Spec.SnapshotsToKeep,
+			Options:         p.Spec.Options,
 		}
 		if p.Spec.MaxFreeze != nil {
 			req.MaxFreeze = events.Duration(p.Spec.MaxFreeze.Duration)
-		}
-		if p.Spec.SnapshotsToKeep > 0 {
-			req.Options = maps(req.Options, "snapshotsToKeep", strconv.Itoa(p.Spec.SnapshotsToKeep))
 		}
 		var payload events.Payload = req
 		if bp, _ := workload.BlueprintOf(p.Spec.Blueprint, w.Annotations); bp == "" {
@@ -239,15 +236,6 @@ func (s *Scheduler) runTick(ctx context.Context, p *Policy, tick time.Time, log 
 		log.InfoContext(ctx, "policy selects no workload", "tick", tick.Format(time.RFC3339))
 	}
 	return run, errors.Join(errs...)
-}
-
-func maps(m map[string]string, k, v string) map[string]string {
-	out := make(map[string]string, len(m)+1)
-	for kk, vv := range m {
-		out[kk] = vv
-	}
-	out[k] = v
-	return out
 }
 
 func (s *Scheduler) selectWorkloads(ctx context.Context, p *Policy) ([]Workload, error) {
