@@ -86,6 +86,11 @@ connects there instead. Flags:
 		return err
 	}
 	log := service.NewLogger(stderr, cfgs.hooker.LogLevel)
+	if addr := os.Getenv("FREEZEFRAME_PPROF_ADDR"); addr != "" {
+		if err := servePprof(ctx, addr, log); err != nil {
+			return err
+		}
+	}
 
 	if os.Getenv("NATS_URL") == "" {
 		dir := filepath.Join(*stateDir, "nats")
