@@ -20,6 +20,11 @@ type Common struct {
 	Cluster         string        `envconfig:"CLUSTER" default:"default" desc:"name of this Kubernetes cluster in events and subjects (a DNS label)"`
 	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info" desc:"log level: debug, info, warn, error"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long in-flight work may finish after SIGTERM"`
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8080" desc:"address serving /healthz, /readyz and /metrics (Prometheus); empty: none"`
+
+	// Runtime comes from whoever runs the service, never from the
+	// environment.
+	Runtime Runtime `ignored:"true"`
 }
 
 // Load reads cfg from the environment under prefix. With --help or -h in

@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel"
 )
 
 // Configurable is a service configuration that embeds Common.
@@ -48,11 +50,49 @@ func mainExit(name, prefix string, cfg Configurable, run RunFunc, args []string,
 		<-ctx.Done()
 		stop() // a second signal now kills the process the default way
 	}()
-	if err := Run(ctx, name, cfg.common().ShutdownTimeout, log, run); err != nil {
+	c := cfg.common()
+	metrics, err := NewMetrics(name)
+	if err != nil {
+		log.Error("exit", "err", err)
+		return 1
+	}
+	defer func() { _ = metrics.Shutdown(context.WithoutCancel(ctx)) }()
+	otel.SetMeterProvider(metrics.Provider())
+	health := NewHealth()
+	c.Runtime = Runtime{Meters: metrics.Provider(), Probe: health.Probe(name)}
+	var ep *Endpoint
+	if c.HTTPAddr != "" {
+		if ep, err = Listen(c.HTTPAddr, health, metrics.Handler(), log); err != nil {
+			log.Error("exit", "err", err)
+			return 1
+		}
+	}
+	if err := Run(ctx, name, c.ShutdownTimeout, log, WithEndpoint(ep, run)); err != nil {
 		log.Error("exit", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// WithEndpoint serves ep while run runs; nil ep: run alone.
+func WithEndpoint(ep *Endpoint, run RunFunc) RunFunc {
+	if ep == nil {
+		return run
+	}
+	return func(ctx context.Context, log *slog.Logger) error {
+		sctx, stop := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := ep.Serve(sctx); err != nil {
+				log.ErrorContext(ctx, "http endpoint stopped", "err", err)
+			}
+		}()
+		err := run(ctx, log)
+		stop()
+		<-served
+		return err
+	}
 }
 
 // Run sets up tracing, runs the body, and flushes telemetry within
