@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -226,10 +229,14 @@ func paramsOf(info *workload.Info, options map[string]string) blueprint.Params {
 // (post-hook) every phase is tried, so that one failed unlock does not
 // leave the others locked.
 func (s *Service) runAction(ctx context.Context, p *plan, a *blueprint.Action, stopOnError bool) ([]events.HookRun, error) {
+	action := blueprint.ActionPosthook
+	if a == p.pre {
+		action = blueprint.ActionPrehook
+	}
 	var runs []events.HookRun
 	var errs []error
 	for _, ph := range a.Phases {
-		r, err := s.runPhase(ctx, p, ph)
+		r, err := s.runPhase(ctx, p, action, ph)
 		runs = append(runs, r...)
 		if err != nil {
 			errs = append(errs, err)
@@ -239,14 +246,14 @@ func (s *Service) runAction(ctx context.Context, p *plan, a *blueprint.Action, s
 		}
 	}
 	if a.DeferPhase != nil {
-		r, err := s.runPhase(ctx, p, *a.DeferPhase)
+		r, err := s.runPhase(ctx, p, action, *a.DeferPhase)
 		runs = append(runs, r...)
 		errs = append(errs, err)
 	}
 	return runs, errors.Join(errs...)
 }
 
-func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]events.HookRun, error) {
+func (s *Service) runPhase(ctx context.Context, p *plan, action string, ph blueprint.Phase) ([]events.HookRun, error) {
 	p.mu.Lock()
 	rendered, err := ph.RenderArgs(p.params)
 	p.mu.Unlock()
@@ -254,7 +261,7 @@ func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]
 		return nil, err
 	}
 	if ph.Func == blueprint.FuncKubeExecSession {
-		return s.startSession(ctx, p, ph, rendered)
+		return s.startSession(ctx, p, action, ph, rendered)
 	}
 	spec, err := ph.ExecSpec(rendered)
 	if err != nil {
@@ -278,11 +285,15 @@ func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ectx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("hook timeout %s", timeout))
+			ectx, span := s.startHookSpan(ctx, p, action, ph.Name, spec.Namespace, t.pod, t.container)
+			defer func() { endHookSpan(span, errs[i]) }()
+			ectx, cancel := context.WithTimeoutCause(ectx, timeout, fmt.Errorf("hook timeout %s", timeout))
 			defer cancel()
 			start := time.Now()
 			res, err := s.exec.Exec(ectx, podexec.Request{Namespace: spec.Namespace, Pod: t.pod, Container: t.container, Command: spec.Command})
-			runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container, Duration: events.Duration(time.Since(start))}
+			took := time.Since(start)
+			s.metrics.recordHook(ctx, action, ph.Name, took)
+			runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container, Duration: events.Duration(took)}
 			if err != nil {
 				errs[i] = fmt.Errorf("phase %s in %s/%s: %s", ph.Name, t.pod, t.container, blueprint.Redact(err.Error(), p.secrets))
 				return
@@ -316,17 +327,19 @@ func (s *Service) runPhase(ctx context.Context, p *plan, ph blueprint.Phase) ([]
 // startSession opens a session that holds a session-bound lock (FTWRL,
 // pg_backup_start) until the resume releases it. The session outlives this
 // call; it is registered under the backup so that the resume finds it.
-func (s *Service) startSession(ctx context.Context, p *plan, ph blueprint.Phase, rendered map[string]any) ([]events.HookRun, error) {
+func (s *Service) startSession(ctx context.Context, p *plan, action string, ph blueprint.Phase, rendered map[string]any) (_ []events.HookRun, err error) {
 	spec, err := ph.SessionSpec(rendered)
 	if err != nil {
 		return nil, err
 	}
+	sctx, span := s.startHookSpan(ctx, p, action, ph.Name, spec.Namespace, spec.Pod, spec.Container)
+	defer func() { endHookSpan(span, err) }()
 	timeout := spec.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.HookTimeout
 	}
 	start := time.Now()
-	sess, err := session.Start(ctx, s.exec, session.Spec{
+	sess, err := session.Start(sctx, s.exec, session.Spec{
 		Namespace: spec.Namespace, Pod: spec.Pod, Container: spec.Container, Command: spec.Command,
 		Stdin: spec.Stdin, ReadyPattern: spec.ReadyPattern, ReleaseInput: spec.ReleaseInput,
 		ReadyTimeout: timeout,
@@ -335,10 +348,34 @@ func (s *Service) startSession(ctx context.Context, p *plan, ph blueprint.Phase,
 		MaxHold: p.maxFreeze + time.Minute,
 		Redact:  func(m string) string { return blueprint.Redact(m, p.secrets) },
 	})
-	run := []events.HookRun{{Phase: ph.Name, Pod: spec.Pod, Container: spec.Container, Duration: events.Duration(time.Since(start))}}
+	took := time.Since(start)
+	s.metrics.recordHook(ctx, action, ph.Name, took)
+	run := []events.HookRun{{Phase: ph.Name, Pod: spec.Pod, Container: spec.Container, Duration: events.Duration(took)}}
 	if err != nil {
 		return run, fmt.Errorf("phase %s in %s/%s: %w", ph.Name, spec.Pod, spec.Container, err)
 	}
 	s.sessions.Add(p.ref.BackupID, sess)
 	return run, nil
+}
+
+// startHookSpan starts the span of one hook exec (or the start of one lock
+// session), a child of the event being handled.
+func (s *Service) startHookSpan(ctx context.Context, p *plan, action, phase, namespace, pod, container string) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, "exec "+action, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("freezeframe.backup_id", p.ref.BackupID),
+		attribute.String("freezeframe.blueprint", p.blueprint),
+		attribute.String("freezeframe.hook.action", action),
+		attribute.String("freezeframe.hook.phase", phase),
+		attribute.String("k8s.namespace.name", namespace),
+		attribute.String("k8s.pod.name", pod),
+		attribute.String("k8s.container.name", container),
+	))
+}
+
+func endHookSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

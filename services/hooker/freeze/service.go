@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 
@@ -75,6 +79,8 @@ type Service struct {
 	leases     *lease.Store
 	log        *slog.Logger
 	holder     string
+	metrics    metrics
+	tracer     trace.Tracer
 
 	// sessions are the lock sessions this replica holds, by backup.
 	sessions *session.Registry
@@ -112,6 +118,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 		cfg: cfg, lookup: d.Lookup,
 		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
+		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 		freezing: map[string]bool{}, frozen: map[string]*frozenState{}, resuming: map[string]bool{}, resumed: map[string]time.Time{},
 	}
 }
@@ -145,6 +152,21 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return err
 	}
+	stream := s.cfg.NATS.Stream
+	if stream == "" {
+		stream = events.DefaultStream
+	}
+	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, reqCfg.Durable, trigCfg.Durable)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lag.Unregister() }()
+	gauges, err := s.observeLeases()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = gauges.Unregister() }()
+	s.cfg.Runtime.Probe.Ready(js.Conn())
 	watchdog := lease.NewWatchdog(s.leases, lease.WatchdogConfig{Replica: s.holder, Tick: s.cfg.WatchdogTick}, s.onStale, s.log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return requests.Run(gctx) })
@@ -183,7 +205,12 @@ func (s *Service) onStale(ctx context.Context, st lease.Stale) error {
 		opts = append(opts, events.WithID(fmt.Sprintf("%s.unlock-requested.r%d", l.BackupID, st.Revision)))
 	}
 	s.log.WarnContext(ctx, "stale freeze lease, requesting unlock", "backup_id", l.BackupID, "workload", l.Workload.String(), "reason", st.Reason)
-	_, _, err := s.pub.Publish(ctx, u, opts...)
+	_, dup, err := s.pub.Publish(ctx, u, opts...)
+	if err == nil && !dup {
+		// Every replica's watchdog fires; only the one whose event was
+		// stored counts it.
+		s.metrics.unlocks.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(st.Cause))))
+	}
 	return err
 }
 
@@ -240,17 +267,26 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 		if s.alreadyResumed(ctx, p.BackupRef) {
 			return nil
 		}
-		reason := events.ResumeStaleLock
-		if strings.HasPrefix(p.RequestedBy, "operator") {
-			reason = events.ResumeOperator
+		reason, why := events.ResumeStaleLock, "unlock requested: "+p.Reason
+		if isOperatorUnlock(p) {
+			reason, why = events.ResumeOperator, "an operator forced the resume"
+			if p.RequestedBy != "" {
+				why += " (" + p.RequestedBy + ")"
+			}
 		}
 		// The failure is announced once this replica owns the resume, so
 		// that its own BackupFailed handler does not resume it first.
 		return s.resume(ctx, p.BackupRef, reason, p.HolderGone, func() error {
-			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepFreeze, Reason: "unlock requested: " + p.Reason, ResumePending: true})
+			return s.publishOnce(ctx, &events.BackupFailed{BackupRef: p.BackupRef, Step: events.StepFreeze, Reason: why, ResumePending: true})
 		})
 	}
 	return events.Permanent(fmt.Errorf("hooker does not handle %s", ev.Kind()))
+}
+
+// isOperatorUnlock tells an operator's unlock (`freezeframe unlock`: reason
+// "operator", requested by a user) from the watchdog's.
+func isOperatorUnlock(p *events.UnlockRequested) bool {
+	return p.Reason == events.ResumeOperator || strings.HasPrefix(p.RequestedBy, "operator")
 }
 
 // freeze takes the workload's lease, runs the pre-hook and reports
@@ -368,9 +404,13 @@ func (s *Service) resumeInline(ctx context.Context, st *frozenState, cause error
 	p := st.plan
 	s.log.ErrorContext(ctx, "cannot announce freeze, resuming now", "backup_id", p.ref.BackupID, "err", cause)
 	_ = s.releaseSessions(ctx, p.ref)
+	frozenFor := time.Since(st.quiescedAt)
 	if _, err := s.runAction(ctx, p, p.post, false); err != nil {
 		s.log.ErrorContext(ctx, "inline resume failed", "backup_id", p.ref.BackupID, "err", err)
 		return cause // the lease stays: the watchdog will ask again
+	}
+	if !st.quiescedAt.IsZero() {
+		s.metrics.freeze.Record(ctx, frozenFor.Seconds())
 	}
 	s.forget(ctx, p.ref.BackupID, st)
 	return cause
@@ -499,6 +539,9 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 		if perr := s.publishOnce(ctx, &events.BackupFailed{BackupRef: ref, Step: events.StepFreeze, Reason: lost.Error(), ResumePending: true}); perr != nil {
 			return perr
 		}
+	}
+	if !st.quiescedAt.IsZero() {
+		s.metrics.freeze.Record(ctx, frozenFor.Seconds())
 	}
 	s.log.InfoContext(ctx, "resumed", "backup_id", ref.BackupID, "reason", reason, "frozen_for", frozenFor)
 	// Resumed before the lease goes: a crash in between leaves a lease whose

@@ -167,6 +167,21 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	return &Store{js: js, kv: kv, cfg: cfg}, nil
 }
 
+// Bind returns a store over an existing bucket without creating or
+// reconfiguring it, for readers such as `freezeframe status`. Only Get and
+// List are meant for it.
+func Bind(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	cfg, err := Config{Bucket: bucket}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Store{js: js, kv: kv, cfg: cfg}, nil
+}
+
 // Config returns the store's configuration, defaults applied.
 func (s *Store) Config() Config { return s.cfg }
 
