@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/service"
 )
 
 // Durable is the consumer the notifier replicas share.
@@ -25,11 +26,13 @@ type Service struct {
 	cfg      Config
 	notifier Notifier
 	log      *slog.Logger
+	metrics  metrics
+	history  History // set by Run, for the failed step of a backup
 }
 
 // New returns a notifier service that notifies through n.
 func New(cfg Config, n Notifier, log *slog.Logger) *Service {
-	return &Service{cfg: cfg.withDefaults(), notifier: n, log: log}
+	return &Service{cfg: cfg.withDefaults(), notifier: n, log: log, metrics: newMetrics(cfg.Common)}
 }
 
 // Run notifies terminal events from the stream until ctx ends, then lets
@@ -45,6 +48,17 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return err
 	}
+	stream := s.cfg.NATS.Stream
+	if stream == "" {
+		stream = events.DefaultStream
+	}
+	s.history = NewStreamHistory(js, stream)
+	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, Durable)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lag.Unregister() }()
+	s.cfg.Runtime.Probe.Ready(js.Conn())
 	s.log.InfoContext(ctx, "notifying terminal backup events", "consumer", Durable)
 	return c.Run(ctx)
 }
@@ -53,6 +67,7 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	if !events.IsTerminal(ev) {
 		return nil // a Resumed follows and ends the backup
 	}
+	s.countBackup(ctx, ev)
 	if err := s.notifier.Notify(ctx, ev); err != nil {
 		return fmt.Errorf("notify end of backup %s: %w", ev.BackupID(), err)
 	}

@@ -87,8 +87,10 @@ func (s *Service) Run(ctx context.Context, nc *nats.Conn) error {
 		s.log.InfoContext(ctx, "serving backup requests", "subject", subject, "queue", QueueGroup)
 	}
 	cancelFlush()
+	s.cfg.Runtime.Probe.Ready(nc)
 
 	<-ctx.Done()
+	s.cfg.Runtime.Probe.NotReady()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	closed := sub.StatusChanged(nats.SubscriptionClosed)
