@@ -17,11 +17,13 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cf connectFlags
 	addConnectFlags(fs, &cf)
 	namespace := fs.String("n", "default", "namespace of the workload")
-	wait := fs.Bool("wait", false, "print the backup's events as they happen; exit 0 when it succeeded, 1 when it failed")
+	wait := fs.Bool("wait", false, "print the backup's events as they happen, until its snapshots are ready to restore; exit 0 when it succeeded, 1 when it failed")
+	waitReady := fs.Bool("wait-ready", true, "with --wait, wait for snapshot-ready too; false: stop once the application is resumed")
 	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait, give up after this long (exit 3)")
 	blueprintName := fs.String("blueprint", "", "use this blueprint instead of the one the workload's annotation names")
 	maxFreeze := fs.Duration("max-freeze", 0, "resume the application after this long at the latest (0: the hooker's default)")
-	class := fs.String("snapshot-class", "", "VolumeSnapshotClass to use (default: the cluster's default for the driver)")
+	class := fs.String("snapshot-class", "", "VolumeSnapshotClass to use (default: the workload's freezeframe.io/snapshot-class annotation, else the default class of the volumes' CSI driver)")
+	keep := fs.Int("keep", 0, "once this backup is ready, keep this many complete backups of the workload and delete older ones (default: the workload's freezeframe.io/snapshots-to-keep annotation, else keep all)")
 	id := fs.String("id", "", "backup id (default: a new one); requesting an id again is a no-op")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: freezeframe backup KIND/NAME -n NAMESPACE [--wait] [flags]\n\nKIND is deployment (deploy) or statefulset (sts). Flags:")
@@ -41,11 +43,12 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer closeConn()
 	req := events.BackupRequested{
-		BackupRef:     events.BackupRef{BackupID: *id, Workload: events.Workload{Cluster: cf.cluster, Namespace: *namespace, Kind: kind, Name: name}},
-		RequestedBy:   "cli",
-		Blueprint:     *blueprintName,
-		MaxFreeze:     events.Duration(*maxFreeze),
-		SnapshotClass: *class,
+		BackupRef:       events.BackupRef{BackupID: *id, Workload: events.Workload{Cluster: cf.cluster, Namespace: *namespace, Kind: kind, Name: name}},
+		RequestedBy:     "cli",
+		Blueprint:       *blueprintName,
+		MaxFreeze:       events.Duration(*maxFreeze),
+		SnapshotClass:   *class,
+		SnapshotsToKeep: *keep,
 	}
 	backupID, err := client.RequestBackup(ctx, req)
 	if err != nil {
@@ -61,7 +64,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	var first time.Time
-	last, err := client.Wait(wctx, backupID, func(ev events.Event) {
+	waitFor := client.WaitReady
+	if !*waitReady {
+		waitFor = client.Wait
+	}
+	last, err := waitFor(wctx, backupID, func(ev events.Event) {
 		if first.IsZero() {
 			first = ev.Time()
 		}

@@ -22,7 +22,7 @@ func TestCLIBackupWaitAndEvents(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("backup --wait exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"requested for deployment/redis -n shop", "quiesced", "snapshotted", "1 snapshot(s) cut", "redis-data→ff-", "writes resumed after", "succeeded in"} {
+	for _, want := range []string{"requested for deployment/redis -n shop", "quiesced", "snapshotted", "1 snapshot(s) cut", "redis-data→ff-", "writes resumed after", "snapshot-ready", "ready to restore", "succeeded in"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("backup --wait output lacks %q:\n%s", want, out)
 		}
@@ -33,8 +33,8 @@ func TestCLIBackupWaitAndEvents(t *testing.T) {
 		t.Fatalf("events exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[4], "resumed") {
-		t.Fatalf("events table: want a header and 4 events, got:\n%s", out)
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(out, "resumed") || !strings.Contains(out, "snapshot-ready") {
+		t.Fatalf("events table: want a header and 5 events, got:\n%s", out)
 	}
 
 	code, out, _ = cli(t, append([]string{"events", "-o", "json", "--kind", "resumed"}, conn...)...)

@@ -28,7 +28,29 @@ func describe(ev events.Event) string {
 		for _, s := range p.Snapshots {
 			snaps = append(snaps, s.PVC+"→"+s.Name)
 		}
-		return fmt.Sprintf("%d snapshot(s) cut in %s (%s): %s", len(p.Snapshots), round(p.CutDuration.Std()), p.Mode, strings.Join(snaps, ", "))
+		mode := p.Mode
+		if p.Group != "" {
+			mode += " " + p.Group
+			for i, s := range p.Snapshots {
+				if s.Name == "" {
+					snaps[i] = s.PVC
+				}
+			}
+		}
+		return fmt.Sprintf("%d snapshot(s) cut in %s (%s): %s", len(p.Snapshots), round(p.CutDuration.Std()), mode, strings.Join(snaps, ", "))
+	case *events.SnapshotReady:
+		s := fmt.Sprintf("%d snapshot(s) ready to restore %s after the cut", len(p.Snapshots), round(p.ReadyAfter.Std()))
+		if p.Group != "" {
+			var members []string
+			for _, m := range p.Snapshots {
+				members = append(members, m.PVC+"→"+m.Name)
+			}
+			s += " (group " + p.Group + ": " + strings.Join(members, ", ") + ")"
+		}
+		if p.SnapshotsToKeep > 0 {
+			s += fmt.Sprintf("; keeping %d, pruned %d older (%s)", p.SnapshotsToKeep, len(p.Pruned), strings.Join(p.Pruned, ", "))
+		}
+		return s
 	case *events.Resumed:
 		outcome := "backup succeeded"
 		if !p.Succeeded {

@@ -292,6 +292,10 @@ type SnapshotReady struct {
 	// ReadyAfter is from the last cut to the last snapshot ready: how long
 	// the storage took to make the backup restorable, with nothing frozen.
 	ReadyAfter Duration `json:"readyAfter"`
+	// SnapshotsToKeep is the retention applied (zero: keep every backup),
+	// and Pruned the older backups whose snapshots it deleted.
+	SnapshotsToKeep int      `json:"snapshotsToKeep,omitempty"`
+	Pruned          []string `json:"pruned,omitempty"`
 }
 
 // EventType implements Payload.

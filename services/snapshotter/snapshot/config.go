@@ -17,21 +17,32 @@ type Config struct {
 	service.Common
 	workload.ClientConfig
 
-	CutTimeout           time.Duration `envconfig:"CUT_TIMEOUT" default:"2m" desc:"how long to wait for every snapshot to be cut (status.creationTime) before failing the backup; the Quiesced event's freeze deadline shortens it"`
-	DefaultSnapshotClass string        `envconfig:"DEFAULT_SNAPSHOT_CLASS" desc:"VolumeSnapshotClass when the backup names none; empty: the cluster's default class for each volume's driver"`
-	Concurrency          int           `envconfig:"CONCURRENCY" default:"1024" desc:"backups snapshotted at once per replica; a Quiesced waiting for a slot keeps its application frozen"`
-	AckWait              time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"how long an unacknowledged Quiesced waits before redelivery to another replica (after a crash; heartbeats extend it while a snapshot is taken)"`
-	MaxDeliver           int           `envconfig:"MAX_DELIVER" default:"5" desc:"delivery attempts of a Quiesced after transient API errors; the last one reports BackupFailed"`
-	RetryMaxDelay        time.Duration `envconfig:"RETRY_MAX_DELAY" default:"2s" desc:"longest backoff between attempts after a transient API error (from 100ms, doubling); the application stays frozen meanwhile"`
-	WatchSyncTimeout     time.Duration `envconfig:"WATCH_SYNC_TIMEOUT" default:"1m" desc:"how long the VolumeSnapshot watch may take to sync at start before the service gives up (usually missing RBAC list/watch on volumesnapshots)"`
+	CutTimeout                time.Duration `envconfig:"CUT_TIMEOUT" default:"2m" desc:"how long to wait for every snapshot to be cut (status.creationTime) before failing the backup; the Quiesced event's freeze deadline shortens it"`
+	ReadyTimeout              time.Duration `envconfig:"READY_TIMEOUT" default:"30m" desc:"how long after the cut every snapshot may take to become readyToUse before the backup fails (step ready); nothing is frozen meanwhile"`
+	DefaultSnapshotClass      string        `envconfig:"DEFAULT_SNAPSHOT_CLASS" desc:"VolumeSnapshotClass when neither the request nor the workload's freezeframe.io/snapshot-class annotation names one; empty: the class annotated default for each volume's CSI driver"`
+	GroupSnapshots            bool          `envconfig:"GROUP_SNAPSHOTS" default:"true" desc:"cut a workload with several volumes on one CSI driver as one VolumeGroupSnapshot (every volume at the same instant) where the cluster serves groupsnapshot.storage.k8s.io/v1 and the driver has a group class; false: always one VolumeSnapshot per volume"`
+	DefaultGroupSnapshotClass string        `envconfig:"DEFAULT_GROUP_SNAPSHOT_CLASS" desc:"VolumeGroupSnapshotClass for group snapshots; empty: the class annotated default for the volumes' CSI driver (none: volumes are snapshotted one by one)"`
+	SnapshotsToKeep           int           `envconfig:"SNAPSHOTS_TO_KEEP" default:"0" desc:"complete backups kept per workload when neither the request (policy) nor the workload's freezeframe.io/snapshots-to-keep annotation says; older ones are deleted once a new one is ready; 0 keeps all"`
+	Concurrency               int           `envconfig:"CONCURRENCY" default:"1024" desc:"backups snapshotted at once per replica; a Quiesced waiting for a slot keeps its application frozen"`
+	ReadyConcurrency          int           `envconfig:"READY_CONCURRENCY" default:"4096" desc:"backups followed to readiness at once per replica (cheap: a watch registration each)"`
+	AckWait                   time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"how long an unacknowledged Quiesced waits before redelivery to another replica (after a crash; heartbeats extend it while a snapshot is taken)"`
+	MaxDeliver                int           `envconfig:"MAX_DELIVER" default:"5" desc:"delivery attempts of a Quiesced after transient API errors; the last one reports BackupFailed"`
+	RetryMaxDelay             time.Duration `envconfig:"RETRY_MAX_DELAY" default:"2s" desc:"longest backoff between attempts after a transient API error (from 100ms, doubling); the application stays frozen meanwhile"`
+	WatchSyncTimeout          time.Duration `envconfig:"WATCH_SYNC_TIMEOUT" default:"1m" desc:"how long the VolumeSnapshot watch may take to sync at start before the service gives up (usually missing RBAC list/watch on volumesnapshots)"`
 }
 
 func (c Config) withDefaults() Config {
 	if c.CutTimeout <= 0 {
 		c.CutTimeout = 2 * time.Minute
 	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 30 * time.Minute
+	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 1024
+	}
+	if c.ReadyConcurrency <= 0 {
+		c.ReadyConcurrency = 4096
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 10 * time.Second
@@ -64,6 +75,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer bus.Close()
-	svc := New(cfg, Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps}, bus.Publisher, log)
+	svc := New(cfg, Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, bus.Publisher, log)
 	return svc.Run(ctx, bus.JetStream)
 }

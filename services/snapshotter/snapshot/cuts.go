@@ -18,12 +18,14 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// cutWatch follows every freezeframe VolumeSnapshot through one shared
-// informer and wakes the handlers waiting for theirs to be cut. One watch
-// for the whole service, rather than one per backup, keeps API calls (and
-// client-side throttling) out of the time an application is frozen.
+// cutWatch follows every freezeframe VolumeSnapshot (or VolumeGroupSnapshot)
+// through one shared informer and wakes the handlers waiting for theirs to
+// be cut or ready. One watch for the whole service, rather than one per
+// backup, keeps API calls (and client-side throttling) out of the time an
+// application is frozen.
 type cutWatch struct {
 	informer cache.SharedIndexInformer
+	statusOf func(obj any) (snapStatus, bool)
 
 	mu sync.Mutex
 	// waits are the backups waiting, by namespace/name of a snapshot; more
@@ -31,35 +33,77 @@ type cutWatch struct {
 	waits map[string]map[*cutWait]struct{}
 }
 
-func newCutWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error) {
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+// snapStatus is what the watch needs of a VolumeSnapshot or a
+// VolumeGroupSnapshot.
+type snapStatus struct {
+	namespace, name string
+	uid             types.UID
+	class           string
+	cutAt           time.Time
+	ready           bool
+	restoreSize     string
+	// errMsg is the status error, if any ("no message" when it has none).
+	errMsg string
+}
+
+func volumeSnapshotStatus(obj any) (snapStatus, bool) {
+	s, ok := obj.(*snapv1.VolumeSnapshot)
+	if !ok {
+		return snapStatus{}, false
+	}
+	out := snapStatus{namespace: s.Namespace, name: s.Name, uid: s.UID}
+	if s.Spec.VolumeSnapshotClassName != nil {
+		out.class = *s.Spec.VolumeSnapshotClassName
+	}
+	if st := s.Status; st != nil {
+		if st.CreationTime != nil {
+			out.cutAt = st.CreationTime.Time
+		}
+		out.ready = st.ReadyToUse != nil && *st.ReadyToUse
+		if st.RestoreSize != nil {
+			out.restoreSize = st.RestoreSize.String()
+		}
+		out.errMsg = errorMessage(st.Error)
+	}
+	return out, true
+}
+
+func errorMessage(e *snapv1.VolumeSnapshotError) string {
+	switch {
+	case e == nil:
+		return ""
+	case e.Message != nil && *e.Message != "":
+		return *e.Message
+	}
+	return "no message"
+}
+
+func newVolumeSnapshotWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error) {
+	inf := newInformer(api, &snapv1.VolumeSnapshot{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = LabelBackupID
 			return api.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).List(ctx, o)
 		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.LabelSelector = LabelBackupID
 			return api.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}
-	// Passing api lets a fake clientset opt out of watch-list semantics it
-	// cannot serve; the real clientset uses them.
-	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, api), &snapv1.VolumeSnapshot{}, cache.SharedIndexInformerOptions{})
-	w := &cutWatch{informer: inf, waits: map[string]map[*cutWait]struct{}{}}
-	if err := inf.SetTransform(stripManagedFields); err != nil {
-		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
-	}
+		})
+	return newCutWatch(inf, volumeSnapshotStatus, "volumesnapshot", log)
+}
+
+func newCutWatch(inf cache.SharedIndexInformer, statusOf func(any) (snapStatus, bool), what string, log *slog.Logger) (*cutWatch, error) {
+	w := &cutWatch{informer: inf, statusOf: statusOf, waits: map[string]map[*cutWait]struct{}{}}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-		log.WarnContext(ctx, "volumesnapshot watch interrupted, restarting", "err", err)
+		log.WarnContext(ctx, what+" watch interrupted, restarting", "err", err)
 	}); err != nil {
-		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
+		return nil, fmt.Errorf("%s watch: %w", what, err)
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.observe(obj, false) },
 		UpdateFunc: func(_, obj any) { w.observe(obj, false) },
 		DeleteFunc: func(obj any) { w.observe(obj, true) },
 	}); err != nil {
-		return nil, fmt.Errorf("volumesnapshot watch: %w", err)
+		return nil, fmt.Errorf("%s watch: %w", what, err)
 	}
 	return w, nil
 }
@@ -83,13 +127,13 @@ func (w *cutWatch) observe(obj any, deleted bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj, deleted = d.Obj, true
 	}
-	s, ok := obj.(*snapv1.VolumeSnapshot)
+	s, ok := w.statusOf(obj)
 	if !ok {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for c := range w.waits[s.Namespace+"/"+s.Name] {
+	for c := range w.waits[s.namespace+"/"+s.name] {
 		c.observeLocked(s, deleted, false)
 	}
 }
@@ -110,7 +154,7 @@ func (w *cutWatch) wait(namespace string, claims map[string]string) *cutWait {
 		w.waits[key][c] = struct{}{}
 		// A snapshot left by an earlier delivery may be cut already.
 		if obj, ok, _ := w.informer.GetStore().GetByKey(key); ok {
-			if s, ok := obj.(*snapv1.VolumeSnapshot); ok {
+			if s, ok := w.statusOf(obj); ok {
 				c.observeLocked(s, false, false)
 			}
 		}
@@ -127,40 +171,67 @@ type cutWait struct {
 }
 
 // volume is what is known of one snapshot, merged from the watch and from
-// API answers in any order: a cut, an error and a deletion are sticky.
+// API answers in any order: a cut, readiness, an error and a deletion are
+// sticky.
 type volume struct {
-	pvc     string
-	uid     types.UID
-	class   string
-	cutAt   time.Time
-	errMsg  string
-	deleted bool
+	pvc         string
+	uid         types.UID
+	class       string
+	cutAt       time.Time
+	readyAt     time.Time
+	restoreSize string
+	errMsg      string
+	deleted     bool
 }
 
-// cut is one snapshot as it was cut.
+// cut is one snapshot as it was cut, and once ready, as it became ready.
 type cut struct {
-	Name  string
-	Class string
-	CutAt time.Time
+	Name        string
+	PVC         string
+	Class       string
+	CutAt       time.Time
+	ReadyAt     time.Time
+	RestoreSize string
+}
+
+// stage is what a wait waits for.
+type stage int
+
+const (
+	// stageCut: status.creationTime is set; the application may resume.
+	stageCut stage = iota
+	// stageReady: status.readyToUse is true; the snapshot can be restored.
+	stageReady
+)
+
+func (st stage) String() string {
+	if st == stageReady {
+		return "ready"
+	}
+	return "cut"
 }
 
 // observe merges an API answer (create or get), which names the object the
 // backup now owns.
-func (c *cutWait) observe(s *snapv1.VolumeSnapshot) {
+func (c *cutWait) observe(obj any) {
+	st, ok := c.w.statusOf(obj)
+	if !ok {
+		return
+	}
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
-	c.observeLocked(s, false, true)
+	c.observeLocked(st, false, true)
 }
 
-func (c *cutWait) observeLocked(s *snapv1.VolumeSnapshot, deleted, authoritative bool) {
-	v := c.vols[s.Name]
+func (c *cutWait) observeLocked(s snapStatus, deleted, authoritative bool) {
+	v := c.vols[s.name]
 	if v == nil {
 		return
 	}
-	if s.UID != "" && s.UID != v.uid {
+	if s.uid != "" && s.uid != v.uid {
 		switch {
 		case authoritative || v.uid == "":
-			*v = volume{pvc: v.pvc, uid: s.UID}
+			*v = volume{pvc: v.pvc, uid: s.uid}
 		default:
 			return // an event about an earlier object of the same name
 		}
@@ -168,19 +239,20 @@ func (c *cutWait) observeLocked(s *snapv1.VolumeSnapshot, deleted, authoritative
 	if deleted {
 		v.deleted = true
 	}
-	if s.Spec.VolumeSnapshotClassName != nil {
-		v.class = *s.Spec.VolumeSnapshotClassName
+	if s.class != "" {
+		v.class = s.class
 	}
-	if st := s.Status; st != nil {
-		if st.CreationTime != nil && v.cutAt.IsZero() {
-			v.cutAt = st.CreationTime.Time
-		}
-		if st.Error != nil && v.errMsg == "" {
-			v.errMsg = "no message"
-			if st.Error.Message != nil && *st.Error.Message != "" {
-				v.errMsg = *st.Error.Message
-			}
-		}
+	if !s.cutAt.IsZero() && v.cutAt.IsZero() {
+		v.cutAt = s.cutAt
+	}
+	if s.ready && v.readyAt.IsZero() {
+		// The API records no time of readiness; when it is first seen is
+		// the closest there is.
+		v.readyAt = time.Now()
+		v.restoreSize = s.restoreSize
+	}
+	if s.errMsg != "" && v.errMsg == "" {
+		v.errMsg = s.errMsg
 	}
 	select {
 	case c.notify <- struct{}{}:
@@ -188,28 +260,28 @@ func (c *cutWait) observeLocked(s *snapv1.VolumeSnapshot, deleted, authoritative
 	}
 }
 
-// until waits until every snapshot is cut and returns them by name. It
-// fails at once when a snapshot reports an error or disappears, with
-// ErrCutTimeout at deadline, and with ctx's error when ctx ends.
-func (c *cutWait) until(ctx context.Context, deadline time.Time, why string) (map[string]cut, error) {
+// until waits until every snapshot has reached stage and returns them by
+// name. It fails at once when a snapshot reports an error or disappears,
+// with timeoutErr at deadline, and with ctx's error when ctx ends.
+func (c *cutWait) until(ctx context.Context, st stage, deadline time.Time, timeoutErr error, why string) (map[string]cut, error) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
-		cuts, pending, err := c.check()
+		cuts, pending, err := c.check(st)
 		if err != nil || len(pending) == 0 {
 			return cuts, err
 		}
 		select {
 		case <-c.notify:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for snapshot cut: %w", ctx.Err())
+			return nil, fmt.Errorf("wait for snapshot %s: %w", st, ctx.Err())
 		case <-timer.C:
-			return nil, fmt.Errorf("%w %s: %s", ErrCutTimeout, why, strings.Join(pending, ", "))
+			return nil, fmt.Errorf("%w %s: %s", timeoutErr, why, strings.Join(pending, ", "))
 		}
 	}
 }
 
-func (c *cutWait) check() (map[string]cut, []string, error) {
+func (c *cutWait) check(st stage) (map[string]cut, []string, error) {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
 	cuts := map[string]cut{}
@@ -219,11 +291,11 @@ func (c *cutWait) check() (map[string]cut, []string, error) {
 		case v.errMsg != "":
 			return nil, nil, &SnapshotError{Namespace: c.namespace, Name: name, PVC: v.pvc, Message: v.errMsg}
 		case v.deleted:
-			return nil, nil, &SnapshotError{Namespace: c.namespace, Name: name, PVC: v.pvc, Message: "deleted before it was cut"}
-		case v.cutAt.IsZero():
+			return nil, nil, &SnapshotError{Namespace: c.namespace, Name: name, PVC: v.pvc, Message: "deleted before it was " + st.String()}
+		case v.cutAt.IsZero() || (st == stageReady && v.readyAt.IsZero()):
 			pending = append(pending, fmt.Sprintf("%s/%s (pvc %s)", c.namespace, name, v.pvc))
 		default:
-			cuts[name] = cut{Name: name, Class: v.class, CutAt: v.cutAt}
+			cuts[name] = cut{Name: name, PVC: v.pvc, Class: v.class, CutAt: v.cutAt, ReadyAt: v.readyAt, RestoreSize: v.restoreSize}
 		}
 	}
 	sort.Strings(pending)

@@ -70,20 +70,26 @@ func shortHash(s string) string {
 func newSnapshot(ref events.BackupRef, kind, pvc string, class *string) *snapv1.VolumeSnapshot {
 	return &snapv1.VolumeSnapshot{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      SnapshotName(ref.BackupID, pvc),
-			Namespace: ref.Workload.Namespace,
-			Labels: map[string]string{
-				LabelBackupID:     LabelValue(ref.BackupID),
-				LabelWorkloadKind: kind,
-				LabelWorkloadName: LabelValue(ref.Workload.Name),
-				LabelManagedBy:    "freezeframe",
-			},
+			Name:        SnapshotName(ref.BackupID, pvc),
+			Namespace:   ref.Workload.Namespace,
+			Labels:      ownLabels(ref, kind),
 			Annotations: map[string]string{AnnotationBackupID: ref.BackupID},
 		},
 		Spec: snapv1.VolumeSnapshotSpec{
 			Source:                  snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc},
 			VolumeSnapshotClassName: class,
 		},
+	}
+}
+
+// ownLabels are the labels on every snapshot and group snapshot of a
+// backup: the watch selects by them, retention groups by them.
+func ownLabels(ref events.BackupRef, kind string) map[string]string {
+	return map[string]string{
+		LabelBackupID:     LabelValue(ref.BackupID),
+		LabelWorkloadKind: kind,
+		LabelWorkloadName: LabelValue(ref.Workload.Name),
+		LabelManagedBy:    "freezeframe",
 	}
 }
 

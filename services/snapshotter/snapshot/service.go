@@ -11,22 +11,35 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	groupclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/typed/volumegroupsnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/typed/volumesnapshot/v1"
 	"github.com/nats-io/nats.go/jetstream"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 )
 
-// Durable is the name of the snapshotter's consumer, shared by its replicas.
+// Durable is the name of the snapshotter's consumer of Quiesced events,
+// shared by its replicas.
 const Durable = "snapshotter"
+
+// ReadyDurable is the name of the consumer that follows each Snapshotted
+// until its snapshots are ready. Readiness lives in its own consumer, not in
+// the Quiesced handler, so that the cut is acknowledged at once and a crash
+// while the storage uploads is picked up from the Snapshotted event.
+const ReadyDurable = "snapshotter-ready"
 
 // failurePublishTimeout bounds the publish of BackupFailed, which goes out
 // even when the handler's context has ended: the application is frozen and
 // only this event gets it resumed before the watchdog's deadline.
 const failurePublishTimeout = 10 * time.Second
+
+// readyShutdownGrace is how long readiness waits may go on at shutdown:
+// long enough for one that just ended to publish its event.
+const readyShutdownGrace = 200 * time.Millisecond
 
 // Publisher publishes backup events; *events.Publisher is one.
 type Publisher interface {
@@ -39,27 +52,39 @@ type Workloads interface {
 	Resolve(ctx context.Context, namespace, kind, name string) (*workload.Info, error)
 }
 
-// SnapshotAPI is the CSI VolumeSnapshot API; the external-snapshotter
+// SnapshotAPI is the CSI snapshot API: VolumeSnapshots and, where the
+// cluster serves them, VolumeGroupSnapshots. The external-snapshotter
 // clientset (versioned.Interface, or its fake) is one.
 type SnapshotAPI interface {
 	SnapshotV1() snapclient.SnapshotV1Interface
+	GroupsnapshotV1() groupclient.GroupsnapshotV1Interface
 }
 
 // Deps are the Kubernetes APIs the snapshotter uses.
 type Deps struct {
 	Workloads Workloads
 	Snapshots SnapshotAPI
+	// Kube reads claims, storage classes and persistent volumes, labels
+	// claims for group snapshots, and discovers the group snapshot API.
+	Kube kubernetes.Interface
 }
 
 // Service handles Quiesced events: it snapshots the workload's volumes and
-// publishes Snapshotted or BackupFailed.
+// publishes Snapshotted or BackupFailed; then it follows each Snapshotted
+// until the snapshots are ready, publishes SnapshotReady and applies the
+// workload's retention.
 type Service struct {
-	cfg  Config
-	deps Deps
-	pub  Publisher
-	log  *slog.Logger
-	cuts *cutWatch
-	// initErr is an error building the watch, reported by Run.
+	cfg     Config
+	deps    Deps
+	pub     Publisher
+	log     *slog.Logger
+	storage *storageIndex
+	cuts    *cutWatch
+	// groupCuts is nil when the cluster serves no VolumeGroupSnapshot API
+	// or group snapshots are turned off.
+	groupCuts *cutWatch
+	inFlight  inFlight
+	// initErr is an error building the watches, reported by Run.
 	initErr error
 }
 
@@ -67,50 +92,99 @@ type Service struct {
 // defaults. Run starts it.
 func New(cfg Config, deps Deps, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg.withDefaults(), deps: deps, pub: pub, log: log}
-	s.cuts, s.initErr = newCutWatch(deps.Snapshots, log)
+	groups := s.cfg.GroupSnapshots && servesGroupSnapshots(deps.Kube, log)
+	var errs [3]error
+	s.storage, errs[0] = newStorageIndex(deps.Kube, deps.Snapshots, groups)
+	s.cuts, errs[1] = newVolumeSnapshotWatch(deps.Snapshots, log)
+	if groups {
+		s.groupCuts, errs[2] = newGroupSnapshotWatch(deps.Snapshots, log)
+	}
+	s.initErr = errors.Join(errs[:]...)
 	return s
 }
 
-// Run follows the cluster's freezeframe VolumeSnapshots, then handles
-// Quiesced events from the durable consumer "snapshotter" until ctx ends.
-// In-flight backups may finish within the consumer's shutdown grace.
+// servesGroupSnapshots asks the API server whether it serves the
+// VolumeGroupSnapshot API the snapshot controller reconciles.
+func servesGroupSnapshots(kube kubernetes.Interface, log *slog.Logger) bool {
+	rl, err := kube.Discovery().ServerResourcesForGroupVersion(groupSnapshotGV)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			log.Warn("cannot tell whether the cluster serves group snapshots; snapshotting volumes one by one", "group_version", groupSnapshotGV, "err", err)
+		}
+		return false
+	}
+	for _, r := range rl.APIResources {
+		if r.Name == "volumegroupsnapshots" {
+			return true
+		}
+	}
+	return false
+}
+
+// Run follows the cluster's freezeframe snapshots, claims and classes, then
+// handles Quiesced events (durable consumer "snapshotter") and Snapshotted
+// events (durable consumer "snapshotter-ready") until ctx ends. In-flight
+// backups may finish within the consumers' shutdown grace.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if s.initErr != nil {
 		return s.initErr
 	}
-	// The watch outlives ctx until the consumer has drained: a backup still
-	// being handled at shutdown must see its snapshots cut.
+	// The watches outlive ctx until the consumers have drained: a backup
+	// still being handled at shutdown must see its snapshots cut.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { s.cuts.run(watchCtx) })
+	watches := []*cutWatch{s.cuts}
+	if s.groupCuts != nil {
+		watches = append(watches, s.groupCuts)
+	}
+	for _, w := range watches {
+		wg.Go(func() { w.run(watchCtx) })
+	}
+	wg.Go(func() { s.storage.run(watchCtx) })
 	defer func() { stopWatch(); wg.Wait() }()
 
 	syncCtx, cancel := context.WithTimeout(ctx, s.cfg.WatchSyncTimeout)
 	defer cancel()
-	if !s.cuts.synced(syncCtx) {
+	synced := s.storage.synced(syncCtx)
+	for _, w := range watches {
+		synced = synced && w.synced(syncCtx)
+	}
+	if !synced {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("volumesnapshot watch not synced within %s: check that the CRDs are installed and the service account may list and watch volumesnapshots.snapshot.storage.k8s.io in all namespaces", s.cfg.WatchSyncTimeout)
+		return fmt.Errorf("watches not synced within %s: check that the snapshot CRDs are installed and the service account may list and watch volumesnapshots, volumesnapshotclasses, persistentvolumeclaims and storageclasses in all namespaces (and the groupsnapshot.storage.k8s.io resources where served)", s.cfg.WatchSyncTimeout)
 	}
 
-	cons, err := events.NewConsumer(ctx, js, events.ConsumerConfig{
-		Stream:      s.cfg.NATS.Stream,
-		Durable:     Durable,
-		Kinds:       []events.Kind{events.KindQuiesced},
-		AckWait:     s.cfg.AckWait,
-		MaxDeliver:  s.cfg.MaxDeliver,
-		Concurrency: s.cfg.Concurrency,
-		RetryDelay:  events.ExponentialDelay(100*time.Millisecond, s.cfg.RetryMaxDelay),
+	common := events.ConsumerConfig{
+		Stream:     s.cfg.NATS.Stream,
+		AckWait:    s.cfg.AckWait,
+		MaxDeliver: s.cfg.MaxDeliver,
+		RetryDelay: events.ExponentialDelay(100*time.Millisecond, s.cfg.RetryMaxDelay),
 		// An interrupted snapshot is redelivered; waiting longer than the
 		// operator allows for shutdown helps nobody.
 		ShutdownGrace: s.cfg.ShutdownTimeout,
-	}, s.handle, s.log)
+	}
+	cuts, ready := common, common
+	cuts.Durable, cuts.Kinds, cuts.Concurrency = Durable, []events.Kind{events.KindQuiesced}, s.cfg.Concurrency
+	ready.Durable, ready.Kinds, ready.Concurrency = ReadyDurable, []events.Kind{events.KindSnapshotted}, s.cfg.ReadyConcurrency
+	// A readiness wait holds nothing frozen and picks up where it was on
+	// redelivery: no reason to delay a shutdown for it.
+	ready.ShutdownGrace = readyShutdownGrace
+	cutCons, err := events.NewConsumer(ctx, js, cuts, s.handle, s.log)
 	if err != nil {
 		return err
 	}
-	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "default_snapshot_class", s.cfg.DefaultSnapshotClass)
-	return cons.Run(ctx)
+	readyCons, err := events.NewConsumer(ctx, js, ready, s.handleSnapshotted, s.log)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "ready_timeout", s.cfg.ReadyTimeout,
+		"group_snapshots", s.groupCuts != nil, "default_snapshot_class", s.cfg.DefaultSnapshotClass, "snapshots_to_keep", s.cfg.SnapshotsToKeep)
+	errs := make(chan error, 2)
+	go func() { errs <- cutCons.Run(ctx) }()
+	go func() { errs <- readyCons.Run(ctx) }()
+	return errors.Join(<-errs, <-errs)
 }
 
 func (s *Service) handle(ctx context.Context, ev events.Event) error {
@@ -119,27 +193,29 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 		return events.Permanent(fmt.Errorf("handle %s event: the snapshotter handles quiesced only", ev.Kind()))
 	}
 	log := s.log.With("backup_id", q.BackupID, "workload", q.Workload.String())
+	defer s.inFlight.add(q.BackupID)()
 	received := time.Now()
-	snaps, cutDuration, err := s.snapshot(ctx, q, log)
+	out, err := s.snapshot(ctx, q, log)
 	if err != nil {
 		return s.fail(ctx, q, err, log)
 	}
-	_, dup, err := s.pub.Publish(ctx, &events.Snapshotted{
-		BackupRef:   q.BackupRef,
-		Snapshots:   snaps,
-		Mode:        events.SnapshotModeVolume,
-		CutDuration: events.Duration(cutDuration),
-	})
+	out.SnapshotsToKeep = q.SnapshotsToKeep
+	if out.SnapshotsToKeep == 0 {
+		out.SnapshotsToKeep = s.cfg.SnapshotsToKeep
+	}
+	_, dup, err := s.pub.Publish(ctx, out)
 	if err != nil {
 		return s.fail(ctx, q, fmt.Errorf("publish snapshotted: %w", classifyPublish(err)), log)
 	}
-	log.InfoContext(ctx, "snapshotted", "snapshots", len(snaps), "cut_duration", cutDuration,
+	log.InfoContext(ctx, "snapshotted", "mode", out.Mode, "group", out.Group, "snapshots", len(out.Snapshots), "cut_duration", out.CutDuration.Std(),
 		"handled_in", time.Since(received), "frozen_so_far", time.Since(q.QuiescedAt), "duplicate", dup)
 	return nil
 }
 
-// snapshot creates the workload's snapshots and waits until every one is cut.
-func (s *Service) snapshot(ctx context.Context, q *events.Quiesced, log *slog.Logger) ([]events.Snapshot, time.Duration, error) {
+// snapshot creates the workload's snapshots and waits until every one is
+// cut: one VolumeGroupSnapshot when the claims share a CSI driver that has
+// a group snapshot class, else one VolumeSnapshot per claim.
+func (s *Service) snapshot(ctx context.Context, q *events.Quiesced, log *slog.Logger) (*events.Snapshotted, error) {
 	deadline, why := time.Now().Add(s.cfg.CutTimeout), "within "+s.cfg.CutTimeout.String()
 	if fd := q.FreezeDeadline; !fd.IsZero() && fd.Before(deadline) {
 		// A cut after the watchdog resumed the application would not be
@@ -147,13 +223,13 @@ func (s *Service) snapshot(ctx context.Context, q *events.Quiesced, log *slog.Lo
 		deadline, why = fd, "before the freeze deadline "+fd.UTC().Format(time.RFC3339)
 	}
 	if !time.Now().Before(deadline) {
-		return nil, 0, fmt.Errorf("%w: freeze deadline %s passed before the snapshot started", ErrCutTimeout, q.FreezeDeadline.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: freeze deadline %s passed before the snapshot started", ErrCutTimeout, q.FreezeDeadline.UTC().Format(time.RFC3339))
 	}
 
 	w := q.Workload
 	kind, err := events.NormalizeKind(w.Kind)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	// The hooker lists the volumes it saw before freezing; asking the API
 	// again would put two round trips inside the freeze.
@@ -161,64 +237,112 @@ func (s *Service) snapshot(ctx context.Context, q *events.Quiesced, log *slog.Lo
 	if len(pvcs) == 0 {
 		info, err := s.deps.Workloads.Resolve(ctx, w.Namespace, kind, w.Name)
 		if err != nil {
-			return nil, 0, classify(err)
+			return nil, classify(err)
 		}
 		if len(info.Pods) == 0 {
-			return nil, 0, fmt.Errorf("%s %s/%s: %w", kind, w.Namespace, w.Name, workload.ErrNoPods)
+			return nil, fmt.Errorf("%s %s/%s: %w", kind, w.Namespace, w.Name, workload.ErrNoPods)
 		}
 		pvcs = info.PVCs()
 	}
 	if len(pvcs) == 0 {
-		return nil, 0, fmt.Errorf("%s %s/%s: %w", kind, w.Namespace, w.Name, ErrNoPVCs)
+		return nil, fmt.Errorf("%s %s/%s: %w", kind, w.Namespace, w.Name, ErrNoPVCs)
 	}
+	sort.Strings(pvcs)
 
-	var class *string
-	switch {
-	case q.SnapshotClass != "":
-		class = &q.SnapshotClass
-	case s.cfg.DefaultSnapshotClass != "":
-		class = &s.cfg.DefaultSnapshotClass
-	}
-	names := make([]string, len(pvcs))
-	claims := make(map[string]string, len(pvcs))
+	claims := make([]claim, len(pvcs))
+	drivers := map[string]bool{}
 	for i, pvc := range pvcs {
-		names[i] = SnapshotName(q.BackupID, pvc)
-		claims[names[i]] = pvc
+		if claims[i], err = s.storage.claim(ctx, w.Namespace, pvc); err != nil {
+			return nil, err
+		}
+		drivers[claims[i].Driver] = true
 	}
-	wait := s.cuts.wait(w.Namespace, claims)
+	if len(pvcs) > 1 && len(drivers) == 1 && s.groupCuts != nil {
+		groupClass, err := s.storage.groupSnapshotClass(s.cfg.DefaultGroupSnapshotClass, claims[0].Driver)
+		if err != nil {
+			return nil, err
+		}
+		if groupClass != "" {
+			return s.snapshotGroup(ctx, q, kind, pvcs, groupClass, deadline, why, log)
+		}
+	}
+	return s.snapshotVolumes(ctx, q, kind, claims, deadline, why, log)
+}
+
+// snapshotVolumes creates one VolumeSnapshot per claim, all at once, and
+// waits until every one is cut.
+func (s *Service) snapshotVolumes(ctx context.Context, q *events.Quiesced, kind string, claims []claim, deadline time.Time, why string, log *slog.Logger) (*events.Snapshotted, error) {
+	asked := q.SnapshotClass
+	if asked == "" {
+		asked = s.cfg.DefaultSnapshotClass
+	}
+	classes := make([]string, len(claims))
+	names := make(map[string]string, len(claims))
+	for i, c := range claims {
+		var err error
+		if classes[i], err = s.storage.snapshotClass(asked, c.Driver); err != nil {
+			return nil, fmt.Errorf("persistentvolumeclaim %s/%s: %w", q.Workload.Namespace, c.Name, err)
+		}
+		names[SnapshotName(q.BackupID, c.Name)] = c.Name
+	}
+	wait := s.cuts.wait(q.Workload.Namespace, names)
 	defer wait.stop()
 
 	start := time.Now()
-	if err := s.createAll(ctx, q.BackupRef, kind, pvcs, class, wait, log); err != nil {
-		return nil, 0, err
+	if err := s.createAll(ctx, q.BackupRef, kind, claims, classes, wait, log); err != nil {
+		return nil, err
 	}
-	cuts, err := wait.until(ctx, deadline, why)
+	cuts, err := wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	cutDuration := time.Since(start)
+	out := &events.Snapshotted{BackupRef: q.BackupRef, Mode: events.SnapshotModeVolume, CutDuration: events.Duration(time.Since(start))}
+	for i, c := range claims {
+		name := SnapshotName(q.BackupID, c.Name)
+		out.Snapshots = append(out.Snapshots, events.Snapshot{Name: name, Namespace: q.Workload.Namespace, PVC: c.Name, Class: classes[i], CutAt: cuts[name].CutAt})
+	}
+	return out, nil
+}
 
-	out := make([]events.Snapshot, len(pvcs))
-	for i, pvc := range pvcs {
-		c := cuts[names[i]]
-		if c.Class == "" && class != nil {
-			c.Class = *class
-		}
-		out[i] = events.Snapshot{Name: c.Name, Namespace: w.Namespace, PVC: pvc, Class: c.Class, CutAt: c.CutAt}
+// snapshotGroup cuts every claim at one instant with a VolumeGroupSnapshot.
+func (s *Service) snapshotGroup(ctx context.Context, q *events.Quiesced, kind string, pvcs []string, class string, deadline time.Time, why string, log *slog.Logger) (*events.Snapshotted, error) {
+	ns := q.Workload.Namespace
+	value := volumeGroupValue(q.Workload, pvcs)
+	name := GroupSnapshotName(q.BackupID)
+	wait := s.groupCuts.wait(ns, map[string]string{name: strings.Join(pvcs, ",")})
+	defer wait.stop()
+
+	start := time.Now()
+	if err := s.labelClaims(ctx, ns, pvcs, value); err != nil {
+		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PVC < out[j].PVC })
-	return out, cutDuration, nil
+	g, err := s.createGroup(ctx, newGroupSnapshot(q.BackupRef, kind, class, value), q.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	wait.observe(g)
+	log.DebugContext(ctx, "volumegroupsnapshot created", "group", g.Name, "claims", pvcs)
+	cuts, err := wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
+	if err != nil {
+		return nil, err
+	}
+	out := &events.Snapshotted{BackupRef: q.BackupRef, Mode: events.SnapshotModeGroup, Group: name, GroupClass: class, CutDuration: events.Duration(time.Since(start))}
+	for _, pvc := range pvcs {
+		out.Snapshots = append(out.Snapshots, events.Snapshot{Namespace: ns, PVC: pvc, CutAt: cuts[name].CutAt})
+	}
+	return out, nil
 }
 
 // createAll creates one snapshot per claim, all at once. A snapshot that
 // exists already and is this backup's is taken as created: the Quiesced was
 // delivered before.
-func (s *Service) createAll(ctx context.Context, ref events.BackupRef, kind string, pvcs []string, class *string, wait *cutWait, log *slog.Logger) error {
-	errs := make([]error, len(pvcs))
+func (s *Service) createAll(ctx context.Context, ref events.BackupRef, kind string, claims []claim, classes []string, wait *cutWait, log *slog.Logger) error {
+	errs := make([]error, len(claims))
 	var wg sync.WaitGroup
-	for i, pvc := range pvcs {
+	for i, c := range claims {
 		wg.Go(func() {
-			snap, reused, err := s.create(ctx, newSnapshot(ref, kind, pvc, class), ref.BackupID, pvc)
+			pvc := c.Name
+			snap, reused, err := s.create(ctx, newSnapshot(ref, kind, pvc, &classes[i]), ref.BackupID, pvc)
 			if err != nil {
 				errs[i] = err
 				return
@@ -228,16 +352,10 @@ func (s *Service) createAll(ctx context.Context, ref events.BackupRef, kind stri
 		})
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
-	if err == nil {
-		return nil
+	for i, e := range errs {
+		errs[i] = classify(e)
 	}
-	for _, e := range errs {
-		if e != nil && !transientAPI(e) {
-			return err
-		}
-	}
-	return &transientError{err}
+	return joinClassified(errs)
 }
 
 func (s *Service) create(ctx context.Context, snap *snapv1.VolumeSnapshot, backupID, pvc string) (*snapv1.VolumeSnapshot, bool, error) {
@@ -282,6 +400,10 @@ func (s *Service) fail(ctx context.Context, q *events.Quiesced, err error, log *
 	}); perr != nil {
 		return fmt.Errorf("publish backup failed after %w: %w", err, perr)
 	}
+	// A snapshot cut after the application was resumed would look like a
+	// good backup and not be one: whatever this backup created goes, once
+	// the resume is under way.
+	s.discard(pctx, q.BackupRef, log)
 	return nil
 }
 

@@ -55,6 +55,9 @@ type env struct {
 type options struct {
 	cfg     snapshot.Config
 	objects []runtime.Object
+	// storage are the cluster's claims, storage classes and snapshot
+	// classes; nil: defaultStorage().
+	storage *storage
 	ctrl    controller
 	// reactors run before the fake's object tracker, to inject API errors.
 	reactors []k8stesting.ReactionFunc
@@ -68,13 +71,17 @@ func start(t *testing.T, o options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := o.storage
+	if st == nil {
+		st = defaultStorage()
+	}
 	e := &env{
 		t: t, js: js, client: client,
 		hooker: events.NewPublisher(js, "/freezeframe/hooker"),
-		kube:   kubefake.NewClientset(o.objects...),
+		kube:   kubefake.NewClientset(append(st.kube(), o.objects...)...),
 		// The snapshot client generates no apply configurations, so it has
 		// no NewClientset; the simple one is all there is.
-		snaps: snapfake.NewSimpleClientset(),
+		snaps: snapfake.NewSimpleClientset(st.classes...),
 	}
 	for _, r := range o.reactors {
 		e.snaps.PrependReactor("*", "volumesnapshots", r)
@@ -87,7 +94,7 @@ func start(t *testing.T, o options) *env {
 	e.ctrl.start(ctx, t, e.snaps, &wg)
 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := snapshot.New(o.cfg, snapshot.Deps{Workloads: workload.NewResolver(e.kube), Snapshots: e.snaps}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+	svc := snapshot.New(o.cfg, snapshot.Deps{Workloads: workload.NewResolver(e.kube), Snapshots: e.snaps, Kube: e.kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
 	wg.Go(func() {
 		if err := svc.Run(ctx, js); err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("run: %v", err)
@@ -205,9 +212,8 @@ type controller struct {
 	failFor map[string]string
 	// neverCut leaves the snapshot of a claim uncut.
 	neverCut map[string]bool
-	// defaultClass is set on snapshots created without a class, as the real
-	// controller does with the cluster's default class.
-	defaultClass string
+	// readyAtCut makes snapshots ready to use as soon as they are cut.
+	readyAtCut bool
 
 	release chan struct{} // closed: mark every cut snapshot ready
 }
@@ -249,13 +255,6 @@ func (c *controller) start(ctx context.Context, t *testing.T, snaps *snapfake.Cl
 func (c *controller) reconcile(ctx context.Context, snaps *snapfake.Clientset, s *snapv1.VolumeSnapshot) error {
 	api := snaps.SnapshotV1().VolumeSnapshots(s.Namespace)
 	pvc := *s.Spec.Source.PersistentVolumeClaimName
-	if s.Spec.VolumeSnapshotClassName == nil && c.defaultClass != "" {
-		s.Spec.VolumeSnapshotClassName = &c.defaultClass
-		var err error
-		if s, err = api.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
 	switch {
 	case c.neverCut[pvc]:
 		return nil
@@ -263,7 +262,7 @@ func (c *controller) reconcile(ctx context.Context, snaps *snapfake.Clientset, s
 		msg := c.failFor[pvc]
 		s.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Time: &metav1.Time{Time: cutTime}, Message: &msg}}
 	default:
-		content, ready := "snapcontent-"+s.Name, false
+		content, ready := "snapcontent-"+s.Name, c.readyAtCut
 		s.Status = &snapv1.VolumeSnapshotStatus{BoundVolumeSnapshotContentName: &content, CreationTime: &metav1.Time{Time: cutTime}, ReadyToUse: &ready}
 	}
 	_, err := api.UpdateStatus(ctx, s, metav1.UpdateOptions{})
@@ -401,22 +400,19 @@ func TestSnapshotted(t *testing.T) {
 func TestSnapshotClass(t *testing.T) {
 	tests := []struct {
 		name          string
-		quiesced      string // Quiesced.SnapshotClass
+		quiesced      string // Quiesced.SnapshotClass: the request's or the workload's annotation
 		configDefault string
-		clusterClass  string // what the controller fills in when none is given
-		wantSpec      string // "" for nil
-		wantReported  string
+		want          string
 	}{
-		{name: "quiesced wins", quiesced: "from-event", configDefault: "from-config", wantSpec: "from-event", wantReported: "from-event"},
-		{name: "config default", configDefault: "from-config", wantSpec: "from-config", wantReported: "from-config"},
-		{name: "cluster default", clusterClass: "cluster-default", wantSpec: "", wantReported: "cluster-default"},
+		{name: "quiesced wins", quiesced: "from-event", configDefault: "from-config", want: "from-event"},
+		{name: "config default", configDefault: "from-config", want: "from-config"},
+		{name: "the driver's default class", want: "csi-default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := start(t, options{
 				objects: []runtime.Object{deployment("db"), pod("db-a", "db", corev1.PodRunning, "data")},
 				cfg:     snapshot.Config{DefaultSnapshotClass: tt.configDefault},
-				ctrl:    controller{defaultClass: tt.clusterClass},
 			})
 			e.quiesce("bk-class", func(q *events.Quiesced) { q.SnapshotClass = tt.quiesced })
 			ev := e.outcome("bk-class")
@@ -424,16 +420,12 @@ func TestSnapshotClass(t *testing.T) {
 			if !ok {
 				t.Fatalf("got %s %+v, want snapshotted", ev.Kind(), ev.Payload)
 			}
-			if got := s.Snapshots[0].Class; got != tt.wantReported {
-				t.Errorf("reported class %q, want %q", got, tt.wantReported)
+			if got := s.Snapshots[0].Class; got != tt.want {
+				t.Errorf("reported class %q, want %q", got, tt.want)
 			}
-			create := firstCreate(t, e.snaps)
-			got := ""
-			if c := create.Spec.VolumeSnapshotClassName; c != nil {
-				got = *c
-			}
-			if got != tt.wantSpec {
-				t.Errorf("created with class %q, want %q", got, tt.wantSpec)
+			// The class is always explicit: the snapshot says what was used.
+			if c := firstCreate(t, e.snaps).Spec.VolumeSnapshotClassName; c == nil || *c != tt.want {
+				t.Errorf("created with class %v, want %q", c, tt.want)
 			}
 		})
 	}
@@ -519,6 +511,9 @@ func TestFailures(t *testing.T) {
 		quiesced   func(*events.Quiesced)
 		wantReason string
 		wantCreate bool // whether any VolumeSnapshot was created
+		// rejectedCreate: create calls were made but every one was refused.
+		rejectedCreate bool
+		storage        *storage
 	}{
 		{
 			name:       "missing workload",
@@ -565,19 +560,50 @@ func TestFailures(t *testing.T) {
 				}
 				return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "snapshot.storage.k8s.io", Resource: "volumesnapshots"}, "", errors.New(`User "system:serviceaccount:ff:snapshotter" cannot create resource`))
 			}},
-			wantReason: "forbidden",
+			wantReason:     "forbidden",
+			rejectedCreate: true,
 		},
 		{
-			name:       "transient errors until the last delivery",
+			name:       "no snapshot class for the driver",
 			objects:    twoClaims(),
-			cfg:        snapshot.Config{MaxDeliver: 2, RetryMaxDelay: 20 * time.Millisecond},
-			reactors:   []k8stesting.ReactionFunc{unavailable(1 << 20)},
-			wantReason: "apiserver restarting",
+			storage:    &storage{claims: defaultStorage().claims, storageClasses: defaultStorage().storageClasses, classes: []runtime.Object{snapshotClass("other-driver", "other.csi.example.com", true)}},
+			wantReason: "no VolumeSnapshotClass for CSI driver " + driver,
+		},
+		{
+			name:       "asked class is for another driver",
+			objects:    twoClaims(),
+			quiesced:   func(q *events.Quiesced) { q.SnapshotClass = "other-driver" },
+			wantReason: "VolumeSnapshotClass other-driver is for CSI driver other.csi.example.com, not " + driver,
+		},
+		{
+			name:       "asked class does not exist",
+			objects:    twoClaims(),
+			quiesced:   func(q *events.Quiesced) { q.SnapshotClass = "gold" },
+			wantReason: "VolumeSnapshotClass gold not found",
+		},
+		{
+			name:       "claim not bound",
+			objects:    twoClaims(),
+			storage:    pendingWal(),
+			wantReason: "persistentvolumeclaim shop/wal is Pending, not Bound",
+		},
+		{
+			name:       "claim missing",
+			objects:    []runtime.Object{deployment("db"), pod("db-a", "db", corev1.PodRunning, "data", "gone")},
+			wantReason: "persistentvolumeclaim shop/gone not found",
+		},
+		{
+			name:           "transient errors until the last delivery",
+			objects:        twoClaims(),
+			cfg:            snapshot.Config{MaxDeliver: 2, RetryMaxDelay: 20 * time.Millisecond},
+			reactors:       []k8stesting.ReactionFunc{unavailable(1 << 20)},
+			wantReason:     "apiserver restarting",
+			rejectedCreate: true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := start(t, options{objects: tt.objects, cfg: tt.cfg, ctrl: tt.ctrl, reactors: tt.reactors})
+			e := start(t, options{objects: tt.objects, cfg: tt.cfg, ctrl: tt.ctrl, reactors: tt.reactors, storage: tt.storage})
 			e.quiesce("bk-fail", tt.quiesced)
 			ev := e.outcome("bk-fail")
 			f, ok := ev.Payload.(*events.BackupFailed)
@@ -590,9 +616,12 @@ func TestFailures(t *testing.T) {
 			if !strings.Contains(f.Reason, tt.wantReason) {
 				t.Errorf("reason %q does not contain %q", f.Reason, tt.wantReason)
 			}
-			if got := len(e.snapshots()) > 0; got != tt.wantCreate {
+			if got := e.creates() > 0 && !tt.rejectedCreate; got != tt.wantCreate {
 				t.Errorf("volumesnapshots created: %v, want %v", got, tt.wantCreate)
 			}
+			// A snapshot that might still be cut after the resume would not
+			// be consistent: the failed backup's snapshots are deleted.
+			poll(t, "the failed backup's snapshots deleted", func() bool { return len(e.snapshots()) == 0 })
 			e.settled()
 			if n := e.count(events.KindSnapshotted, "bk-fail"); n != 0 {
 				t.Errorf("%d Snapshotted after a failure, want 0", n)
@@ -615,6 +644,19 @@ func TestVolumesFromQuiescedNeedNoLookup(t *testing.T) {
 		t.Fatalf("snapshots %+v", s.Snapshots)
 	}
 	for _, a := range e.kube.Actions() {
-		t.Errorf("unexpected Kubernetes call while frozen: %s %s", a.GetVerb(), a.GetResource().Resource)
+		// The caches list and watch once at start; nothing else is asked.
+		if v := a.GetVerb(); v != "list" && v != "watch" {
+			t.Errorf("unexpected Kubernetes call while frozen: %s %s", v, a.GetResource().Resource)
+		}
 	}
+}
+
+func pendingWal() *storage {
+	st := defaultStorage()
+	for _, c := range st.claims {
+		if c.Name == "wal" {
+			c.Status.Phase = corev1.ClaimPending
+		}
+	}
+	return st
 }

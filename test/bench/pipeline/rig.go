@@ -28,6 +28,7 @@ import (
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
 )
 
 // Cluster is the cluster name the rig's services run for.
@@ -98,11 +99,12 @@ func Start(tb testing.TB, o Options) *Rig {
 				},
 				Status: corev1.PodStatus{Phase: corev1.PodRunning},
 			})
+		objs = append(objs, snapshottest.Claims(ns, "data")...)
 		r.Workloads = append(r.Workloads, events.Workload{Cluster: Cluster, Namespace: ns, Kind: "deployment", Name: "db"})
 	}
-	kube := kubefake.NewClientset(objs...)
+	kube := kubefake.NewClientset(append(objs, snapshottest.StorageClasses()...)...)
 	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), redisBlueprint())
-	snaps := snapfake.NewSimpleClientset()
+	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
 	deepWatches(snaps)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,7 +139,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	}, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: time.Minute},
-		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 
 	if err := r.observe(ctx, js); err != nil {

@@ -1,0 +1,311 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+)
+
+// ErrNotReady is returned when a snapshot is not ready to use within
+// ReadyTimeout of its cut.
+var ErrNotReady = errors.New("snapshots not ready")
+
+// handleSnapshotted follows a backup's snapshots from the cut until they
+// are ready to use, then publishes SnapshotReady and applies the workload's
+// retention. Nothing is frozen any more: the hooker resumed the application
+// on the same Snapshotted. A snapshot that reports an error, disappears or
+// stays unready past ReadyTimeout fails the backup (step ready).
+func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error {
+	sn, ok := ev.Payload.(*events.Snapshotted)
+	if !ok {
+		return events.Permanent(fmt.Errorf("handle %s event: the readiness consumer handles snapshotted only", ev.Kind()))
+	}
+	log := s.log.With("backup_id", sn.BackupID, "workload", sn.Workload.String())
+	defer s.inFlight.add(sn.BackupID)()
+	ready, err := s.waitReady(ctx, sn, ev.Time())
+	if err != nil {
+		return s.failReady(ctx, sn, err, log)
+	}
+	pruned, perr := s.prune(ctx, sn, log)
+	if perr != nil {
+		// The backup itself is good; retention is tried again after the
+		// workload's next backup.
+		log.WarnContext(ctx, "retention failed", "snapshots_to_keep", sn.SnapshotsToKeep, "err", perr)
+	}
+	ready.Pruned = pruned
+	if _, _, err := s.pub.Publish(ctx, ready); err != nil {
+		return fmt.Errorf("publish snapshot-ready: %w", err)
+	}
+	log.InfoContext(ctx, "snapshots ready", "mode", ready.Mode, "ready_after", ready.ReadyAfter.Std(), "pruned", pruned)
+	return nil
+}
+
+// waitReady waits until every snapshot of sn is ready to use.
+// The timeout counts from snapshotted, when the Snapshotted was published:
+// the same instant on every redelivery, and on this service's clock rather
+// than the storage's.
+func (s *Service) waitReady(ctx context.Context, sn *events.Snapshotted, snapshotted time.Time) (*events.SnapshotReady, error) {
+	var lastCut time.Time
+	for _, c := range sn.Snapshots {
+		if c.CutAt.After(lastCut) {
+			lastCut = c.CutAt
+		}
+	}
+	deadline := snapshotted.Add(s.cfg.ReadyTimeout)
+	why := fmt.Sprintf("within %s of the cut", s.cfg.ReadyTimeout)
+	ns := sn.Workload.Namespace
+	out := &events.SnapshotReady{BackupRef: sn.BackupRef, Mode: sn.Mode, Group: sn.Group, SnapshotsToKeep: sn.SnapshotsToKeep}
+	var lastReady time.Time
+
+	switch sn.Mode {
+	case events.SnapshotModeGroup:
+		if s.groupCuts == nil {
+			return nil, events.Permanent(fmt.Errorf("backup %s was cut as volumegroupsnapshot %s/%s, but this snapshotter does not follow group snapshots (SNAPSHOTTER_GROUP_SNAPSHOTS=false, or the API is not served)", sn.BackupID, ns, sn.Group))
+		}
+		wait := s.groupCuts.wait(ns, map[string]string{sn.Group: "group"})
+		defer wait.stop()
+		got, err := wait.until(ctx, stageReady, deadline, ErrNotReady, why)
+		if err != nil {
+			return nil, err
+		}
+		members, err := s.groupMembers(ctx, ns, sn.Group)
+		if err != nil {
+			return nil, err
+		}
+		g := got[sn.Group]
+		lastReady = g.ReadyAt
+		for _, c := range sn.Snapshots {
+			name := members[c.PVC]
+			if name == "" {
+				return nil, fmt.Errorf("volumegroupsnapshot %s/%s has no member for pvc %s", ns, sn.Group, c.PVC)
+			}
+			c.Name, c.Class, c.ReadyAt = name, sn.GroupClass, g.ReadyAt
+			out.Snapshots = append(out.Snapshots, c)
+		}
+	default:
+		names := make(map[string]string, len(sn.Snapshots))
+		for _, c := range sn.Snapshots {
+			names[c.Name] = c.PVC
+		}
+		wait := s.cuts.wait(ns, names)
+		defer wait.stop()
+		got, err := wait.until(ctx, stageReady, deadline, ErrNotReady, why)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range sn.Snapshots {
+			r := got[c.Name]
+			c.ReadyAt, c.RestoreSize = r.ReadyAt, r.RestoreSize
+			if r.ReadyAt.After(lastReady) {
+				lastReady = r.ReadyAt
+			}
+			out.Snapshots = append(out.Snapshots, c)
+		}
+	}
+	if !lastCut.IsZero() && lastReady.After(lastCut) {
+		out.ReadyAfter = events.Duration(lastReady.Sub(lastCut))
+	}
+	return out, nil
+}
+
+// failReady settles a readiness that failed: retried while the error may
+// pass and deliveries remain, else a BackupFailed (step ready), which ends
+// the backup: the application was resumed long ago.
+func (s *Service) failReady(ctx context.Context, sn *events.Snapshotted, err error, log *slog.Logger) error {
+	d, _ := events.DeliveryOf(ctx)
+	if ctx.Err() != nil || (!d.Last() && isTransient(err)) {
+		// Shutting down never fails a backup: the wait goes on where the
+		// event is redelivered.
+		log.WarnContext(ctx, "readiness check interrupted, will retry", "attempt", d.Attempt, "err", err)
+		return err
+	}
+	log.WarnContext(ctx, "snapshots not ready", "attempt", d.Attempt, "err", err)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failurePublishTimeout)
+	defer cancel()
+	if _, _, perr := s.pub.Publish(pctx, &events.BackupFailed{BackupRef: sn.BackupRef, Step: events.StepReady, Reason: reason(err)}); perr != nil {
+		return fmt.Errorf("publish backup failed after %w: %w", err, perr)
+	}
+	return nil
+}
+
+// discard deletes whatever a failed backup created, best effort: its
+// VolumeSnapshots and its VolumeGroupSnapshot.
+func (s *Service) discard(ctx context.Context, ref events.BackupRef, log *slog.Logger) {
+	for _, b := range s.backupsOf(ref.Workload) {
+		if b.id != ref.BackupID {
+			continue
+		}
+		if err := s.deleteBackup(ctx, b); err != nil {
+			log.WarnContext(ctx, "could not delete the snapshots of the failed backup; delete them by hand", "selector", LabelBackupID+"="+LabelValue(ref.BackupID), "err", err)
+			return
+		}
+		log.InfoContext(ctx, "deleted the snapshots of the failed backup", "snapshots", b.names())
+	}
+}
+
+// backup is one backup's snapshots of a workload, as the watches see them.
+type backup struct {
+	id        string
+	namespace string
+	volumes   []string // VolumeSnapshots (volume mode)
+	group     string   // VolumeGroupSnapshot (group mode)
+	cutAt     time.Time
+	complete  bool
+}
+
+func (b backup) names() []string {
+	if b.group != "" {
+		return []string{"volumegroupsnapshot/" + b.group}
+	}
+	out := make([]string, len(b.volumes))
+	for i, v := range b.volumes {
+		out[i] = "volumesnapshot/" + v
+	}
+	return out
+}
+
+// backupsOf lists the backups of a workload from the watches' caches.
+func (s *Service) backupsOf(w events.Workload) []backup {
+	kind, err := events.NormalizeKind(w.Kind)
+	if err != nil {
+		return nil
+	}
+	byID := map[string]*backup{}
+	collect := func(cw *cutWatch, group bool) {
+		if cw == nil {
+			return
+		}
+		for _, obj := range cw.informer.GetStore().List() {
+			m, err := meta.Accessor(obj)
+			if err != nil || m.GetNamespace() != w.Namespace || m.GetLabels()[LabelWorkloadKind] != kind || m.GetLabels()[LabelWorkloadName] != LabelValue(w.Name) {
+				continue
+			}
+			id := m.GetAnnotations()[AnnotationBackupID]
+			if id == "" {
+				continue
+			}
+			st, _ := cw.statusOf(obj)
+			b := byID[id]
+			if b == nil {
+				b = &backup{id: id, namespace: w.Namespace, complete: true}
+				byID[id] = b
+			}
+			if group {
+				b.group = st.name
+			} else {
+				b.volumes = append(b.volumes, st.name)
+			}
+			if st.cutAt.After(b.cutAt) {
+				b.cutAt = st.cutAt
+			}
+			b.complete = b.complete && st.ready && st.errMsg == "" && !st.cutAt.IsZero() && m.GetDeletionTimestamp() == nil
+		}
+	}
+	collect(s.cuts, false)
+	collect(s.groupCuts, true)
+	out := make([]backup, 0, len(byID))
+	for _, b := range byID {
+		sort.Strings(b.volumes)
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].cutAt.Equal(out[j].cutAt) {
+			return out[i].cutAt.After(out[j].cutAt)
+		}
+		return out[i].id > out[j].id
+	})
+	return out
+}
+
+// prune applies the retention of sn's workload: it keeps the newest
+// SnapshotsToKeep complete backups (every snapshot ready) and deletes the
+// snapshots of older complete ones. A backup in flight (being cut, or not
+// ready yet, here or on another replica) is never deleted and does not
+// count; neither does a failed one, whose snapshots are deleted when it
+// fails.
+func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, log *slog.Logger) ([]string, error) {
+	keep := sn.SnapshotsToKeep
+	if keep <= 0 {
+		return nil, nil
+	}
+	var pruned []string
+	var errs []error
+	kept := 0
+	for _, b := range s.backupsOf(sn.Workload) {
+		// This backup is complete even if the cache has not caught up with
+		// the readiness the wait just saw.
+		if b.id == sn.BackupID {
+			b.complete = true
+		}
+		if !b.complete || (b.id != sn.BackupID && s.inFlight.has(b.id)) {
+			continue
+		}
+		if kept < keep {
+			kept++
+			continue
+		}
+		if err := s.deleteBackup(ctx, b); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.InfoContext(ctx, "retention deleted an older backup", "pruned_backup", b.id, "snapshots", b.names(), "snapshots_to_keep", keep)
+		pruned = append(pruned, b.id)
+	}
+	return pruned, errors.Join(errs...)
+}
+
+func (s *Service) deleteBackup(ctx context.Context, b backup) error {
+	var errs []error
+	del := func(err error, what string) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s/%s: %w", b.namespace, what, err))
+		}
+	}
+	if b.group != "" {
+		del(s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(b.namespace).Delete(ctx, b.group, metav1.DeleteOptions{}), "volumegroupsnapshot/"+b.group)
+	}
+	for _, v := range b.volumes {
+		del(s.deps.Snapshots.SnapshotV1().VolumeSnapshots(b.namespace).Delete(ctx, v, metav1.DeleteOptions{}), "volumesnapshot/"+v)
+	}
+	return errors.Join(errs...)
+}
+
+// inFlight is the set of backups this replica is cutting or following to
+// readiness, counted so that duplicates nest.
+type inFlight struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+// add marks id in flight until the returned func is called.
+func (f *inFlight) add(id string) func() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids == nil {
+		f.ids = map[string]int{}
+	}
+	f.ids[id]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.ids[id]--; f.ids[id] <= 0 {
+			delete(f.ids, id)
+		}
+	}
+}
+
+func (f *inFlight) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ids[id] > 0
+}
