@@ -32,6 +32,9 @@ const (
 	StorageClassName = "sandbox"
 	// SnapshotClassName is the default VolumeSnapshotClass, backed by the sandbox CSI driver.
 	SnapshotClassName = "sandbox"
+	// GroupSnapshotClassName is the default VolumeGroupSnapshotClass, backed by the sandbox
+	// CSI driver.
+	GroupSnapshotClassName = "sandbox"
 	// DriverName is the sandbox CSI driver's name.
 	DriverName = csidriver.DefaultName
 )
@@ -47,9 +50,13 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the CSI driver's log; nil discards it.
 	Logger *slog.Logger
-	// SnapshotReadyDelay keeps new snapshots' readyToUse false this long (see
-	// Cluster.Driver.SetReadyDelay to change it later).
+	// SnapshotReadyDelay keeps new snapshots' readyToUse false this long, group snapshots'
+	// members included (see Cluster.Driver.SetReadyDelay to change it later).
 	SnapshotReadyDelay time.Duration
+	// GroupSnapshotReadyDelay, when positive, is the default VolumeGroupSnapshotClass's
+	// readyDelay parameter: group snapshots then take this long to turn ready, whatever
+	// SnapshotReadyDelay and SetReadyDelay say.
+	GroupSnapshotReadyDelay time.Duration
 }
 
 // Cluster is a running sandbox. Its clients talk to the sandbox as cluster-admin.
@@ -98,7 +105,8 @@ type Cluster struct {
 // Start builds what is missing (see EnsureBinaries), then starts etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kwok, the CSI driver, snapshot-controller,
 // csi-snapshotter and csi-provisioner on free loopback ports, and installs the snapshot CRDs, the default
-// StorageClass and VolumeSnapshotClass, and a kwok node, waiting until each is ready.
+// StorageClass, VolumeSnapshotClass and VolumeGroupSnapshotClass, and a kwok node, waiting
+// until each is ready.
 // On error everything started so far is stopped. ctx bounds startup only.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Progress == nil {
@@ -170,7 +178,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		{"snapshot-controller", c.startSnapshotController},
 		{"csi-snapshotter", c.startCSISnapshotter},
 		{"csi-provisioner", c.startCSIProvisioner},
-		{"storage classes", c.installStorageClasses},
+		{"storage classes", func(ctx context.Context) error { return c.installStorageClasses(ctx, opts) }},
 		{"node", c.createNode},
 	}
 	for _, s := range steps {

@@ -32,5 +32,12 @@
 // StartMariaDB and StartPostgres create such a Deployment with its PVC and Secret. A
 // VolumeSnapshot of the PVC copies the directory; RunServer on that copy checks it.
 //
+// # Group snapshots
+//
+// VolumeGroupSnapshots (groupsnapshot.storage.k8s.io/v1) work end to end: the default
+// VolumeGroupSnapshotClass GroupSnapshotClassName cuts all selected PVCs at one instant, and
+// GroupSnapshotMembers finds the VolumeSnapshots snapshot-controller makes for the members.
+// README.md records how members are named and linked, and how their status settles.
+//
 // Command sandbox (cmd/sandbox) offers the same to a person: `sandbox up`, `sandbox down`.
 package sandbox

@@ -74,6 +74,14 @@ func TestClusterIsUp(t *testing.T) {
 	if strings.Count(string(out), "(default)") != 1 || !strings.Contains(string(out), sandbox.SnapshotClassName) {
 		t.Errorf("kubectl get storageclass,volumesnapshotclass:\n%s", out)
 	}
+	groupClass, err := c.Snapshots.GroupsnapshotV1().VolumeGroupSnapshotClasses().Get(t.Context(), sandbox.GroupSnapshotClassName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if groupClass.Driver != sandbox.DriverName || groupClass.Annotations["groupsnapshot.storage.kubernetes.io/is-default-class"] != "true" {
+		t.Errorf("VolumeGroupSnapshotClass %s: driver %s, annotations %v; want the default for %s",
+			groupClass.Name, groupClass.Driver, groupClass.Annotations, sandbox.DriverName)
+	}
 }
 
 func nodeReady(n *corev1.Node) bool {

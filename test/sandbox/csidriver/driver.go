@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -27,8 +28,9 @@ import (
 // VolumeSnapshotClass).
 const DefaultName = "sandbox.csi.freezeframe.dev"
 
-// ParamReadyDelay is the CreateSnapshot parameter (from the VolumeSnapshotClass) that
-// overrides the driver's ready delay for one snapshot.
+// ParamReadyDelay is the CreateSnapshot and CreateVolumeGroupSnapshot parameter (from the
+// VolumeSnapshotClass or VolumeGroupSnapshotClass) that overrides the driver's ready delay
+// for the snapshots of one call.
 const ParamReadyDelay = "readyDelay"
 
 // VolumeContextPath is the volume context key holding the volume's directory.
@@ -72,12 +74,15 @@ type Snapshot struct {
 	CreatedAt time.Time
 	// ReadyAt is when the snapshot reports ready_to_use.
 	ReadyAt time.Time
+	// GroupSnapshotID is set when the snapshot was cut as a member of a group snapshot.
+	GroupSnapshotID string
 }
 
 // Driver is a CSI driver backed by directories. Its methods are safe for concurrent use.
 type Driver struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
+	csi.UnimplementedGroupControllerServer
 	csi.UnimplementedNodeServer
 
 	name   string
@@ -87,9 +92,10 @@ type Driver struct {
 
 	mu         sync.Mutex
 	readyDelay time.Duration
-	volumes    map[string]*Volume   // by ID
-	snapshots  map[string]*Snapshot // by ID
-	published  map[string]string    // volume ID -> target path
+	volumes    map[string]*Volume        // by ID
+	snapshots  map[string]*Snapshot      // by ID
+	groups     map[string]*GroupSnapshot // by ID
+	published  map[string]string         // volume ID -> target path
 }
 
 // New returns a driver storing its data under opts.Root.
@@ -119,6 +125,7 @@ func New(opts Options) (*Driver, error) {
 		readyDelay: opts.ReadyDelay,
 		volumes:    map[string]*Volume{},
 		snapshots:  map[string]*Snapshot{},
+		groups:     map[string]*GroupSnapshot{},
 		published:  map[string]string{},
 	}, nil
 }
@@ -172,6 +179,7 @@ func (d *Driver) ServeListener(ctx context.Context, lis net.Listener) error {
 	srv := grpc.NewServer()
 	csi.RegisterIdentityServer(srv, d)
 	csi.RegisterControllerServer(srv, d)
+	csi.RegisterGroupControllerServer(srv, d)
 	csi.RegisterNodeServer(srv, d)
 	stop := context.AfterFunc(ctx, srv.Stop)
 	defer stop()
@@ -188,11 +196,16 @@ func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{{
-		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
-			Type: csi.PluginCapability_Service_CONTROLLER_SERVICE,
-		}},
-	}}}, nil
+	var caps []*csi.PluginCapability
+	for _, service := range []csi.PluginCapability_Service_Type{
+		csi.PluginCapability_Service_CONTROLLER_SERVICE,
+		csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE,
+	} {
+		caps = append(caps, &csi.PluginCapability{
+			Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: service}},
+		})
+	}
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 
 func (d *Driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
@@ -353,12 +366,9 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delay := d.readyDelay
-	if p, ok := req.GetParameters()[ParamReadyDelay]; ok {
-		var err error
-		if delay, err = time.ParseDuration(p); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter %s: %v", ParamReadyDelay, err)
-		}
+	delay, err := d.readyDelayFor(req.GetParameters())
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range d.snapshots {
 		if s.Name != req.GetName() {
@@ -373,9 +383,33 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "source volume %q not found", req.GetSourceVolumeId())
 	}
-	s := &Snapshot{ID: "snap-" + newID(), Name: req.GetName(), SourceVolumeID: v.ID}
+	s, err := d.cutSnapshot(ctx, req.GetName(), v, time.Now(), delay, "")
+	if err != nil {
+		return nil, err
+	}
+	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
+}
+
+// readyDelayFor returns the ready delay for snapshots created with params: the
+// ParamReadyDelay parameter if given, else the driver's. d.mu must be held.
+func (d *Driver) readyDelayFor(params map[string]string) (time.Duration, error) {
+	p, ok := params[ParamReadyDelay]
+	if !ok {
+		return d.readyDelay, nil
+	}
+	delay, err := time.ParseDuration(p)
+	if err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "parameter %s: %v", ParamReadyDelay, err)
+	}
+	return delay, nil
+}
+
+// cutSnapshot copies volume v into a new snapshot named name, created at createdAt and
+// ready delay later, and records it. d.mu must be held: no other driver call can change a
+// volume while it is copied.
+func (d *Driver) cutSnapshot(ctx context.Context, name string, v *Volume, createdAt time.Time, delay time.Duration, groupID string) (*Snapshot, error) {
+	s := &Snapshot{ID: "snap-" + newID(), Name: name, SourceVolumeID: v.ID, CreatedAt: createdAt, GroupSnapshotID: groupID}
 	s.Path = filepath.Join(d.root, "snapshots", s.ID)
-	s.CreatedAt = time.Now()
 	size, err := copyTree(ctx, v.Path, s.Path)
 	if err != nil {
 		_ = os.RemoveAll(s.Path)
@@ -385,17 +419,18 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	s.ReadyAt = s.CreatedAt.Add(delay)
 	d.snapshots[s.ID] = s
 	d.log.InfoContext(ctx, "snapshot created", "snapshot_id", s.ID, "name", s.Name, "volume_id", v.ID,
-		"bytes", size, "ready_delay", delay.String(), "path", s.Path)
-	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
+		"group_snapshot_id", groupID, "bytes", size, "ready_delay", delay.String(), "path", s.Path)
+	return s, nil
 }
 
 func csiSnapshot(s *Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     s.ID,
-		SourceVolumeId: s.SourceVolumeID,
-		SizeBytes:      s.Size,
-		CreationTime:   timestamppb.New(s.CreatedAt),
-		ReadyToUse:     !time.Now().Before(s.ReadyAt),
+		SnapshotId:      s.ID,
+		SourceVolumeId:  s.SourceVolumeID,
+		SizeBytes:       s.Size,
+		CreationTime:    timestamppb.New(s.CreatedAt),
+		ReadyToUse:      !time.Now().Before(s.ReadyAt),
+		GroupSnapshotId: s.GroupSnapshotID,
 	}
 }
 
@@ -413,6 +448,10 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 		return nil, status.Errorf(codes.Internal, "delete snapshot directory: %v", err)
 	}
 	delete(d.snapshots, s.ID)
+	// A member may be deleted on its own: the group keeps the others.
+	if g, ok := d.groups[s.GroupSnapshotID]; ok {
+		g.SnapshotIDs = slices.DeleteFunc(g.SnapshotIDs, func(id string) bool { return id == s.ID })
+	}
 	d.log.InfoContext(ctx, "snapshot deleted", "snapshot_id", s.ID)
 	return &csi.DeleteSnapshotResponse{}, nil
 }

@@ -56,11 +56,12 @@ func run(args []string) error {
 		foreground := fs.Bool("foreground", false, "stay attached; stop on Ctrl-C")
 		binDir := fs.String("bin-dir", "", "directory with the built binaries (default: run build.sh)")
 		readyDelay := fs.Duration("snapshot-ready-delay", 0, "keep new snapshots not ready for this long")
+		groupReadyDelay := fs.Duration("group-snapshot-ready-delay", 0, "keep new group snapshots not ready for this long (default: as -snapshot-ready-delay)")
 		child := fs.Bool("daemon-child", false, "internal: the detached process")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return up(*state, *binDir, *readyDelay, *foreground, *child)
+		return up(*state, *binDir, readyDelays{snapshot: *readyDelay, group: *groupReadyDelay}, *foreground, *child)
 	case "down":
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -102,7 +103,10 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
-func up(state, binDir string, readyDelay time.Duration, foreground, child bool) error {
+// readyDelays are how long new snapshots and group snapshots stay not ready.
+type readyDelays struct{ snapshot, group time.Duration }
+
+func up(state, binDir string, delays readyDelays, foreground, child bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	state, err := filepath.Abs(state)
@@ -127,7 +131,7 @@ func up(state, binDir string, readyDelay time.Duration, foreground, child bool) 
 			return err
 		}
 		if !foreground {
-			return detach(ctx, state, binDir, readyDelay)
+			return detach(ctx, state, binDir, delays)
 		}
 	}
 	if err := os.WriteFile(pidFile(state), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -136,11 +140,12 @@ func up(state, binDir string, readyDelay time.Duration, foreground, child bool) 
 	defer os.Remove(pidFile(state))
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	c, err := sandbox.Start(startCtx, sandbox.Options{
-		BinDir:             binDir,
-		StateDir:           state,
-		Progress:           os.Stderr,
-		Logger:             slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		SnapshotReadyDelay: readyDelay,
+		BinDir:                  binDir,
+		StateDir:                state,
+		Progress:                os.Stderr,
+		Logger:                  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		SnapshotReadyDelay:      delays.snapshot,
+		GroupSnapshotReadyDelay: delays.group,
 	})
 	cancel()
 	if err != nil {
@@ -161,7 +166,7 @@ func up(state, binDir string, readyDelay time.Duration, foreground, child bool) 
 
 // detach starts `sandbox up` again as a session leader writing to state/sandbox.log, and
 // returns once it reports ready (or fails).
-func detach(ctx context.Context, state, binDir string, readyDelay time.Duration) error {
+func detach(ctx context.Context, state, binDir string, delays readyDelays) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -178,7 +183,7 @@ func detach(ctx context.Context, state, binDir string, readyDelay time.Duration)
 	}
 	defer devnull.Close()
 	proc, err := os.StartProcess(exe, []string{exe, "up", "-daemon-child", "-state", state, "-bin-dir", binDir,
-		"-snapshot-ready-delay", readyDelay.String()}, &os.ProcAttr{
+		"-snapshot-ready-delay", delays.snapshot.String(), "-group-snapshot-ready-delay", delays.group.String()}, &os.ProcAttr{
 		Files: []*os.File{devnull, logf, logf},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
