@@ -19,6 +19,8 @@ Usage:
   freezeframe up                         run all four services in one process (embedded NATS unless NATS_URL is set)
   freezeframe backup KIND/NAME -n NS     request a backup; --wait follows it to the end
   freezeframe events [filters]           list backup events; --follow keeps listening
+  freezeframe status [-n NS]             what is frozen now and for how long, backups in flight, last result per workload
+  freezeframe unlock KIND/NAME -n NS     resume a frozen application now (asks first unless --yes)
   freezeframe help [COMMAND]             show help
 
 Every command reaches NATS at $NATS_URL (default nats://127.0.0.1:4222).
@@ -53,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBackup(ctx, rest, stdout, stderr)
 	case "events":
 		err = cmdEvents(ctx, rest, stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, rest, stdout, stderr)
+	case "unlock":
+		err = cmdUnlock(ctx, rest, os.Stdin, stdout, stderr)
 	case "help", "--help", "-h":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"go.opentelemetry.io/otel"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/freezeframe/freezeframe/pkg/events/embedded"
@@ -56,6 +57,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", defaultStateDir(), "where the embedded NATS keeps its data ($FREEZEFRAME_STATE_DIR)")
+	httpAddr := fs.String("http-addr", envOr("FREEZEFRAME_HTTP_ADDR", ":8080"), "address serving /healthz, /readyz and /metrics for all four services ($FREEZEFRAME_HTTP_ADDR; empty: none). The default is skipped with a warning when the port is taken")
 	natsPort := fs.Int("nats-port", envInt("FREEZEFRAME_NATS_PORT", 4222), "port of the embedded NATS on 127.0.0.1 ($FREEZEFRAME_NATS_PORT; -1: any free port)")
 	var cfgs upConfigs
 	fs.Usage = func() {
@@ -114,7 +116,33 @@ connects there instead. Flags:
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 
+	metrics, err := service.NewMetrics("freezeframe")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = metrics.Shutdown(context.WithoutCancel(ctx)) }()
+	otel.SetMeterProvider(metrics.Provider())
+	health := service.NewHealth()
+	_ = cfgs.each(func(name, _ string, _ any, c *service.Common) error {
+		c.Runtime = service.Runtime{Meters: metrics.Provider(), Probe: health.Probe(name)}
+		return nil
+	})
+
 	g, gctx := errgroup.WithContext(ctx)
+	if *httpAddr != "" {
+		_, fromEnv := os.LookupEnv("FREEZEFRAME_HTTP_ADDR")
+		fromFlag := false
+		fs.Visit(func(f *flag.Flag) { fromFlag = fromFlag || f.Name == "http-addr" })
+		ep, err := service.Listen(*httpAddr, health, metrics.Handler(), log)
+		switch {
+		case err != nil && !fromEnv && !fromFlag:
+			log.Warn("not serving /healthz, /readyz and /metrics: the default address is taken; set --http-addr or FREEZEFRAME_HTTP_ADDR", "addr", *httpAddr, "err", err)
+		case err != nil:
+			return err
+		default:
+			g.Go(func() error { return ep.Serve(gctx) })
+		}
+	}
 	start := func(name string, run func(context.Context, *slog.Logger) error) {
 		l := log.With("service", name)
 		g.Go(func() error {
