@@ -24,6 +24,45 @@ build: ## build the CLI and the four service binaries into bin/
 		(cd $$m && GOWORK=off $(GO) build -o $(BIN)/$$(basename $$m) .); \
 	done
 
+# Container images: one per service, a static binary on distroless (deploy/docker/).
+ARCH           ?= amd64
+SERVICES       := scheduler hooker snapshotter notifier
+IMAGE_REGISTRY ?= ghcr.io/freezeframe
+IMAGE_TAG      ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' deploy/helm/freezeframe/Chart.yaml)
+DOCKER         ?= docker
+
+.PHONY: build-static
+build-static: ## static linux binaries of the four services (CGO_ENABLED=0) into bin/linux-$(ARCH)/, what the images copy
+	@mkdir -p $(BIN)/linux-$(ARCH)
+	@for s in $(SERVICES); do \
+		echo "build-static $$s (linux/$(ARCH))"; \
+		(cd services/$$s && GOWORK=off CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) \
+			$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/linux-$(ARCH)/$$s .); \
+	done
+
+.PHONY: images
+images: build-static ## docker build one image per service: $(IMAGE_REGISTRY)/<service>:$(IMAGE_TAG)
+	@for s in $(SERVICES); do \
+		echo "image $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG)"; \
+		$(DOCKER) build --platform linux/$(ARCH) \
+			-f deploy/docker/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) $(BIN)/linux-$(ARCH); \
+	done
+
+CHART := deploy/helm/freezeframe
+
+.PHONY: helm
+helm: ## build helm from the Go module proxy once (cached in ~/.cache/freezeframe/helm) and print its path
+	@deploy/helm/build-helm.sh
+
+.PHONY: helm-crds
+helm-crds: ## copy deploy/crds/ (the one source of the CRDs) into the chart's crds/
+	@rm -f $(CHART)/crds/*.yaml && cp deploy/crds/*.yaml $(CHART)/crds/
+
+.PHONY: helm-lint
+helm-lint: ## check the chart's CRDs match deploy/crds/, then helm lint the chart (needs its NATS dependency: helm dependency build)
+	@diff -r deploy/crds $(CHART)/crds >/dev/null || { echo "$(CHART)/crds differs from deploy/crds: run make helm-crds"; exit 1; }
+	@$$(deploy/helm/build-helm.sh) lint $(CHART)
+
 SANDBOX := test/sandbox
 
 .PHONY: test
@@ -57,8 +96,9 @@ demo: sandbox-build ## the main job: a sandbox, Redis under writes, a backup end
 	@$(BIN)/demo $(DEMO_FLAGS)
 
 .PHONY: sandbox-build
-sandbox-build: ## build the sandbox's Kubernetes binaries once (~15 min cold on 2 cores, cached in ~/.cache/freezeframe) and apt-install kubectl, redis, mariadb, postgresql if missing
+sandbox-build: ## build the sandbox's Kubernetes binaries and helm once (~15 min cold on 2 cores, cached in ~/.cache/freezeframe) and apt-install kubectl, redis, mariadb, postgresql if missing
 	@$(SANDBOX)/build.sh >/dev/null
+	@deploy/helm/build-helm.sh >/dev/null
 
 .PHONY: sandbox-up
 sandbox-up: sandbox-build ## start a local Kubernetes sandbox in the background; prints the KUBECONFIG to export

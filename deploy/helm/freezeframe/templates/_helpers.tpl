@@ -1,0 +1,177 @@
+{{/* The four services, in pipeline order. */}}
+{{- define "freezeframe.services" -}}
+scheduler hooker snapshotter notifier
+{{- end }}
+
+{{- define "freezeframe.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name: ClusterRoles are cluster-wide, so every name carries it. */}}
+{{- define "freezeframe.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one service's objects. Argument: (list $ "hooker"). */}}
+{{- define "freezeframe.componentName" -}}
+{{- $ := index . 0 -}}
+{{- printf "%s-%s" (include "freezeframe.fullname" $) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "freezeframe.labels" -}}
+{{- $ := index . 0 -}}
+helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "freezeframe.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/version: {{ $.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $.Release.Service }}
+app.kubernetes.io/part-of: freezeframe
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "freezeframe.selectorLabels" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ include "freezeframe.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "freezeframe.image" -}}
+{{- $ := index . 0 -}}
+{{- printf "%s/%s:%s" $.Values.image.registry (index . 1) ($.Values.image.tag | default $.Chart.AppVersion) }}
+{{- end }}
+
+{{/* The NATS URL: set, or the bundled chart's client Service, or a NATS named "nats". */}}
+{{- define "freezeframe.natsURL" -}}
+{{- if .Values.natsConnection.url }}
+{{- .Values.natsConnection.url }}
+{{- else if .Values.nats.enabled }}
+{{- $svc := "" }}
+{{- if .Values.nats.fullnameOverride }}
+{{- $svc = .Values.nats.fullnameOverride }}
+{{- else if contains "nats" .Release.Name }}
+{{- $svc = .Release.Name }}
+{{- else }}
+{{- $svc = printf "%s-nats" .Release.Name }}
+{{- end }}
+{{- printf "nats://%s.%s.svc:4222" ($svc | trunc 63 | trimSuffix "-") .Release.Namespace }}
+{{- else }}
+{{- printf "nats://nats.%s.svc:4222" .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+RBAC rule sets per service, from what each service calls (see the README's RBAC table).
+"namespaced: true" sets follow rbac.namespaces; the others are always cluster-wide, either
+because the resource is cluster-scoped or because the service lists it in all namespaces.
+"alsoIn" adds namespaces to a namespaced set when rbac.namespaces is set.
+*/}}
+{{- define "freezeframe.ruleSets" -}}
+scheduler:
+- name: workloads
+  namespaced: true
+  rules:
+  # Ad-hoc requests: get the workload; policies: list workloads by label selector.
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets]
+    verbs: [get, list]
+{{- if .Values.scheduler.policies }}
+- name: policies
+  namespaced: false
+  rules:
+  # The policy runner lists BackupPolicies in all namespaces and writes their status.
+  - apiGroups: [freezeframe.io]
+    resources: [backuppolicies]
+    verbs: [list]
+  - apiGroups: [freezeframe.io]
+    resources: [backuppolicies/status]
+    verbs: [update]
+{{- end }}
+hooker:
+- name: workloads
+  namespaced: true
+  rules:
+  # The workload and its running pods.
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list]
+  # Hooks: exec over WebSocket (GET) with a fallback to SPDY (POST = create).
+  - apiGroups: [""]
+    resources: [pods/exec]
+    verbs: [create, get]
+- name: blueprints
+  namespaced: true
+  alsoIn: [{{ .Values.hooker.blueprintNamespace | default .Release.Namespace | quote }}]
+  rules:
+  # Looked up by name in the workload's namespace, then the blueprint namespace.
+  - apiGroups: [freezeframe.io, cr.kanister.io]
+    resources: [blueprints]
+    verbs: [get]
+snapshotter:
+- name: snapshots
+  namespaced: false
+  rules:
+  # Shared watches over all namespaces: VolumeSnapshots and VolumeGroupSnapshots (each cut
+  # at creationTime, then readyToUse), and the claims (which driver and class a volume has,
+  # read from a cache while the application is frozen).
+  - apiGroups: [snapshot.storage.k8s.io]
+    resources: [volumesnapshots]
+    verbs: [list, watch]
+  - apiGroups: [groupsnapshot.storage.k8s.io]
+    resources: [volumegroupsnapshots]
+    verbs: [list, watch]
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [list, watch]
+  # Cluster-scoped: classes (cached), contents, volumes and storage classes.
+  - apiGroups: [snapshot.storage.k8s.io]
+    resources: [volumesnapshotclasses, volumesnapshotcontents]
+    verbs: [get, list, watch]
+  - apiGroups: [groupsnapshot.storage.k8s.io]
+    resources: [volumegroupsnapshotclasses, volumegroupsnapshotcontents]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [persistentvolumes]
+    verbs: [get]
+  - apiGroups: [storage.k8s.io]
+    resources: [storageclasses]
+    verbs: [get, list, watch]
+- name: workloads
+  namespaced: true
+  rules:
+  # One snapshot per volume, or one group snapshot per workload; retention deletes old ones.
+  - apiGroups: [snapshot.storage.k8s.io]
+    resources: [volumesnapshots]
+    verbs: [get, create, delete]
+  - apiGroups: [groupsnapshot.storage.k8s.io]
+    resources: [volumegroupsnapshots]
+    verbs: [get, create, delete]
+  # A group snapshot selects its claims by label: the snapshotter labels them.
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [get, patch]
+  # The workload resolver, when a Quiesced event carries no volumes.
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list]
+notifier: []
+{{- end }}
+
+{{/* Pod-level settings: the service's own, else the chart-wide default. */}}
+{{- define "freezeframe.pick" -}}
+{{- $ := index . 0 -}}
+{{- $c := index $.Values (index . 1) }}
+{{- $key := index . 2 }}
+{{- $v := index $c $key | default (index $.Values $key) }}
+{{- if $v }}{{ toYaml $v }}{{ end }}
+{{- end }}
