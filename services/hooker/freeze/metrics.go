@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/freezeframe/freezeframe/pkg/service"
+	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
 // Metric names, exactly as Prometheus shows them (service.NewMetrics adds no
@@ -57,6 +58,10 @@ func newMetrics(c service.Common) metrics {
 	if m.unlocks, err = m.meter.Int64Counter(MetricWatchdogUnlocks,
 		metric.WithDescription("unlocks requested by the freeze lease watchdog, by reason")); err != nil {
 		otel.Handle(err)
+	}
+	// Zero from the start, so that rules see the first unlock as an increase.
+	for _, c := range []lease.Cause{lease.CauseDeadline, lease.CauseStopped} {
+		m.unlocks.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", string(c))))
 	}
 	return m
 }

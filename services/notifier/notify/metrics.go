@@ -30,6 +30,8 @@ func newMetrics(c service.Common) metrics {
 		metric.WithDescription("backups by result (succeeded, failed) and failed step")); err != nil {
 		otel.Handle(err)
 	}
+	// Zero from the start, so that a rate over the first success is right.
+	m.backups.Add(context.Background(), 0, metric.WithAttributes(attribute.String("result", "succeeded")))
 	return m
 }
 
