@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,8 @@ type redisApp struct {
 	// ExtraClaims are more PVCs the pod mounts besides <Name>-data (which holds Redis's
 	// data), named <Name>-<claim>.
 	ExtraClaims []string
+	// Annotations are more annotations on the Deployment (snapshot class, retention).
+	Annotations map[string]string
 	Password    string
 	// Server is the redis-server behind the pod, once deployed.
 	Server *sandbox.Server
@@ -51,13 +55,17 @@ spec:
 		fmt.Fprintf(&mounts, "        - {name: %s, mountPath: /%s}\n", suffix, suffix)
 		fmt.Fprintf(&volumes, "      - name: %s\n        persistentVolumeClaim: {claimName: %s}\n", suffix, a.claim(suffix))
 	}
+	annotations := fmt.Sprintf("freezeframe.io/blueprint: %s", a.Blueprint)
+	for _, k := range slices.Sorted(maps.Keys(a.Annotations)) {
+		annotations += fmt.Sprintf(", %s: %q", k, a.Annotations[k])
+	}
 	fmt.Fprintf(&b, `---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: %[1]s
   namespace: %[2]s
-  annotations: {freezeframe.io/blueprint: %[3]s}
+  annotations: {%[3]s}
 spec:
   replicas: 1
   selector: {matchLabels: {app: %[1]s}}
@@ -75,7 +83,7 @@ spec:
         image: redis:7
         volumeMounts:
 %[4]s      volumes:
-%[5]s`, a.Name, a.Namespace, a.Blueprint, mounts.String(), volumes.String())
+%[5]s`, a.Name, a.Namespace, annotations, mounts.String(), volumes.String())
 	return b.String()
 }
 

@@ -168,13 +168,26 @@ type follow struct {
 	err  error
 }
 
+// followBackup follows a backup until the application is resumed (or nothing was frozen).
 func followBackup(t *testing.T, client *events.Client, id string) *follow {
+	t.Helper()
+	return followUntil(t, client.Wait, id)
+}
+
+// followBackupReady follows a backup until it is complete: resumed and its snapshots ready
+// (or failed).
+func followBackupReady(t *testing.T, client *events.Client, id string) *follow {
+	t.Helper()
+	return followUntil(t, client.WaitReady, id)
+}
+
+func followUntil(t *testing.T, wait func(context.Context, string, func(events.Event)) (events.Event, error), id string) *follow {
 	t.Helper()
 	f := &follow{more: make(chan struct{}, 1), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer close(f.done)
-		_, err := client.Wait(ctx, id, func(ev events.Event) {
+		_, err := wait(ctx, id, func(ev events.Event) {
 			f.mu.Lock()
 			f.evs = append(f.evs, ev)
 			f.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -80,13 +81,14 @@ func TestDemoFlow(t *testing.T) {
 	if len(s.Snapshots) != 1 || s.Snapshots[0].PVC != demo.Claim {
 		t.Fatalf("snapshots %+v, want one of %s", s.Snapshots, demo.Claim)
 	}
-	vs, err := c.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(t.Context(), s.Snapshots[0].Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if vs.Status == nil || vs.Status.CreationTime == nil {
-		t.Fatalf("volumesnapshot %s has no creationTime: %+v", vs.Name, vs.Status)
-	}
+	// The snapshotter sees the cut on the bound content; the snapshot controller copies it
+	// to the VolumeSnapshot a moment later.
+	var vs *snapv1.VolumeSnapshot
+	waitFor(t, 30*time.Second, "volumesnapshot "+s.Snapshots[0].Name+" shows its cut", func() (bool, error) {
+		var err error
+		vs, err = c.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(t.Context(), s.Snapshots[0].Name, metav1.GetOptions{})
+		return err == nil && vs.Status != nil && vs.Status.CreationTime != nil, err
+	})
 	if src := vs.Spec.Source.PersistentVolumeClaimName; src == nil || *src != demo.Claim {
 		t.Errorf("volumesnapshot source %v, want %s", src, demo.Claim)
 	}
@@ -190,12 +192,16 @@ parameters: {readyDelay: 10m}
 		t.Fatalf("snapshots of %v, want %v", pvcs, want)
 	}
 	for _, snap := range s.Snapshots {
-		vs, err := c.Snapshots.SnapshotV1().VolumeSnapshots(app.Namespace).Get(t.Context(), snap.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if vs.Status == nil || vs.Status.CreationTime == nil || *vs.Spec.Source.PersistentVolumeClaimName != snap.PVC {
-			t.Fatalf("volumesnapshot %s: source %v, status %+v", vs.Name, vs.Spec.Source.PersistentVolumeClaimName, vs.Status)
+		// The snapshotter sees the cut on the bound content; the snapshot controller copies
+		// it to the VolumeSnapshot a moment later.
+		var vs *snapv1.VolumeSnapshot
+		waitFor(t, 30*time.Second, "volumesnapshot "+snap.Name+" shows its cut", func() (bool, error) {
+			var err error
+			vs, err = c.Snapshots.SnapshotV1().VolumeSnapshots(app.Namespace).Get(t.Context(), snap.Name, metav1.GetOptions{})
+			return err == nil && vs.Status != nil && vs.Status.CreationTime != nil, err
+		})
+		if *vs.Spec.Source.PersistentVolumeClaimName != snap.PVC {
+			t.Fatalf("volumesnapshot %s: source %v, want %s", vs.Name, *vs.Spec.Source.PersistentVolumeClaimName, snap.PVC)
 		}
 		if vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
 			t.Errorf("volumesnapshot %s is ready: the class should keep it uploading", vs.Name)

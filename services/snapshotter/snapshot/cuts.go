@@ -26,6 +26,11 @@ import (
 type cutWatch struct {
 	informer cache.SharedIndexInformer
 	statusOf func(obj any) (snapStatus, bool)
+	// contents follows the snapshots' bound contents, which the CSI
+	// sidecar marks cut first: the snapshot controller copies the cut to
+	// the snapshot a hop later, and for a group snapshot seconds later.
+	contents        cache.SharedIndexInformer
+	contentStatusOf func(obj any) (snapStatus, bool)
 
 	mu sync.Mutex
 	// waits are the backups waiting, by namespace/name of a snapshot; more
@@ -78,6 +83,26 @@ func errorMessage(e *snapv1.VolumeSnapshotError) string {
 	return "no message"
 }
 
+// volumeSnapshotContentStatus reports a VolumeSnapshotContent as the status
+// of the VolumeSnapshot it is bound to.
+func volumeSnapshotContentStatus(obj any) (snapStatus, bool) {
+	c, ok := obj.(*snapv1.VolumeSnapshotContent)
+	if !ok {
+		return snapStatus{}, false
+	}
+	ref := c.Spec.VolumeSnapshotRef
+	out := snapStatus{namespace: ref.Namespace, name: ref.Name, uid: ref.UID}
+	if st := c.Status; st != nil {
+		if st.CreationTime != nil {
+			out.cutAt = time.Unix(0, *st.CreationTime)
+		}
+		// Readiness is taken from the VolumeSnapshot: a restore names it,
+		// and the controller marks it ready a hop after its content.
+		out.errMsg = errorMessage(st.Error)
+	}
+	return out, true
+}
+
 func newVolumeSnapshotWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error) {
 	inf := newInformer(api, &snapv1.VolumeSnapshot{},
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -88,7 +113,22 @@ func newVolumeSnapshotWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error
 			o.LabelSelector = LabelBackupID
 			return api.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, o)
 		})
-	return newCutWatch(inf, volumeSnapshotStatus, "volumesnapshot", log)
+	w, err := newCutWatch(inf, volumeSnapshotStatus, "volumesnapshot", log)
+	if err != nil {
+		return nil, err
+	}
+	// Contents carry no labels of ours; every content is followed.
+	contents := newInformer(api, &snapv1.VolumeSnapshotContent{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return api.SnapshotV1().VolumeSnapshotContents().List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return api.SnapshotV1().VolumeSnapshotContents().Watch(ctx, o)
+		})
+	if err := w.followContents(contents, volumeSnapshotContentStatus); err != nil {
+		return nil, fmt.Errorf("volumesnapshotcontent watch: %w", err)
+	}
+	return w, nil
 }
 
 func newCutWatch(inf cache.SharedIndexInformer, statusOf func(any) (snapStatus, bool), what string, log *slog.Logger) (*cutWatch, error) {
@@ -115,19 +155,83 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// run runs the informer until ctx ends.
-func (w *cutWatch) run(ctx context.Context) { w.informer.RunWithContext(ctx) }
+// refIndex indexes contents by the namespace/name of the snapshot they are
+// bound to.
+const refIndex = "snapshotRef"
 
-// synced waits until the informer has listed every snapshot once.
+// followContents makes the watch also learn cuts, readiness and errors from
+// the snapshots' contents. statusOf reports a content's status under the
+// namespace, name and uid of the snapshot it is bound to.
+func (w *cutWatch) followContents(inf cache.SharedIndexInformer, statusOf func(any) (snapStatus, bool)) error {
+	w.contents, w.contentStatusOf = inf, statusOf
+	if err := inf.AddIndexers(cache.Indexers{refIndex: func(obj any) ([]string, error) {
+		s, ok := statusOf(obj)
+		if !ok || s.name == "" {
+			return nil, nil
+		}
+		return []string{s.namespace + "/" + s.name}, nil
+	}}); err != nil {
+		return err
+	}
+	// A content going away says nothing about the snapshot: only updates.
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.observeWith(statusOf, obj, false) },
+		UpdateFunc: func(_, obj any) { w.observeWith(statusOf, obj, false) },
+	})
+	return err
+}
+
+func (w *cutWatch) informers() []cache.SharedIndexInformer {
+	if w.contents == nil {
+		return []cache.SharedIndexInformer{w.informer}
+	}
+	return []cache.SharedIndexInformer{w.informer, w.contents}
+}
+
+// run runs the informers until ctx ends.
+func (w *cutWatch) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, inf := range w.informers() {
+		wg.Go(func() { inf.RunWithContext(ctx) })
+	}
+	wg.Wait()
+}
+
+// synced waits until the informers have listed everything once.
 func (w *cutWatch) synced(ctx context.Context) bool {
-	return cache.WaitFor(ctx, "", w.informer.HasSyncedChecker())
+	for _, inf := range w.informers() {
+		if !cache.WaitFor(ctx, "", inf.HasSyncedChecker()) {
+			return false
+		}
+	}
+	return true
+}
+
+// current is what the caches know of one snapshot: its own status, with
+// the cut taken from its content when the snapshot does not show it yet.
+func (w *cutWatch) current(obj any) (snapStatus, bool) {
+	st, ok := w.statusOf(obj)
+	if !ok || !st.cutAt.IsZero() || w.contents == nil {
+		return st, ok
+	}
+	objs, _ := w.contents.GetIndexer().ByIndex(refIndex, st.namespace+"/"+st.name)
+	for _, c := range objs {
+		if cs, ok := w.contentStatusOf(c); ok && cs.uid == st.uid && !cs.cutAt.IsZero() {
+			st.cutAt = cs.cutAt
+		}
+	}
+	return st, true
 }
 
 func (w *cutWatch) observe(obj any, deleted bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj, deleted = d.Obj, true
 	}
-	s, ok := w.statusOf(obj)
+	w.observeWith(w.statusOf, obj, deleted)
+}
+
+func (w *cutWatch) observeWith(statusOf func(any) (snapStatus, bool), obj any, deleted bool) {
+	s, ok := statusOf(obj)
 	if !ok {
 		return
 	}
@@ -156,6 +260,14 @@ func (w *cutWatch) wait(namespace string, claims map[string]string) *cutWait {
 		if obj, ok, _ := w.informer.GetStore().GetByKey(key); ok {
 			if s, ok := w.statusOf(obj); ok {
 				c.observeLocked(s, false, false)
+			}
+		}
+		if w.contents != nil {
+			objs, _ := w.contents.GetIndexer().ByIndex(refIndex, key)
+			for _, obj := range objs {
+				if s, ok := w.contentStatusOf(obj); ok {
+					c.observeLocked(s, false, false)
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,7 +85,44 @@ func newGroupSnapshotWatch(api SnapshotAPI, log *slog.Logger) (*cutWatch, error)
 			o.LabelSelector = LabelBackupID
 			return api.GroupsnapshotV1().VolumeGroupSnapshots(metav1.NamespaceAll).Watch(ctx, o)
 		})
-	return newCutWatch(inf, groupSnapshotStatus, "volumegroupsnapshot", log)
+	w, err := newCutWatch(inf, groupSnapshotStatus, "volumegroupsnapshot", log)
+	if err != nil {
+		return nil, err
+	}
+	contents := newInformer(api, &groupv1.VolumeGroupSnapshotContent{},
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return api.GroupsnapshotV1().VolumeGroupSnapshotContents().List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return api.GroupsnapshotV1().VolumeGroupSnapshotContents().Watch(ctx, o)
+		})
+	if err := w.followContents(contents, groupSnapshotContentStatus); err != nil {
+		return nil, fmt.Errorf("volumegroupsnapshotcontent watch: %w", err)
+	}
+	return w, nil
+}
+
+// groupSnapshotContentStatus reports a VolumeGroupSnapshotContent as the
+// status of the VolumeGroupSnapshot it is bound to. The CSI sidecar sets its
+// creationTime as soon as the driver has cut the group; the snapshot
+// controller copies it to the VolumeGroupSnapshot only after it has made
+// every member, seconds later.
+func groupSnapshotContentStatus(obj any) (snapStatus, bool) {
+	c, ok := obj.(*groupv1.VolumeGroupSnapshotContent)
+	if !ok {
+		return snapStatus{}, false
+	}
+	ref := c.Spec.VolumeGroupSnapshotRef
+	out := snapStatus{namespace: ref.Namespace, name: ref.Name, uid: ref.UID}
+	if st := c.Status; st != nil {
+		if st.CreationTime != nil {
+			out.cutAt = st.CreationTime.Time
+		}
+		// Readiness is taken from the group itself, once the controller has
+		// made the members the backup is restored from.
+		out.errMsg = errorMessage(st.Error)
+	}
+	return out, true
 }
 
 // labelClaims makes the workload's claims, and only those, carry its
@@ -155,28 +193,48 @@ func (s *Service) createGroup(ctx context.Context, g *groupv1.VolumeGroupSnapsho
 }
 
 // groupMembers lists the VolumeSnapshots the snapshot controller made for a
-// group, by claim. They carry an owner reference to the group, not our
-// labels, so they are read once, when the group is ready, outside any
-// freeze.
-func (s *Service) groupMembers(ctx context.Context, namespace, group string) (map[string]string, error) {
-	g, err := s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(namespace).Get(ctx, group, metav1.GetOptions{})
+// group, by claim, and labels them as the backup's, so that users find them
+// by the backup id like any other snapshot of freezeframe. They carry an
+// owner reference to the group and none of our labels, so they are read
+// once, when the group is ready, outside any freeze.
+func (s *Service) groupMembers(ctx context.Context, ref events.BackupRef, group string) (map[string]string, error) {
+	ns := ref.Workload.Namespace
+	g, err := s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(ns).Get(ctx, group, metav1.GetOptions{})
 	if err != nil {
-		return nil, classify(fmt.Errorf("get volumegroupsnapshot %s/%s: %w", namespace, group, err))
+		return nil, classify(fmt.Errorf("get volumegroupsnapshot %s/%s: %w", ns, group, err))
 	}
-	list, err := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(namespace).List(ctx, metav1.ListOptions{})
+	list, err := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, classify(fmt.Errorf("list volumesnapshots of group %s/%s: %w", namespace, group, err))
+		return nil, classify(fmt.Errorf("list volumesnapshots of group %s/%s: %w", ns, group, err))
+	}
+	kind, err := events.NormalizeKind(ref.Workload.Kind)
+	if err != nil {
+		return nil, events.Permanent(err)
+	}
+	labels, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels":      ownLabels(ref, kind),
+		"annotations": map[string]string{AnnotationBackupID: ref.BackupID},
+	}})
+	if err != nil {
+		return nil, err
 	}
 	members := map[string]string{}
 	for _, vs := range list.Items {
 		for _, o := range vs.OwnerReferences {
-			if o.UID == g.UID && o.Kind == "VolumeGroupSnapshot" && vs.Spec.Source.PersistentVolumeClaimName != nil {
-				members[*vs.Spec.Source.PersistentVolumeClaimName] = vs.Name
+			if o.UID != g.UID || o.Kind != "VolumeGroupSnapshot" || vs.Spec.Source.PersistentVolumeClaimName == nil {
+				continue
+			}
+			members[*vs.Spec.Source.PersistentVolumeClaimName] = vs.Name
+			if vs.Labels[LabelBackupID] != "" {
+				continue
+			}
+			if _, err := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(ns).Patch(ctx, vs.Name, types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+				return nil, classify(fmt.Errorf("label member volumesnapshot %s/%s of group %s: %w", ns, vs.Name, group, err))
 			}
 		}
 	}
 	if len(members) == 0 {
-		return nil, fmt.Errorf("volumegroupsnapshot %s/%s is ready but has no member VolumeSnapshots", namespace, group)
+		return nil, fmt.Errorf("volumegroupsnapshot %s/%s is ready but has no member VolumeSnapshots", ns, group)
 	}
 	return members, nil
 }

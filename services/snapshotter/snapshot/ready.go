@@ -78,18 +78,33 @@ func (s *Service) waitReady(ctx context.Context, sn *events.Snapshotted, snapsho
 		if err != nil {
 			return nil, err
 		}
-		members, err := s.groupMembers(ctx, ns, sn.Group)
+		members, err := s.groupMembers(ctx, sn.BackupRef, sn.Group)
 		if err != nil {
 			return nil, err
 		}
-		g := got[sn.Group]
-		lastReady = g.ReadyAt
+		// The group is ready once the driver has its members; each member
+		// VolumeSnapshot, which a restore names, follows.
+		byName := map[string]string{}
 		for _, c := range sn.Snapshots {
 			name := members[c.PVC]
 			if name == "" {
 				return nil, fmt.Errorf("volumegroupsnapshot %s/%s has no member for pvc %s", ns, sn.Group, c.PVC)
 			}
-			c.Name, c.Class, c.ReadyAt = name, sn.GroupClass, g.ReadyAt
+			byName[name] = c.PVC
+		}
+		mwait := s.cuts.wait(ns, byName)
+		defer mwait.stop()
+		ready, err := mwait.until(ctx, stageReady, deadline, ErrNotReady, why)
+		if err != nil {
+			return nil, err
+		}
+		lastReady = got[sn.Group].ReadyAt
+		for _, c := range sn.Snapshots {
+			m := ready[members[c.PVC]]
+			c.Name, c.Class, c.ReadyAt, c.RestoreSize = m.Name, sn.GroupClass, m.ReadyAt, m.RestoreSize
+			if m.ReadyAt.After(lastReady) {
+				lastReady = m.ReadyAt
+			}
 			out.Snapshots = append(out.Snapshots, c)
 		}
 	default:
@@ -185,7 +200,7 @@ func (s *Service) backupsOf(w events.Workload) []backup {
 		if cw == nil {
 			return
 		}
-		for _, obj := range cw.informer.GetStore().List() {
+		for _, obj := range cw.informer.GetStore().List() { // the snapshots, not their contents
 			m, err := meta.Accessor(obj)
 			if err != nil || m.GetNamespace() != w.Namespace || m.GetLabels()[LabelWorkloadKind] != kind || m.GetLabels()[LabelWorkloadName] != LabelValue(w.Name) {
 				continue
@@ -194,7 +209,7 @@ func (s *Service) backupsOf(w events.Workload) []backup {
 			if id == "" {
 				continue
 			}
-			st, _ := cw.statusOf(obj)
+			st, _ := cw.current(obj)
 			b := byID[id]
 			if b == nil {
 				b = &backup{id: id, namespace: w.Namespace, complete: true}
@@ -240,14 +255,14 @@ func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, log *slog.L
 	}
 	var pruned []string
 	var errs []error
-	kept := 0
+	kept := 1 // this backup
 	for _, b := range s.backupsOf(sn.Workload) {
-		// This backup is complete even if the cache has not caught up with
-		// the readiness the wait just saw.
+		// This backup is kept, wherever the caches (which may not have
+		// caught up with the readiness the wait just saw) place it.
 		if b.id == sn.BackupID {
-			b.complete = true
+			continue
 		}
-		if !b.complete || (b.id != sn.BackupID && s.inFlight.has(b.id)) {
+		if !b.complete || s.inFlight.has(b.id) {
 			continue
 		}
 		if kept < keep {
@@ -272,7 +287,9 @@ func (s *Service) deleteBackup(ctx context.Context, b backup) error {
 		}
 	}
 	if b.group != "" {
+		// The members go with their group (and refuse to go alone).
 		del(s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(b.namespace).Delete(ctx, b.group, metav1.DeleteOptions{}), "volumegroupsnapshot/"+b.group)
+		return errors.Join(errs...)
 	}
 	for _, v := range b.volumes {
 		del(s.deps.Snapshots.SnapshotV1().VolumeSnapshots(b.namespace).Delete(ctx, v, metav1.DeleteOptions{}), "volumesnapshot/"+v)

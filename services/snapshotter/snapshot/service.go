@@ -257,7 +257,10 @@ func (s *Service) snapshot(ctx context.Context, q *events.Quiesced, log *slog.Lo
 		}
 		drivers[claims[i].Driver] = true
 	}
-	if len(pvcs) > 1 && len(drivers) == 1 && s.groupCuts != nil {
+	// Naming a VolumeSnapshotClass (request or annotation) asks for volume
+	// snapshots of that class; otherwise several claims on one driver are
+	// cut as a group where the cluster can.
+	if len(pvcs) > 1 && len(drivers) == 1 && s.groupCuts != nil && q.SnapshotClass == "" {
 		groupClass, err := s.storage.groupSnapshotClass(s.cfg.DefaultGroupSnapshotClass, claims[0].Driver)
 		if err != nil {
 			return nil, err

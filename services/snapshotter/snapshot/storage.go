@@ -85,7 +85,7 @@ func newInformer(snaps SnapshotAPI, obj runtime.Object, list cache.ListWithConte
 	lw := &cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}
 	// Passing snaps lets a fake clientset opt out of watch-list semantics it
 	// cannot serve; the real clientset uses them.
-	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, snaps), obj, cache.SharedIndexInformerOptions{})
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, snaps), obj, cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}})
 	_ = inf.SetTransform(stripManagedFields) // fails only once started
 	return inf
 }

@@ -70,7 +70,13 @@ func Describe(ev events.Event) string {
 		for _, s := range p.Snapshots {
 			snaps = append(snaps, fmt.Sprintf("%s→%s (cut %s)", s.PVC, s.Name, s.CutAt.Local().Format("15:04:05.000")))
 		}
-		return fmt.Sprintf("%d cut in %s: %s", len(p.Snapshots), Round(p.CutDuration.Std()), strings.Join(snaps, ", "))
+		return fmt.Sprintf("%d cut in %s (%s%s): %s", len(p.Snapshots), Round(p.CutDuration.Std()), p.Mode, groupSuffix(p.Group), strings.Join(snaps, ", "))
+	case *events.SnapshotReady:
+		var snaps []string
+		for _, s := range p.Snapshots {
+			snaps = append(snaps, fmt.Sprintf("%s→%s", s.PVC, s.Name))
+		}
+		return fmt.Sprintf("%d ready %s after the cut (%s%s): %s; keep %d, pruned %v", len(p.Snapshots), Round(p.ReadyAfter.Std()), p.Mode, groupSuffix(p.Group), strings.Join(snaps, ", "), p.SnapshotsToKeep, p.Pruned)
 	case *events.Resumed:
 		return fmt.Sprintf("reason %s, succeeded %v, frozen for %s", p.Reason, p.Succeeded, Round(p.FrozenFor.Std()))
 	case *events.BackupFailed:
@@ -90,4 +96,11 @@ func Round(d time.Duration) time.Duration {
 		return d.Round(10 * time.Microsecond)
 	}
 	return d.Round(time.Microsecond)
+}
+
+func groupSuffix(group string) string {
+	if group == "" {
+		return ""
+	}
+	return " " + group
 }

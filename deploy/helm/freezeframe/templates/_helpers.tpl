@@ -146,10 +146,11 @@ snapshotter:
 - name: workloads
   namespaced: true
   rules:
-  # One snapshot per volume, or one group snapshot per workload; retention deletes old ones.
+  # One snapshot per volume, or one group snapshot per workload; retention deletes old ones;
+  # a group's member snapshots are labelled with the backup once it is ready.
   - apiGroups: [snapshot.storage.k8s.io]
     resources: [volumesnapshots]
-    verbs: [get, create, delete]
+    verbs: [get, create, delete, patch]
   - apiGroups: [groupsnapshot.storage.k8s.io]
     resources: [volumegroupsnapshots]
     verbs: [get, create, delete]
