@@ -13,10 +13,13 @@ import (
 
 // MetricBackups counts backups by how they ended: result "succeeded" or
 // "failed", and for a failure the step that failed. The notifier counts them
-// because it is the one service that sees the terminal event of every
-// backup, whoever published it (the scheduler refuses requests, the hooker
-// ends the others); each terminal event is counted at its first delivery, so
-// a redelivery after a failed notification does not count it again.
+// because it is the one service that sees the end of every backup, whoever
+// published it (the scheduler refuses requests, the hooker and the
+// snapshotter end the others). A failure is counted at its terminal event; a
+// success once it is both resumed and ready to restore, by the handler of
+// whichever of Resumed and SnapshotReady comes second. Each event is counted
+// at its first delivery only, so a notification retried after a Slack outage
+// does not count it again.
 const MetricBackups = "freezeframe_backups_total"
 
 type metrics struct {
@@ -35,26 +38,55 @@ func newMetrics(c service.Common) metrics {
 	return m
 }
 
-// countBackup counts the backup a terminal event ends. The step of a failed
-// Resumed is that of the backup's last BackupFailed (looked up), else what
-// the resume reason implies.
+// countBackup counts the backup that ev ends, if it ends one.
 func (s *Service) countBackup(ctx context.Context, ev events.Event) {
 	if d, ok := events.DeliveryOf(ctx); ok && d.Attempt > 1 {
 		return
 	}
+	switch p := ev.Payload.(type) {
+	case *events.SnapshotReady:
+		if s.completes(ctx, ev, events.KindResumed) {
+			s.metrics.backups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "succeeded")))
+		}
+		return
+	case *events.Resumed:
+		if p.Succeeded {
+			if s.completes(ctx, ev, events.KindSnapshotReady) {
+				s.metrics.backups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "succeeded")))
+			}
+			return
+		}
+	}
 	o, ok := OutcomeOf(ev)
-	if !ok {
+	if !ok || o.Succeeded {
 		return
 	}
-	attrs := []attribute.KeyValue{attribute.String("result", o.Result())}
-	if !o.Succeeded {
-		step := o.Step
-		if step == "" {
-			step = s.failedStep(ctx, ev, o)
-		}
-		attrs = append(attrs, attribute.String("step", step))
+	step := o.Step
+	if step == "" {
+		step = s.failedStep(ctx, ev, o)
 	}
-	s.metrics.backups.Add(ctx, 1, metric.WithAttributes(attrs...))
+	s.metrics.backups.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "failed"), attribute.String("step", step)))
+}
+
+// completes reports whether ev (a successful Resumed, or SnapshotReady)
+// completes its backup: the other one, kind, is stored already, and ev is the
+// later of the two. Both handlers compare the same two events, so exactly
+// one of them counts the backup, whichever order they run in.
+func (s *Service) completes(ctx context.Context, ev events.Event, kind events.Kind) bool {
+	if s.history == nil {
+		return false
+	}
+	other, err := s.history.Lookup(ctx, kind, events.BackupRef{BackupID: ev.BackupID(), Workload: ev.Workload()})
+	if err != nil {
+		return false // not there yet: its handler counts
+	}
+	if r, ok := other.Payload.(*events.Resumed); ok && !r.Succeeded {
+		return false // a failed backup, counted at its Resumed
+	}
+	if ev.Time().Equal(other.Time()) {
+		return ev.Kind() == events.KindSnapshotReady
+	}
+	return ev.Time().After(other.Time())
 }
 
 func (s *Service) failedStep(ctx context.Context, ev events.Event, o Outcome) string {

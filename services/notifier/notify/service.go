@@ -39,9 +39,10 @@ func New(cfg Config, n Notifier, log *slog.Logger) *Service {
 // the notifications in flight finish within the shutdown timeout.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	c, err := events.NewConsumer(ctx, js, events.ConsumerConfig{
-		Stream:        s.cfg.NATS.Stream,
-		Durable:       Durable,
-		Kinds:         []events.Kind{events.KindResumed, events.KindFailed},
+		Stream:  s.cfg.NATS.Stream,
+		Durable: Durable,
+		// SnapshotReady only to count a backup complete (countBackup).
+		Kinds:         []events.Kind{events.KindResumed, events.KindFailed, events.KindSnapshotReady},
 		Concurrency:   s.cfg.Concurrency,
 		ShutdownGrace: s.cfg.ShutdownTimeout,
 	}, s.handle, s.log)
@@ -64,10 +65,10 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 }
 
 func (s *Service) handle(ctx context.Context, ev events.Event) error {
+	s.countBackup(ctx, ev)
 	if !events.IsTerminal(ev) {
 		return nil // a Resumed follows and ends the backup
 	}
-	s.countBackup(ctx, ev)
 	if err := s.notifier.Notify(ctx, ev); err != nil {
 		return fmt.Errorf("notify end of backup %s: %w", ev.BackupID(), err)
 	}
