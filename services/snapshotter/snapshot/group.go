@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -173,7 +175,10 @@ func newGroupSnapshot(ref events.BackupRef, kind, class, value string) *groupv1.
 
 // createGroup creates the backup's VolumeGroupSnapshot, or finds the one an
 // earlier delivery created.
-func (s *Service) createGroup(ctx context.Context, g *groupv1.VolumeGroupSnapshot, backupID string) (*groupv1.VolumeGroupSnapshot, error) {
+func (s *Service) createGroup(ctx context.Context, g *groupv1.VolumeGroupSnapshot, backupID string) (_ *groupv1.VolumeGroupSnapshot, err error) {
+	ctx, span := s.metrics.tracer.Start(ctx, "create volumegroupsnapshot", trace.WithAttributes(
+		attribute.String("k8s.namespace.name", g.Namespace), attribute.String("freezeframe.group", g.Name)))
+	defer func() { endSpan(span, err) }()
 	api := s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(g.Namespace)
 	created, err := api.Create(ctx, g, metav1.CreateOptions{})
 	if err == nil {

@@ -32,7 +32,9 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 	}
 	log := s.log.With("backup_id", sn.BackupID, "workload", sn.Workload.String())
 	defer s.inFlight.add(sn.BackupID)()
-	ready, err := s.waitReady(ctx, sn, ev.Time())
+	wctx, span := s.metrics.tracer.Start(ctx, "wait for readiness")
+	ready, err := s.waitReady(wctx, sn, ev.Time())
+	endSpan(span, err)
 	if err != nil {
 		return s.failReady(ctx, sn, err, log)
 	}
@@ -43,8 +45,11 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 		log.WarnContext(ctx, "retention failed", "snapshots_to_keep", sn.SnapshotsToKeep, "err", perr)
 	}
 	ready.Pruned = pruned
-	if _, _, err := s.pub.Publish(ctx, ready); err != nil {
+	if _, dup, err := s.pub.Publish(ctx, ready); err != nil {
 		return fmt.Errorf("publish snapshot-ready: %w", err)
+	} else if !dup {
+		s.metrics.recordReady(ctx, ready.Mode, ready.ReadyAfter.Std())
+		s.metrics.recordPruned(ctx, len(pruned))
 	}
 	log.InfoContext(ctx, "snapshots ready", "mode", ready.Mode, "ready_after", ready.ReadyAfter.Std(), "pruned", pruned)
 	return nil

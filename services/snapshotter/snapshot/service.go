@@ -14,6 +14,9 @@ import (
 	groupclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/typed/volumegroupsnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/typed/volumesnapshot/v1"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -84,6 +87,7 @@ type Service struct {
 	// or group snapshots are turned off.
 	groupCuts *cutWatch
 	inFlight  inFlight
+	metrics   metrics
 	// initErr is an error building the watches, reported by Run.
 	initErr error
 }
@@ -92,6 +96,7 @@ type Service struct {
 // defaults. Run starts it.
 func New(cfg Config, deps Deps, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg.withDefaults(), deps: deps, pub: pub, log: log}
+	s.metrics = newMetrics(s.cfg.Common)
 	groups := s.cfg.GroupSnapshots && servesGroupSnapshots(deps.Kube, log)
 	var errs [3]error
 	s.storage, errs[0] = newStorageIndex(deps.Kube, deps.Snapshots, groups)
@@ -181,6 +186,8 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "ready_timeout", s.cfg.ReadyTimeout,
 		"group_snapshots", s.groupCuts != nil, "default_snapshot_class", s.cfg.DefaultSnapshotClass, "snapshots_to_keep", s.cfg.SnapshotsToKeep)
+	s.cfg.Runtime.Probe.Ready(js.Conn())
+	defer s.cfg.Runtime.Probe.NotReady()
 	errs := make(chan error, 2)
 	go func() { errs <- cutCons.Run(ctx) }()
 	go func() { errs <- readyCons.Run(ctx) }()
@@ -206,6 +213,9 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	_, dup, err := s.pub.Publish(ctx, out)
 	if err != nil {
 		return s.fail(ctx, q, fmt.Errorf("publish snapshotted: %w", classifyPublish(err)), log)
+	}
+	if !dup {
+		s.metrics.recordCut(ctx, out.Mode, out.CutDuration.Std())
 	}
 	log.InfoContext(ctx, "snapshotted", "mode", out.Mode, "group", out.Group, "snapshots", len(out.Snapshots), "cut_duration", out.CutDuration.Std(),
 		"handled_in", time.Since(received), "frozen_so_far", time.Since(q.QuiescedAt), "duplicate", dup)
@@ -295,7 +305,7 @@ func (s *Service) snapshotVolumes(ctx context.Context, q *events.Quiesced, kind 
 	if err := s.createAll(ctx, q.BackupRef, kind, claims, classes, wait, log); err != nil {
 		return nil, err
 	}
-	cuts, err := wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
+	cuts, err := s.waitCut(ctx, wait, deadline, why)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +335,7 @@ func (s *Service) snapshotGroup(ctx context.Context, q *events.Quiesced, kind st
 	}
 	wait.observe(g)
 	log.DebugContext(ctx, "volumegroupsnapshot created", "group", g.Name, "claims", pvcs)
-	cuts, err := wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
+	cuts, err := s.waitCut(ctx, wait, deadline, why)
 	if err != nil {
 		return nil, err
 	}
@@ -334,6 +344,14 @@ func (s *Service) snapshotGroup(ctx context.Context, q *events.Quiesced, kind st
 		out.Snapshots = append(out.Snapshots, events.Snapshot{Namespace: ns, PVC: pvc, CutAt: cuts[name].CutAt})
 	}
 	return out, nil
+}
+
+// waitCut waits for the cut under a span of its own: in a trace, the
+// storage's share of the freeze.
+func (s *Service) waitCut(ctx context.Context, wait *cutWait, deadline time.Time, why string) (_ map[string]cut, err error) {
+	ctx, span := s.metrics.tracer.Start(ctx, "wait for the cut")
+	defer func() { endSpan(span, err) }()
+	return wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
 }
 
 // createAll creates one snapshot per claim, all at once. A snapshot that
@@ -361,7 +379,10 @@ func (s *Service) createAll(ctx context.Context, ref events.BackupRef, kind stri
 	return joinClassified(errs)
 }
 
-func (s *Service) create(ctx context.Context, snap *snapv1.VolumeSnapshot, backupID, pvc string) (*snapv1.VolumeSnapshot, bool, error) {
+func (s *Service) create(ctx context.Context, snap *snapv1.VolumeSnapshot, backupID, pvc string) (_ *snapv1.VolumeSnapshot, _ bool, err error) {
+	ctx, span := s.metrics.tracer.Start(ctx, "create volumesnapshot", trace.WithAttributes(
+		attribute.String("k8s.namespace.name", snap.Namespace), attribute.String("freezeframe.snapshot", snap.Name), attribute.String("freezeframe.pvc", pvc)))
+	defer func() { endSpan(span, err) }()
 	api := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(snap.Namespace)
 	created, err := api.Create(ctx, snap, metav1.CreateOptions{})
 	if err == nil {
@@ -408,6 +429,15 @@ func (s *Service) fail(ctx context.Context, q *events.Quiesced, err error, log *
 	// the resume is under way.
 	s.discard(pctx, q.BackupRef, log)
 	return nil
+}
+
+// endSpan ends a span, marking it failed when err is not nil.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // classifyPublish marks a failed publish as worth a retry: JetStream may be
