@@ -24,6 +24,7 @@ type Config struct {
 	LeaseBucket        string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`
 	LeaseRenewEvery    time.Duration `envconfig:"LEASE_RENEW_EVERY" default:"1s" desc:"how often the replica holding a freeze renews its lease"`
 	LeaseStaleAfter    time.Duration `envconfig:"LEASE_STALE_AFTER" default:"10s" desc:"a lease not renewed for this long means its holder is gone: the watchdog unlocks the workload"`
+	SnapshotStallAfter time.Duration `envconfig:"SNAPSHOT_STALL_AFTER" default:"30s" desc:"a frozen workload whose snapshot no snapshotter has reported progress on for this long (since its last report, or since the freeze) is resumed and the backup fails, long before MAX_FREEZE; longer than the snapshotter's ACK_WAIT, so a restarted snapshotter picks the work up first; 0: only MAX_FREEZE applies"`
 	WatchdogTick       time.Duration `envconfig:"WATCHDOG_TICK" default:"250ms" desc:"how often the watchdog checks the leases for a passed freeze deadline or a gone holder"`
 }
 

@@ -60,7 +60,7 @@ func newMetrics(c service.Common) metrics {
 		otel.Handle(err)
 	}
 	// Zero from the start, so that rules see the first unlock as an increase.
-	for _, c := range []lease.Cause{lease.CauseDeadline, lease.CauseStopped} {
+	for _, c := range []lease.Cause{lease.CauseDeadline, lease.CauseStopped, lease.CauseSnapshotStalled} {
 		m.unlocks.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", string(c))))
 	}
 	return m

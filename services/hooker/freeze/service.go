@@ -167,7 +167,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	defer func() { _ = gauges.Unregister() }()
 	s.cfg.Runtime.Probe.Ready(js.Conn())
-	watchdog := lease.NewWatchdog(s.leases, lease.WatchdogConfig{Replica: s.holder, Tick: s.cfg.WatchdogTick}, s.onStale, s.log)
+	watchdog := lease.NewWatchdog(s.leases, lease.WatchdogConfig{Replica: s.holder, Tick: s.cfg.WatchdogTick, SnapshotStallAfter: s.cfg.SnapshotStallAfter}, s.onStale, s.log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return requests.Run(gctx) })
 	g.Go(func() error { return triggers.Run(gctx) })

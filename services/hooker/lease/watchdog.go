@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
 // Cause says why a lease is stale.
@@ -23,6 +26,9 @@ const (
 	CauseDeadline Cause = "deadline"
 	// CauseStopped: the holder stopped renewing.
 	CauseStopped Cause = "stopped-renewing"
+	// CauseSnapshotStalled: the workload is frozen and no snapshotter has
+	// reported progress for SnapshotStallAfter.
+	CauseSnapshotStalled Cause = "snapshot-stalled"
 )
 
 // Stale describes a stale lease, for the watchdog's callback.
@@ -48,6 +54,13 @@ type WatchdogConfig struct {
 	// lease on this replica, whether the previous call failed or not
 	// (default 5s).
 	RefireAfter time.Duration
+	// SnapshotStallAfter, when set, makes a frozen lease stale once no
+	// snapshotter has reported progress on it (events.SnapshotProgressKey)
+	// for this long: since its last report, or since the freeze when none
+	// came. It should outlast a snapshotter's redelivery after a crash
+	// (its ACK_WAIT), so that a restarted replica picks the work up first.
+	// Zero: not judged; the freeze cap still applies.
+	SnapshotStallAfter time.Duration
 }
 
 // Watchdog reports stale leases. See the package documentation.
@@ -94,6 +107,10 @@ type tracked struct {
 	// confirmed: seen by the current watch.
 	confirmed bool
 
+	// frozenAt is the watched time when the lease was first seen frozen.
+	frozenAt time.Duration
+	frozen   bool
+
 	cancel   context.CancelFunc // set while onStale runs
 	fireSeq  uint64
 	lastCall time.Time
@@ -109,13 +126,15 @@ type fired struct {
 
 // run is the state of one Run.
 type run struct {
-	w       *Watchdog
-	id      string    // this run's heartbeat identity
-	start   time.Time // heartbeat offsets count from here (monotonic)
-	leases  map[string]*tracked
-	results chan fired
-	wg      sync.WaitGroup
-	seq     uint64
+	w      *Watchdog
+	id     string    // this run's heartbeat identity
+	start  time.Time // heartbeat offsets count from here (monotonic)
+	leases map[string]*tracked
+	// progress is the snapshotters' latest report per lease key.
+	progress map[string]*progressSeen
+	results  chan fired
+	wg       sync.WaitGroup
+	seq      uint64
 
 	synced bool
 	// watched is a clock that runs only while heartbeats echo: the time
@@ -124,8 +143,11 @@ type run struct {
 	lastSent     time.Duration // offset of the newest echoed heartbeat, -1 for none
 	lastEchoSent time.Time     // when that heartbeat was sent
 	pending      []string      // keys changed since the last echo
-	warnedBlind  time.Time
-	badValue     map[string]uint64 // revision of an undecodable value, logged once
+	// pendingProgress are lease keys whose progress report changed since the
+	// last echo.
+	pendingProgress []string
+	warnedBlind     time.Time
+	badValue        map[string]uint64 // revision of an undecodable value, logged once
 }
 
 // Run watches the leases until ctx ends (then it returns nil), or until the
@@ -135,7 +157,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	start := time.Now()
 	r := &run{
 		w: w, id: rand.Text(), start: start,
-		leases: map[string]*tracked{}, results: make(chan fired),
+		leases: map[string]*tracked{}, progress: map[string]*progressSeen{}, results: make(chan fired),
 		lastSent: -1, lastEchoSent: start, badValue: map[string]uint64{},
 	}
 	defer r.wg.Wait()
@@ -271,6 +293,10 @@ func (r *run) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 		}
 		return
 	}
+	if lk, ok := strings.CutPrefix(k, events.SnapshotProgressPrefix); ok {
+		r.applyProgress(lk, e)
+		return
+	}
 	if !isLeaseKey(k) {
 		return
 	}
@@ -303,7 +329,38 @@ func (r *run) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 	// was stored before the next heartbeat that echoes: count from there,
 	// so that a lease is never judged silent for longer than it was.
 	t.lease, t.rev, t.changedAt, t.confirmed = l, e.Revision(), r.watched, true
+	if l.State == StateFrozen && !t.frozen {
+		t.frozen, t.frozenAt = true, r.watched
+	}
 	r.pending = append(r.pending, k)
+}
+
+// progressSeen is a snapshotter's latest progress report on one lease.
+type progressSeen struct {
+	backupID  string
+	changedAt time.Duration
+	// done: the snapshotter deleted its key, finished either way.
+	done bool
+}
+
+func (r *run) applyProgress(leaseKey string, e jetstream.KeyValueEntry) {
+	p := r.progress[leaseKey]
+	if e.Operation() != jetstream.KeyValuePut {
+		if p != nil {
+			p.done = true
+		}
+		return
+	}
+	var v events.SnapshotProgress
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return
+	}
+	if p == nil || p.backupID != v.BackupID {
+		p = &progressSeen{backupID: v.BackupID}
+		r.progress[leaseKey] = p
+	}
+	p.changedAt, p.done = r.watched, false
+	r.pendingProgress = append(r.pendingProgress, leaseKey)
 }
 
 // echo advances the watched clock when one of this run's heartbeats comes
@@ -331,6 +388,12 @@ func (r *run) echo(v []byte) {
 		}
 	}
 	r.pending = r.pending[:0]
+	for _, k := range r.pendingProgress {
+		if p := r.progress[k]; p != nil {
+			p.changedAt = r.watched
+		}
+	}
+	r.pendingProgress = r.pendingProgress[:0]
 }
 
 func (r *run) drop(k string) {
@@ -338,6 +401,7 @@ func (r *run) drop(k string) {
 		t.cancel()
 	}
 	delete(r.leases, k)
+	delete(r.progress, k)
 }
 
 func (r *run) judge(ctx context.Context, now time.Time) {
@@ -359,10 +423,37 @@ func (r *run) judge(ctx context.Context, now time.Time) {
 			cause = CauseStopped
 			reason = fmt.Sprintf("holder %s stopped renewing %s ago", t.lease.Holder, silent.Round(100*time.Millisecond))
 		default:
-			continue
+			var stalled bool
+			if stalled, reason = r.snapshotStalled(k, t); !stalled {
+				continue
+			}
+			cause = CauseSnapshotStalled
 		}
 		r.fire(ctx, k, t, cause, reason)
 	}
+}
+
+// snapshotStalled judges a frozen lease by the snapshotters' progress
+// reports.
+func (r *run) snapshotStalled(k string, t *tracked) (bool, string) {
+	stallAfter := r.w.cfg.SnapshotStallAfter
+	if stallAfter <= 0 || t.lease.State != StateFrozen || !t.frozen {
+		return false, ""
+	}
+	p := r.progress[k]
+	switch {
+	case p != nil && p.backupID == t.lease.BackupID && p.done:
+		return false, "" // the snapshotter answered; the hooker resumes
+	case p != nil && p.backupID == t.lease.BackupID:
+		if silent := r.watched - p.changedAt; silent > stallAfter {
+			return true, fmt.Sprintf("the snapshotter stopped reporting progress %s ago", silent.Round(100*time.Millisecond))
+		}
+	default:
+		if frozen := r.watched - t.frozenAt; frozen > stallAfter {
+			return true, fmt.Sprintf("no snapshotter reported progress in the %s since the freeze", frozen.Round(100*time.Millisecond))
+		}
+	}
+	return false, ""
 }
 
 func (r *run) fire(ctx context.Context, k string, t *tracked, cause Cause, reason string) {

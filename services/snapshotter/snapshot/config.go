@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
@@ -28,6 +29,8 @@ type Config struct {
 	AckWait                   time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"how long an unacknowledged Quiesced waits before redelivery to another replica (after a crash; heartbeats extend it while a snapshot is taken)"`
 	MaxDeliver                int           `envconfig:"MAX_DELIVER" default:"5" desc:"delivery attempts of a Quiesced after transient API errors; the last one reports BackupFailed"`
 	RetryMaxDelay             time.Duration `envconfig:"RETRY_MAX_DELAY" default:"2s" desc:"longest backoff between attempts after a transient API error (from 100ms, doubling); the application stays frozen meanwhile"`
+	ProgressEvery             time.Duration `envconfig:"PROGRESS_EVERY" default:"1s" desc:"how often the snapshotter tells the watchdogs (key _snapshot.<workload> in the freeze lease bucket) that a frozen workload's snapshot is progressing; a key silent for the hooker's HOOKER_SNAPSHOT_STALL_AFTER resumes the application"`
+	Replica                   string        `envconfig:"REPLICA" desc:"this replica's name in progress reports; empty: the host name"`
 	WatchSyncTimeout          time.Duration `envconfig:"WATCH_SYNC_TIMEOUT" default:"1m" desc:"how long the VolumeSnapshot watch may take to sync at start before the service gives up (usually missing RBAC list/watch on volumesnapshots)"`
 }
 
@@ -52,6 +55,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMaxDelay <= 0 {
 		c.RetryMaxDelay = 2 * time.Second
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = time.Second
+	}
+	if c.Replica == "" {
+		c.Replica, _ = os.Hostname()
 	}
 	if c.WatchSyncTimeout <= 0 {
 		c.WatchSyncTimeout = time.Minute

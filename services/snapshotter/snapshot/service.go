@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 )
 
@@ -88,6 +89,7 @@ type Service struct {
 	groupCuts *cutWatch
 	inFlight  inFlight
 	metrics   metrics
+	progress  *progressReporter
 	// initErr is an error building the watches, reported by Run.
 	initErr error
 }
@@ -176,6 +178,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	// A readiness wait holds nothing frozen and picks up where it was on
 	// redelivery: no reason to delay a shutdown for it.
 	ready.ShutdownGrace = readyShutdownGrace
+	s.progress = &progressReporter{js: js, replica: s.cfg.Replica, every: s.cfg.ProgressEvery, log: s.log}
 	cutCons, err := events.NewConsumer(ctx, js, cuts, s.handle, s.log)
 	if err != nil {
 		return err
@@ -186,6 +189,15 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "ready_timeout", s.cfg.ReadyTimeout,
 		"group_snapshots", s.groupCuts != nil, "default_snapshot_class", s.cfg.DefaultSnapshotClass, "snapshots_to_keep", s.cfg.SnapshotsToKeep)
+	stream := s.cfg.NATS.Stream
+	if stream == "" {
+		stream = events.DefaultStream
+	}
+	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, Durable, ReadyDurable)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lag.Unregister() }()
 	s.cfg.Runtime.Probe.Ready(js.Conn())
 	defer s.cfg.Runtime.Probe.NotReady()
 	errs := make(chan error, 2)
@@ -202,7 +214,9 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	log := s.log.With("backup_id", q.BackupID, "workload", q.Workload.String())
 	defer s.inFlight.add(q.BackupID)()
 	received := time.Now()
+	stopProgress := s.progress.start(ctx, q)
 	out, err := s.snapshot(ctx, q, log)
+	stopProgress()
 	if err != nil {
 		return s.fail(ctx, q, err, log)
 	}
