@@ -27,6 +27,8 @@ type redisApp struct {
 	// ExtraClaims are more PVCs the pod mounts besides <Name>-data (which holds Redis's
 	// data), named <Name>-<claim>.
 	ExtraClaims []string
+	// ExistingClaims are PVCs the pod mounts that the test made itself (full names).
+	ExistingClaims []string
 	// Annotations are more annotations on the Deployment (snapshot class, retention).
 	Annotations map[string]string
 	Password    string
@@ -54,6 +56,10 @@ spec:
 `, a.claim(suffix), a.Namespace)
 		fmt.Fprintf(&mounts, "        - {name: %s, mountPath: /%s}\n", suffix, suffix)
 		fmt.Fprintf(&volumes, "      - name: %s\n        persistentVolumeClaim: {claimName: %s}\n", suffix, a.claim(suffix))
+	}
+	for _, name := range a.ExistingClaims {
+		fmt.Fprintf(&mounts, "        - {name: %s, mountPath: /%s}\n", name, name)
+		fmt.Fprintf(&volumes, "      - name: %s\n        persistentVolumeClaim: {claimName: %s}\n", name, name)
 	}
 	annotations := fmt.Sprintf("freezeframe.io/blueprint: %s", a.Blueprint)
 	for _, k := range slices.Sorted(maps.Keys(a.Annotations)) {

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/test/e2e/deploy"
 	"github.com/freezeframe/freezeframe/test/e2e/harness"
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
@@ -345,4 +348,126 @@ func countKind(t *testing.T, up *harness.Up, id string, k events.Kind) int {
 		t.Fatal(err)
 	}
 	return len(evs)
+}
+
+// A volume whose CSI driver has no VolumeSnapshotClass: the backup fails before any
+// snapshot is created, names the driver, and the database is resumed.
+func TestNoSnapshotClassForTheDriverFails(t *testing.T) {
+	t.Parallel()
+	c := sandbox.Shared(t)
+	const ns, foreign = "snaperr-no-class", "foreign"
+	if err := c.EnsureNamespace(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	// A statically provisioned volume of a driver the cluster has no class for, bound to
+	// its claim by the PersistentVolume controller.
+	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-%[1]s-%[2]s}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  csi: {driver: other.csi.example.com, volumeHandle: %[1]s-%[2]s}
+  claimRef: {namespace: %[1]s, name: %[2]s}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: %[2]s, namespace: %[1]s}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: e2e-%[1]s-%[2]s
+  resources: {requests: {storage: 1Gi}}
+`, ns, foreign)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "claim "+foreign+" bound", func() (bool, error) {
+		pvc, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Get(t.Context(), foreign, metav1.GetOptions{})
+		return err == nil && pvc.Status.Phase == "Bound", err
+	})
+	app := &redisApp{Namespace: ns, Name: "cache", Blueprint: "redis-hooks", ExistingClaims: []string{foreign}}
+	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
+	app.deploy(t)
+	up := startUp(t)
+	client := connect(t, up)
+	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
+	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
+	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
+	f, _ := harness.Payload[events.BackupFailed](evs)
+	if f.Step != events.StepSnapshot || !strings.Contains(f.Reason, "no VolumeSnapshotClass for CSI driver other.csi.example.com") {
+		t.Errorf("failed %+v", f)
+	}
+	if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
+		t.Fatalf("redis not writable after the failed backup: %v", err)
+	}
+	if l, err := c.Snapshots.SnapshotV1().VolumeSnapshots(ns).List(t.Context(), metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("volumesnapshots %v, %v: want none", l, err)
+	}
+}
+
+// The snapshotter's identity may not create VolumeSnapshots (RBAC): the backup fails with
+// the API's refusal, and the database is resumed.
+func TestSnapshotRBACDenialFails(t *testing.T) {
+	t.Parallel()
+	c := sandbox.Shared(t)
+	const ns = "snaperr-rbac"
+	app := &redisApp{Namespace: ns, Name: "cache", Blueprint: "redis-hooks"}
+	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
+	app.deploy(t)
+	// Everything the snapshotter reads, and no create of volumesnapshots.
+	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: snapshotter-readonly, namespace: %[1]s}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-snapshotter-readonly}
+rules:
+- apiGroups: [snapshot.storage.k8s.io, groupsnapshot.storage.k8s.io]
+  resources: ["*"]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims, persistentvolumes, pods]
+  verbs: [get, list, watch]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [deployments, statefulsets]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-snapshotter-readonly}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-snapshotter-readonly}
+subjects: [{kind: ServiceAccount, name: snapshotter-readonly, namespace: %[1]s}]
+`, ns)); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), "snapshotter-readonly", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "snapshotter-readonly.kubeconfig")
+	if err := deploy.WriteKubeconfig(kubeconfig, c.Config, tr.Status.Token, ns); err != nil {
+		t.Fatal(err)
+	}
+	up := startUp(t, "SNAPSHOTTER_KUBECONFIG="+kubeconfig)
+	client := connect(t, up)
+	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
+	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
+	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
+	f, _ := harness.Payload[events.BackupFailed](evs)
+	if f.Step != events.StepSnapshot || !strings.Contains(f.Reason, "forbidden") || !strings.Contains(f.Reason, "snapshotter-readonly") {
+		t.Errorf("failed %+v, want the API's refusal naming the service account", f)
+	}
+	if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
+		t.Fatalf("redis not writable after the failed backup: %v", err)
+	}
 }
