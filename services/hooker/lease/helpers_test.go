@@ -45,8 +45,11 @@ func workload(name string) events.Workload {
 	return events.Workload{Cluster: "prod", Namespace: "shop", Kind: events.KindDeployment, Name: name}
 }
 
+// newLease is a lease with a cap of exactly maxFreeze: AcquiredAt is set, not left to
+// Acquire's clock a moment later.
 func newLease(backupID string, w events.Workload, holder string, maxFreeze time.Duration) lease.Lease {
-	return lease.Lease{BackupID: backupID, Workload: w, Holder: holder, Deadline: time.Now().Add(maxFreeze)}
+	now := time.Now().UTC().Round(0)
+	return lease.Lease{BackupID: backupID, Workload: w, Holder: holder, AcquiredAt: now, Deadline: now.Add(maxFreeze)}
 }
 
 func acquire(t testing.TB, s *lease.Store, l lease.Lease) *lease.Hold {
