@@ -157,16 +157,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// shutdown would leave an application frozen until redelivery.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.cfg.Concurrency)
-	cc, err := c.cons.Consume(func(msg jetstream.Msg) {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c.handle(handlerCtx, msg)
-		}()
-	},
+	w := &workers{max: c.cfg.Concurrency, work: make(chan jetstream.Msg), exited: make(chan struct{}, 1),
+		handle: func(msg jetstream.Msg) { c.handle(handlerCtx, msg) }}
+	cc, err := c.cons.Consume(w.dispatch,
 		jetstream.PullMaxMessages(min(c.cfg.Concurrency, 512)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
@@ -179,8 +172,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	<-ctx.Done()
 	cc.Stop()
 	<-cc.Closed()
+	close(w.work) // no more dispatch: idle workers exit
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { w.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(c.cfg.ShutdownGrace):
@@ -189,6 +183,75 @@ func (c *Consumer) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// workers run handlers, at most max at once. A worker stays for the next
+// message while messages keep coming, and leaves after workerIdle without
+// one: a hop then costs a hand-over to a running goroutine (whose stack has
+// already grown to what handlers need), not a new goroutine per message.
+type workers struct {
+	max    int
+	handle func(jetstream.Msg)
+	work   chan jetstream.Msg // unbuffered: a send succeeds only to an idle worker
+	exited chan struct{}      // a worker left (coalesced)
+	live   int                // workers running; touched by dispatch, and by leaving workers under mu
+	mu     sync.Mutex
+	wg     sync.WaitGroup
+}
+
+const workerIdle = 5 * time.Second
+
+// dispatch hands msg to an idle worker, or starts one, or waits for a
+// worker to be free when max are busy. The jetstream consume callback calls
+// it from one goroutine at a time.
+func (w *workers) dispatch(msg jetstream.Msg) {
+	for {
+		select {
+		case w.work <- msg:
+			return
+		default:
+		}
+		w.mu.Lock()
+		if w.live < w.max {
+			w.live++
+			w.mu.Unlock()
+			w.wg.Add(1)
+			go w.run(msg)
+			return
+		}
+		w.mu.Unlock()
+		select {
+		case w.work <- msg:
+			return
+		case <-w.exited: // room for a new worker: look again
+		}
+	}
+}
+
+func (w *workers) run(msg jetstream.Msg) {
+	defer w.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		w.handle(msg)
+		idle.Reset(workerIdle)
+		var ok bool
+		select {
+		case msg, ok = <-w.work:
+			if ok {
+				continue
+			}
+		case <-idle.C:
+		}
+		w.mu.Lock()
+		w.live--
+		w.mu.Unlock()
+		select {
+		case w.exited <- struct{}{}:
+		default:
+		}
+		return
+	}
 }
 
 func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
@@ -208,15 +271,17 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	log := func() *slog.Logger {
 		return c.log.With("backup_id", ev.BackupID(), "event", ev.Kind(), "workload", ev.Workload().String())
 	}
-	ctx, span := c.tracer.Start(ctx, "process "+string(ev.Kind()), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	ctx, span := c.tracer.Start(ctx, "process "+string(ev.Kind()), trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	if span.IsRecording() { // attributes cost allocations on every hop; none when not traced
+		span.SetAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.consumer.group.name", c.cfg.Durable),
 			attribute.String("cloudevents.event_id", ev.CloudEvent.ID()),
 			attribute.String("freezeframe.backup_id", ev.BackupID()),
 			attribute.Int("messaging.nats.delivery_attempt", delivery.Attempt),
-		))
-	defer span.End()
+		)
+	}
 	ctx = context.WithValue(ctx, deliveryKey{}, delivery)
 
 	stopBeat := c.heartbeat(ctx, msg)

@@ -39,13 +39,16 @@ func (p *Publisher) Publish(ctx context.Context, payload Payload, opts ...EventO
 // handler): nothing new was stored, and that is not an error.
 func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool, err error) {
 	k := ev.Kind()
-	ctx, span := p.tracer.Start(ctx, "publish "+string(k), trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	ctx, span := p.tracer.Start(ctx, "publish "+string(k), trace.WithSpanKind(trace.SpanKindProducer))
+	recording := span.IsRecording() // attributes cost allocations on every hop; none when not traced
+	if recording {
+		span.SetAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("cloudevents.event_id", ev.CloudEvent.ID()),
 			attribute.String("cloudevents.event_type", ev.CloudEvent.Type()),
 			attribute.String("freezeframe.backup_id", ev.BackupID()),
-		))
+		)
+	}
 	defer func() {
 		if err != nil {
 			span.RecordError(err)
@@ -58,11 +61,15 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool,
 		return false, err
 	}
 	traceContext.Inject(ctx, headerCarrier(msg.Header))
-	span.SetAttributes(attribute.String("messaging.destination.name", msg.Subject))
+	if recording {
+		span.SetAttributes(attribute.String("messaging.destination.name", msg.Subject))
+	}
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.CloudEvent.ID()))
 	if err != nil {
 		return false, fmt.Errorf("publish %s %s: %w", k, ev.CloudEvent.ID(), err)
 	}
-	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate), attribute.Int64("messaging.nats.sequence", int64(ack.Sequence)))
+	if recording {
+		span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate), attribute.Int64("messaging.nats.sequence", int64(ack.Sequence)))
+	}
 	return ack.Duplicate, nil
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -30,22 +34,85 @@ var (
 // ErrBlueprintNotFound is returned when no namespace holds the blueprint.
 var ErrBlueprintNotFound = errors.New("blueprint not found")
 
-// KubeBlueprints reads Blueprint resources with a dynamic client.
+// KubeBlueprints reads Blueprint resources with a dynamic client. Every
+// backup reads its blueprint again (the hooker may only get blueprints, not
+// watch them), but decodes it only when it changed: the decoded blueprint is
+// kept per object and resourceVersion, and shared read-only by the backups
+// that use it.
 type KubeBlueprints struct {
 	client   dynamic.Interface
 	fallback string
+
+	mu      sync.Mutex
+	decoded map[blueprintKey]decodedBlueprint
 }
+
+type blueprintKey struct {
+	gvr             schema.GroupVersionResource
+	namespace, name string
+}
+
+type decodedBlueprint struct {
+	uid             types.UID
+	resourceVersion string
+	content         map[string]any // compared when the server sets no resourceVersion (fake clients)
+	bp              *blueprint.Blueprint
+}
+
+func (d decodedBlueprint) holds(u *unstructured.Unstructured) bool {
+	if rv := u.GetResourceVersion(); rv != "" {
+		return d.uid == u.GetUID() && d.resourceVersion == rv
+	}
+	return d.resourceVersion == "" && sameContent(d.content, u.Object)
+}
+
+// sameContent compares unstructured content (maps, slices, JSON scalars)
+// without allocating, unlike reflect.DeepEqual.
+func sameContent(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			bv, ok := b[k]
+			if !ok || !sameContent(av, bv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !sameContent(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case string, bool, int64, float64, nil:
+		return a == b
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// maxDecodedBlueprints bounds the cache; blueprints are few, and one that
+// does not fit is decoded on every read, as before.
+const maxDecodedBlueprints = 1024
 
 // NewKubeBlueprints reads blueprints through client; fallback is the
 // namespace searched after the workload's own.
-func NewKubeBlueprints(client dynamic.Interface, fallback string) KubeBlueprints {
-	return KubeBlueprints{client: client, fallback: fallback}
+func NewKubeBlueprints(client dynamic.Interface, fallback string) *KubeBlueprints {
+	return &KubeBlueprints{client: client, fallback: fallback, decoded: map[blueprintKey]decodedBlueprint{}}
 }
 
 // Blueprint looks for name in the workload's namespace, then in the
 // fallback namespace, as our resource and as Kanister's; kanisterFirst
 // prefers Kanister's resource (the workload used Kanister's annotation).
-func (k KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error) {
+func (k *KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error) {
 	resources := []schema.GroupVersionResource{BlueprintResource, KanisterBlueprintResource}
 	if kanisterFirst {
 		resources[0], resources[1] = resources[1], resources[0]
@@ -56,17 +123,50 @@ func (k KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, k
 	}
 	for _, ns := range namespaces {
 		for _, gvr := range resources {
+			key := blueprintKey{gvr: gvr, namespace: ns, name: name}
 			u, err := k.client.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
+				k.forget(key)
 				continue // not there, or that CRD is not installed
 			}
 			if err != nil {
 				return nil, fmt.Errorf("get blueprint %s/%s (%s): %w", ns, name, gvr.Group, err)
 			}
-			return blueprint.FromUnstructured(u.UnstructuredContent())
+			return k.decode(key, u)
 		}
 	}
 	return nil, fmt.Errorf("%w: %q in namespaces %v", ErrBlueprintNotFound, name, namespaces)
+}
+
+// decode returns the blueprint u holds, decoded once per resourceVersion.
+func (k *KubeBlueprints) decode(key blueprintKey, u *unstructured.Unstructured) (*blueprint.Blueprint, error) {
+	k.mu.Lock()
+	d, ok := k.decoded[key]
+	k.mu.Unlock()
+	if ok && d.holds(u) {
+		return d.bp, nil
+	}
+	bp, err := blueprint.FromUnstructured(u.UnstructuredContent())
+	if err != nil {
+		k.forget(key)
+		return nil, err
+	}
+	d = decodedBlueprint{uid: u.GetUID(), resourceVersion: u.GetResourceVersion(), bp: bp}
+	if d.resourceVersion == "" {
+		d.content = u.Object // u is this call's own copy
+	}
+	k.mu.Lock()
+	if _, ok := k.decoded[key]; ok || len(k.decoded) < maxDecodedBlueprints {
+		k.decoded[key] = d
+	}
+	k.mu.Unlock()
+	return bp, nil
+}
+
+func (k *KubeBlueprints) forget(key blueprintKey) {
+	k.mu.Lock()
+	delete(k.decoded, key)
+	k.mu.Unlock()
 }
 
 // KubeObjects reads the Secrets and ConfigMaps that blueprint phases name.
