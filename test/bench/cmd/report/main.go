@@ -1,5 +1,5 @@
-// Command report reads `go test -bench` output of test/bench (and, once
-// they exist, the sandbox benchmarks of test/e2e) on stdin or from -in,
+// Command report reads `go test -bench` output of test/bench and of the
+// sandbox benchmarks of test/e2e (bench_test.go) on stdin or from -in,
 // prints the figures against issue #8's targets, and with -samples and
 // -plot draws the freeze-overhead distribution as a PNG histogram.
 //
