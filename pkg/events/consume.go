@@ -157,7 +157,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// shutdown would leave an application frozen until redelivery.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	w := &workers{max: c.cfg.Concurrency, work: make(chan jetstream.Msg), exited: make(chan struct{}, 1),
+	w := &workers{max: c.cfg.Concurrency, work: make(chan jetstream.Msg), exited: make(chan struct{}, 1), stop: make(chan struct{}),
 		handle: func(msg jetstream.Msg) { c.handle(handlerCtx, msg) }}
 	cc, err := c.cons.Consume(w.dispatch,
 		jetstream.PullMaxMessages(min(c.cfg.Concurrency, 512)),
@@ -172,7 +172,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	<-ctx.Done()
 	cc.Stop()
 	<-cc.Closed()
-	close(w.work) // no more dispatch: idle workers exit
+	w.shutdown() // idle workers leave; a message still being dispatched is redelivered
 	done := make(chan struct{})
 	go func() { w.wg.Wait(); close(done) }()
 	select {
@@ -194,9 +194,21 @@ type workers struct {
 	handle func(jetstream.Msg)
 	work   chan jetstream.Msg // unbuffered: a send succeeds only to an idle worker
 	exited chan struct{}      // a worker left (coalesced)
-	live   int                // workers running; touched by dispatch, and by leaving workers under mu
-	mu     sync.Mutex
-	wg     sync.WaitGroup
+	stop   chan struct{}      // closed at shutdown
+
+	mu      sync.Mutex
+	live    int  // workers running
+	stopped bool // no worker starts after shutdown
+	wg      sync.WaitGroup
+}
+
+// shutdown stops new workers and tells idle ones to leave; wg then counts
+// the handlers still running.
+func (w *workers) shutdown() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	close(w.stop)
 }
 
 const workerIdle = 5 * time.Second
@@ -212,10 +224,14 @@ func (w *workers) dispatch(msg jetstream.Msg) {
 		default:
 		}
 		w.mu.Lock()
+		if w.stopped {
+			w.mu.Unlock()
+			return // not settled: redelivered after AckWait
+		}
 		if w.live < w.max {
 			w.live++
-			w.mu.Unlock()
 			w.wg.Add(1)
+			w.mu.Unlock()
 			go w.run(msg)
 			return
 		}
@@ -224,6 +240,8 @@ func (w *workers) dispatch(msg jetstream.Msg) {
 		case w.work <- msg:
 			return
 		case <-w.exited: // room for a new worker: look again
+		case <-w.stop:
+			return
 		}
 	}
 }
@@ -235,13 +253,11 @@ func (w *workers) run(msg jetstream.Msg) {
 	for {
 		w.handle(msg)
 		idle.Reset(workerIdle)
-		var ok bool
 		select {
-		case msg, ok = <-w.work:
-			if ok {
-				continue
-			}
+		case msg = <-w.work:
+			continue
 		case <-idle.C:
+		case <-w.stop:
 		}
 		w.mu.Lock()
 		w.live--
