@@ -44,9 +44,10 @@ func TestOneTracePerBackup(t *testing.T) {
 	want := []string{
 		"request backup",
 		"publish requested", "process requested", "exec backupPrehook",
-		"publish quiesced", "process quiesced",
+		"publish quiesced", "process quiesced", "create volumesnapshot", "wait for the cut",
 		"publish snapshotted", "process snapshotted", "exec backupPosthook",
 		"publish resumed", "process resumed",
+		"wait for readiness", "publish snapshot-ready",
 	}
 	ofBackup := func() map[string][]sdktrace.ReadOnlySpan {
 		out := map[string][]sdktrace.ReadOnlySpan{}

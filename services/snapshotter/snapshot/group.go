@@ -177,7 +177,7 @@ func newGroupSnapshot(ref events.BackupRef, kind, class, value string) *groupv1.
 // earlier delivery created.
 func (s *Service) createGroup(ctx context.Context, g *groupv1.VolumeGroupSnapshot, backupID string) (_ *groupv1.VolumeGroupSnapshot, err error) {
 	ctx, span := s.metrics.tracer.Start(ctx, "create volumegroupsnapshot", trace.WithAttributes(
-		attribute.String("k8s.namespace.name", g.Namespace), attribute.String("freezeframe.group", g.Name)))
+		attribute.String("freezeframe.backup_id", backupID), attribute.String("k8s.namespace.name", g.Namespace), attribute.String("freezeframe.group", g.Name)))
 	defer func() { endSpan(span, err) }()
 	api := s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(g.Namespace)
 	created, err := api.Create(ctx, g, metav1.CreateOptions{})

@@ -13,6 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
@@ -32,7 +35,7 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 	}
 	log := s.log.With("backup_id", sn.BackupID, "workload", sn.Workload.String())
 	defer s.inFlight.add(sn.BackupID)()
-	wctx, span := s.metrics.tracer.Start(ctx, "wait for readiness")
+	wctx, span := s.metrics.tracer.Start(ctx, "wait for readiness", trace.WithAttributes(attribute.String("freezeframe.backup_id", sn.BackupID)))
 	ready, err := s.waitReady(wctx, sn, ev.Time())
 	endSpan(span, err)
 	if err != nil {

@@ -319,7 +319,7 @@ func (s *Service) snapshotVolumes(ctx context.Context, q *events.Quiesced, kind 
 	if err := s.createAll(ctx, q.BackupRef, kind, claims, classes, wait, log); err != nil {
 		return nil, err
 	}
-	cuts, err := s.waitCut(ctx, wait, deadline, why)
+	cuts, err := s.waitCut(ctx, q.BackupID, wait, deadline, why)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +349,7 @@ func (s *Service) snapshotGroup(ctx context.Context, q *events.Quiesced, kind st
 	}
 	wait.observe(g)
 	log.DebugContext(ctx, "volumegroupsnapshot created", "group", g.Name, "claims", pvcs)
-	cuts, err := s.waitCut(ctx, wait, deadline, why)
+	cuts, err := s.waitCut(ctx, q.BackupID, wait, deadline, why)
 	if err != nil {
 		return nil, err
 	}
@@ -362,8 +362,8 @@ func (s *Service) snapshotGroup(ctx context.Context, q *events.Quiesced, kind st
 
 // waitCut waits for the cut under a span of its own: in a trace, the
 // storage's share of the freeze.
-func (s *Service) waitCut(ctx context.Context, wait *cutWait, deadline time.Time, why string) (_ map[string]cut, err error) {
-	ctx, span := s.metrics.tracer.Start(ctx, "wait for the cut")
+func (s *Service) waitCut(ctx context.Context, backupID string, wait *cutWait, deadline time.Time, why string) (_ map[string]cut, err error) {
+	ctx, span := s.metrics.tracer.Start(ctx, "wait for the cut", trace.WithAttributes(attribute.String("freezeframe.backup_id", backupID)))
 	defer func() { endSpan(span, err) }()
 	return wait.until(ctx, stageCut, deadline, ErrCutTimeout, why)
 }
@@ -395,7 +395,7 @@ func (s *Service) createAll(ctx context.Context, ref events.BackupRef, kind stri
 
 func (s *Service) create(ctx context.Context, snap *snapv1.VolumeSnapshot, backupID, pvc string) (_ *snapv1.VolumeSnapshot, _ bool, err error) {
 	ctx, span := s.metrics.tracer.Start(ctx, "create volumesnapshot", trace.WithAttributes(
-		attribute.String("k8s.namespace.name", snap.Namespace), attribute.String("freezeframe.snapshot", snap.Name), attribute.String("freezeframe.pvc", pvc)))
+		attribute.String("freezeframe.backup_id", backupID), attribute.String("k8s.namespace.name", snap.Namespace), attribute.String("freezeframe.snapshot", snap.Name), attribute.String("freezeframe.pvc", pvc)))
 	defer func() { endSpan(span, err) }()
 	api := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(snap.Namespace)
 	created, err := api.Create(ctx, snap, metav1.CreateOptions{})
