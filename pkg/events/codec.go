@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"strings"
 	"time"
 
@@ -34,8 +35,9 @@ func Encode(e Event) (*nats.Msg, error) {
 	if !ok {
 		return nil, fmt.Errorf("encode %q: %w", ce.Type(), ErrUnknownType)
 	}
-	m := nats.NewMsg(Subject(k, e.Payload.Ref()))
-	h := m.Header
+	// Sized for the attributes, the extensions, Nats-Msg-Id and traceparent.
+	h := make(nats.Header, 12)
+	m := &nats.Msg{Subject: Subject(k, e.Payload.Ref()), Header: h}
 	h[headerPrefix+"specversion"] = []string{ce.SpecVersion()}
 	h[headerPrefix+"id"] = []string{encodeHeaderValue(ce.ID())}
 	h[headerPrefix+"source"] = []string{encodeHeaderValue(ce.Source())}
@@ -72,14 +74,14 @@ func Decode(h nats.Header, data []byte) (Event, error) {
 		if err := json.Unmarshal(data, &ce); err != nil {
 			return Event{}, fmt.Errorf("%w: structured event: %v", ErrUndecodable, err)
 		}
+		if err := ce.Validate(); err != nil {
+			return Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+		}
 	} else {
 		var err error
 		if ce, err = decodeBinary(h, data); err != nil {
 			return Event{}, err
 		}
-	}
-	if err := ce.Validate(); err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
 	}
 	p, ok := newPayload(ce.Type())
 	if !ok {
@@ -124,13 +126,20 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 		case "id":
 			ce.SetID(val)
 		case "source":
-			ce.SetSource(val)
+			// Through the context, whose setter returns the parse error
+			// (the event's own records it for Validate, which costs more
+			// than the checks below on every hop).
+			if err := ce.Context.SetSource(val); err != nil {
+				return event.Event{}, fmt.Errorf("%w: ce-source: %v", ErrUndecodable, err)
+			}
 		case "type":
 			ce.SetType(val)
 		case "subject":
 			ce.SetSubject(val)
 		case "dataschema":
-			ce.SetDataSchema(val)
+			if err := ce.Context.SetDataSchema(val); err != nil {
+				return event.Event{}, fmt.Errorf("%w: ce-dataschema: %v", ErrUndecodable, err)
+			}
 		case "time":
 			t, err := time.Parse(time.RFC3339Nano, val)
 			if err != nil {
@@ -144,7 +153,22 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 		}
 	}
 	if ct := firstHeader(h, headerContentType); ct != "" {
+		if ct != event.ApplicationJSON {
+			if _, _, err := mime.ParseMediaType(ct); err != nil {
+				return event.Event{}, fmt.Errorf("%w: content type %q: %v", ErrUndecodable, ct, err)
+			}
+		}
 		ce.SetDataContentType(ct)
+	}
+	// What Validate would check of an event built here: the required
+	// attributes (every setter that can fail has been checked above).
+	switch {
+	case strings.TrimSpace(ce.ID()) == "":
+		return event.Event{}, fmt.Errorf("%w: ce-id: required", ErrUndecodable)
+	case strings.TrimSpace(ce.Source()) == "":
+		return event.Event{}, fmt.Errorf("%w: ce-source: required", ErrUndecodable)
+	case strings.TrimSpace(ce.Type()) == "":
+		return event.Event{}, fmt.Errorf("%w: ce-type: required", ErrUndecodable)
 	}
 	ce.DataEncoded = data
 	return ce, nil

@@ -108,6 +108,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"invalid payload", ok, `{"backupId":"bk-1"}`, events.ErrUndecodable},
 		{"backupid mismatch", func() nats.Header { h := ok(); h["ce-backupid"] = []string{"bk-2"}; return h }, valid, events.ErrUndecodable},
 		{"bad time", func() nats.Header { h := ok(); h["ce-time"] = []string{"yesterday"}; return h }, valid, events.ErrUndecodable},
+		{"no id", func() nats.Header { h := ok(); delete(h, "ce-id"); return h }, valid, events.ErrUndecodable},
+		{"bad source", func() nats.Header { h := ok(); h["ce-source"] = []string{"%zz"}; return h }, valid, events.ErrUndecodable},
+		{"bad content type", func() nats.Header { h := ok(); h["Content-Type"] = []string{"a/b; ="}; return h }, valid, events.ErrUndecodable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

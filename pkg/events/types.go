@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -75,13 +74,11 @@ type BackupRef struct {
 // Ref returns the reference itself, so every payload satisfies Payload.Ref.
 func (r BackupRef) Ref() BackupRef { return r }
 
-var backupIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
-
 // ValidateBackupID reports whether id can be a backup id: it becomes a subject
 // token and part of message ids, so it is restricted to letters, digits, '-'
 // and '_'.
 func ValidateBackupID(id string) error {
-	if !backupIDPattern.MatchString(id) {
+	if !isBackupID(id) {
 		return fmt.Errorf("backup id %q: want 1-128 letters, digits, '-' or '_'", id)
 	}
 	return nil

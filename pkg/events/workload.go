@@ -3,7 +3,6 @@ package events
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -21,26 +20,19 @@ type Workload struct {
 	Name      string `json:"name"`
 }
 
-// dns1123Subdomain is what Kubernetes accepts as an object name; namespaces
-// and cluster names are the stricter label form.
-var (
-	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-)
-
 // Validate reports whether the workload can be backed up and carried in a subject.
 func (w Workload) Validate() error {
 	var errs []error
-	if !dns1123Label.MatchString(w.Cluster) || len(w.Cluster) > 63 {
+	if !isDNSLabel(w.Cluster) {
 		errs = append(errs, fmt.Errorf("cluster %q: must be a DNS label", w.Cluster))
 	}
-	if !dns1123Label.MatchString(w.Namespace) || len(w.Namespace) > 63 {
+	if !isDNSLabel(w.Namespace) {
 		errs = append(errs, fmt.Errorf("namespace %q: must be a DNS label", w.Namespace))
 	}
 	if _, err := NormalizeKind(w.Kind); err != nil {
 		errs = append(errs, err)
 	}
-	if !dns1123Subdomain.MatchString(w.Name) || len(w.Name) > 253 {
+	if !isDNSSubdomain(w.Name) {
 		errs = append(errs, fmt.Errorf("name %q: must be a DNS subdomain", w.Name))
 	}
 	return errors.Join(errs...)
