@@ -470,3 +470,45 @@ subjects: [{kind: ServiceAccount, name: snapshotter-readonly, namespace: %[1]s}]
 		t.Fatalf("redis not writable after the failed backup: %v", err)
 	}
 }
+
+// kill -9 of freezeframe up (services and embedded NATS) while the storage uploads, after
+// the resume: restarted, the snapshotter picks the Snapshotted up again and the backup
+// still ends with SnapshotReady.
+func TestKillDuringUploadStillReady(t *testing.T) {
+	t.Parallel()
+	c := sandbox.Shared(t)
+	app := &redisApp{Namespace: "kill-upload", Name: "cache", Blueprint: "redis-hooks"}
+	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
+	app.deploy(t)
+	const class = "e2e-upload-6s"
+	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata: {name: %s}
+driver: %s
+deletionPolicy: Delete
+parameters: {readyDelay: 6s}
+`, class, sandbox.DriverName)); err != nil {
+		t.Fatal(err)
+	}
+	up := startUp(t)
+	client := connect(t, up)
+	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name, class)
+	followBackupReady(t, client, id).waitKind(t, events.KindResumed, time.Minute)
+	killed := time.Now()
+	if err := up.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	client = connect(t, up)
+	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+	t.Logf("killed at %s; backup %s:\n%s", killed.Format("15:04:05.000"), id, harness.Timeline(evs))
+	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindSnapshotted, events.KindResumed, events.KindSnapshotReady)
+	if ready := evs[len(evs)-1]; !ready.Time().After(killed) {
+		t.Errorf("snapshot-ready at %s, before the kill at %s: the upload was not in progress", ready.Time(), killed)
+	}
+	if n := countKind(t, up, id, events.KindSnapshotReady); n != 1 {
+		t.Errorf("%d SnapshotReady events, want 1", n)
+	}
+}
