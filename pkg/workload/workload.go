@@ -38,12 +38,26 @@ type Info struct {
 	Name        string
 	Namespace   string
 	Annotations map[string]string
-	// Object is the workload as unstructured content, for templates.
-	Object map[string]any
+	// object is the workload as read; Content converts it for templates.
+	object runtime.Object
 	// Pods are the running pods, sorted by name.
 	Pods []Pod
 	// Replicas is how many pods the workload asks for (spec.replicas).
 	Replicas int32
+}
+
+// Content is the workload as unstructured content, for templates that read
+// .Object. It is converted on demand: a map of the whole object is several
+// kilobytes per backup in flight, and most blueprints never look at it.
+func (i *Info) Content() (map[string]any, error) {
+	if i.object == nil {
+		return nil, nil
+	}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(i.object)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s/%s as unstructured: %w", i.Kind, i.Namespace, i.Name, err)
+	}
+	return content, nil
 }
 
 // PVCs returns every claim mounted by the workload's pods, sorted, once each.
@@ -101,10 +115,6 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s %s/%s: %w", kind, namespace, name, err)
 	}
-	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s %s/%s: %w", kind, namespace, name, err)
-	}
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s %s/%s: selector: %w", kind, namespace, name, err)
@@ -113,7 +123,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
 	}
-	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Object: content, Replicas: replicas}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, object: obj, Replicas: replicas}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue

@@ -53,8 +53,12 @@ func TestResolveStatefulSet(t *testing.T) {
 	if !reflect.DeepEqual(info.Pods[0].Containers, []string{"postgres", "exporter"}) {
 		t.Errorf("containers %v", info.Pods[0].Containers)
 	}
-	if info.Object["kind"] != "StatefulSet" || info.Annotations[workload.AnnotationBlueprint] != "pg-hooks" {
-		t.Errorf("object kind %v, annotations %v", info.Object["kind"], info.Annotations)
+	content, err := info.Content()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if content["kind"] != "StatefulSet" || info.Annotations[workload.AnnotationBlueprint] != "pg-hooks" {
+		t.Errorf("object kind %v, annotations %v", content["kind"], info.Annotations)
 	}
 }
 

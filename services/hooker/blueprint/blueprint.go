@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +65,51 @@ const AnnotationMaxFreeze = "freezeframe.io/max-freeze"
 type Action struct {
 	Phases     []Phase `json:"phases,omitempty"`
 	DeferPhase *Phase  `json:"deferPhase,omitempty"`
+}
+
+// Mentions reports whether any template of the action (args, object names
+// and namespaces, of every phase and the defer phase) contains word, e.g.
+// "Object": parameters a blueprint never mentions need not be built. A
+// mention in a comment or a string counts too; that only costs the build.
+func (a *Action) Mentions(word string) bool {
+	if a == nil {
+		return false
+	}
+	phases := a.Phases
+	if a.DeferPhase != nil {
+		phases = append(slices.Clip(phases), *a.DeferPhase)
+	}
+	for _, ph := range phases {
+		for _, o := range ph.Objects {
+			if strings.Contains(o.Name, word) || strings.Contains(o.Namespace, word) {
+				return true
+			}
+		}
+		if mentions(ph.Args, word) {
+			return true
+		}
+	}
+	return false
+}
+
+func mentions(v any, word string) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.Contains(v, word)
+	case map[string]any:
+		for k, e := range v {
+			if strings.Contains(k, word) || mentions(e, word) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if mentions(e, word) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Phase is one call of a Kanister function.

@@ -83,7 +83,13 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 	if req.MaxFreeze > 0 && req.MaxFreeze.Std() < p.maxFreeze {
 		p.maxFreeze = req.MaxFreeze.Std()
 	}
-	p.params = paramsOf(info, req.Options)
+	var object map[string]any
+	if pre.Mentions("Object") || post.Mentions("Object") {
+		if object, err = info.Content(); err != nil {
+			return nil, events.Permanent(err)
+		}
+	}
+	p.params = paramsOf(info, object, req.Options)
 	for _, a := range []*blueprint.Action{pre, post} {
 		for _, ph := range phasesOf(a) {
 			if err := s.fetchObjects(ctx, p, ph); err != nil {
@@ -199,7 +205,9 @@ func (s *Service) fetchObjects(ctx context.Context, p *plan, ph blueprint.Phase)
 	return nil
 }
 
-func paramsOf(info *workload.Info, options map[string]string) blueprint.Params {
+// paramsOf builds the templates' parameters; object is the workload as
+// unstructured content, nil when no template reads .Object.
+func paramsOf(info *workload.Info, object map[string]any, options map[string]string) blueprint.Params {
 	wp := &blueprint.WorkloadParams{Name: info.Name, Namespace: info.Namespace, PersistentVolumeClaims: map[string]map[string]string{}}
 	for _, pod := range info.Pods {
 		wp.Pods = append(wp.Pods, pod.Name)
@@ -208,7 +216,7 @@ func paramsOf(info *workload.Info, options map[string]string) blueprint.Params {
 	}
 	p := blueprint.Params{
 		Namespace: blueprint.NamespaceParams{Name: info.Namespace},
-		Object:    info.Object,
+		Object:    object,
 		Time:      time.Now().UTC().Format(time.RFC3339Nano),
 		Options:   options,
 		Phases:    map[string]*blueprint.PhaseParams{},

@@ -42,6 +42,8 @@ type Rig struct {
 	Workloads []events.Workload
 
 	leases    *lease.Store
+	// fakes are the stand-in clusters, whose call logs ForgetCalls empties.
+	fakes     []interface{ ClearActions() }
 	mu        sync.Mutex
 	requested map[string]time.Time // backup id -> BackupRequested's time
 	ended     chan Outcome
@@ -110,6 +112,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Exec = newExec()
 	r.Cuts = newCuts(ctx, snaps)
+	r.fakes = append(r.fakes, kube, snaps, dyn)
 
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
@@ -157,6 +160,15 @@ func Start(tb testing.TB, o Options) *Rig {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+// ForgetCalls empties the stand-in clusters' logs of every API call: the
+// fake clientsets record each one, which no real cluster keeps in the
+// services' memory.
+func (r *Rig) ForgetCalls() {
+	for _, f := range r.fakes {
+		f.ClearActions()
+	}
 }
 
 // observe follows the Requested and terminal events of every backup through

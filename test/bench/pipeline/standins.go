@@ -57,6 +57,34 @@ type Cuts struct {
 	mu      sync.Mutex
 	created map[string]time.Time // by namespace
 	cut     map[string]time.Time
+	// hold, when not nil, keeps every cut waiting until it is closed.
+	hold chan struct{}
+	held int
+}
+
+// Hold makes the stand-in keep the cuts of snapshots created from now on
+// waiting, every backup frozen and in flight, until Release.
+func (c *Cuts) Hold() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold, c.held = make(chan struct{}), 0
+}
+
+// Held is how many cuts wait for Release.
+func (c *Cuts) Held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
+}
+
+// Release lets the held cuts happen, and the next ones at once.
+func (c *Cuts) Release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold != nil {
+		close(c.hold)
+		c.hold = nil
+	}
 }
 
 // newCuts cuts every VolumeSnapshot created through snaps as soon as the
@@ -83,6 +111,19 @@ func newCuts(ctx context.Context, snaps *snapfake.Clientset) *Cuts {
 }
 
 func (c *Cuts) cutNow(namespace, name string) {
+	c.mu.Lock()
+	hold := c.hold
+	if hold != nil {
+		c.held++
+	}
+	c.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-c.ctx.Done():
+			return
+		}
+	}
 	api := c.snaps.SnapshotV1().VolumeSnapshots(namespace)
 	s, err := api.Get(c.ctx, name, metav1.GetOptions{})
 	if err != nil {
