@@ -12,6 +12,7 @@ import (
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,26 +130,7 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	common := service.Common{Cluster: "dev", ShutdownTimeout: 5 * time.Second}
 	common.NATS.Stream = events.DefaultStream
 
-	kube := kubefake.NewClientset(
-		&appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
-			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
-		},
-		&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis-0", Namespace: "shop", Labels: map[string]string{"app": "redis"}},
-			Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
-				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "redis-data"}}}},
-			},
-			Status: corev1.PodStatus{Phase: corev1.PodRunning},
-		},
-	)
-	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint())
-	for _, o := range append(snapshottest.StorageClasses(), snapshottest.Claims("shop", "redis-data")...) {
-		if err := kube.Tracker().Add(o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	kube := redisCluster(t)
 	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
 	ex := &recordingExec{}
 	notified := &recordingNotifier{}
@@ -167,21 +149,7 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	}
 	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
-	leases, err := lease.Open(t.Context(), js, lease.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
-		Leases:     leases,
-		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
-		Objects:    freeze.NewKubeObjects(kube),
-		Exec:       ex,
-		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, js, "", k, ref)
-		},
-	}, log)
+	hooker := newHooker(t, common, js, kube, ex, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: 10 * time.Second},
 		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
@@ -196,6 +164,50 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	}
 	waitForResponder(t, nc)
 	return &pipeline{natsURL: srv.ClientURL(), client: client, exec: ex, snaps: snaps, notified: notified}
+}
+
+// redisCluster is the fake cluster the rigs run on: the redis Deployment bound to the
+// redis-hooks blueprint, its running pod redis-0 mounting redis-data, and that claim bound
+// on a CSI storage class with a default snapshot class.
+func redisCluster(t *testing.T) *kubefake.Clientset {
+	t.Helper()
+	objs := []runtime.Object{
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
+			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
+		},
+		&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "redis-0", Namespace: "shop", Labels: map[string]string{"app": "redis"}},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "redis-data"}}}},
+			},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		},
+	}
+	objs = append(objs, snapshottest.StorageClasses()...)
+	return kubefake.NewClientset(append(objs, snapshottest.Claims("shop", "redis-data")...)...)
+}
+
+// newHooker is a hooker replica "hooker-0" on js, over kube and the redis-hooks
+// blueprint, running hooks through ex.
+func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube *kubefake.Clientset, ex *recordingExec, log *slog.Logger) *freeze.Service {
+	t.Helper()
+	leases, err := lease.Open(t.Context(), js, lease.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
+		Leases:     leases,
+		Workloads:  workload.NewResolver(kube),
+		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint()), "kanister"),
+		Objects:    freeze.NewKubeObjects(kube),
+		Exec:       ex,
+		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
+			return events.Lookup(ctx, js, "", k, ref)
+		},
+	}, log)
 }
 
 func waitForResponder(t *testing.T, nc *nats.Conn) {

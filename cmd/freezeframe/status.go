@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -50,26 +49,6 @@ type backupView struct {
 	// Result is "succeeded" or "failed" once the backup ended.
 	Result string `json:"result,omitempty"`
 	Detail string `json:"detail,omitempty"`
-}
-
-// connectJetStream opens the connection of a command that reads the stream
-// and the key-value buckets directly.
-func (c *connectFlags) connectJetStream() (*nats.Conn, *events.Client, jetstream.JetStream, error) {
-	nc, err := nats.Connect(c.natsURL, nats.Name("freezeframe-cli"), nats.Timeout(5*time.Second))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("connect to NATS at %s (is `freezeframe up` running? set NATS_URL or --nats): %w", c.natsURL, err)
-	}
-	cl, err := events.NewClient(nc, events.WithStream(c.stream), events.WithSource("/freezeframe/cli"))
-	if err != nil {
-		nc.Close()
-		return nil, nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return nc, cl, js, nil
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -10,18 +10,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	dynfake "k8s.io/client-go/dynamic/fake"
-	kubefake "k8s.io/client-go/kubernetes/fake"
-
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/service"
-	"github.com/freezeframe/freezeframe/pkg/workload"
-	"github.com/freezeframe/freezeframe/services/hooker/freeze"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
@@ -41,33 +32,8 @@ func startFrozenRig(t *testing.T) *frozenRig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	common := service.Common{Cluster: "dev", ShutdownTimeout: 5 * time.Second}
 	common.NATS.Stream = events.DefaultStream
-	kube := kubefake.NewClientset(
-		&appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
-			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
-		},
-		&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis-0", Namespace: "shop", Labels: map[string]string{"app": "redis"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "redis"}}},
-			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
-		},
-	)
-	leases, err := lease.Open(t.Context(), js, lease.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ex := &recordingExec{}
-	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
-		Leases:     leases,
-		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint()), "kanister"),
-		Objects:    freeze.NewKubeObjects(kube),
-		Exec:       ex,
-		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, js, "", k, ref)
-		},
-	}, log)
+	hooker := newHooker(t, common, js, redisCluster(t), ex, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

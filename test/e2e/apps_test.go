@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,10 +22,12 @@ import (
 )
 
 // redisApp is a Redis Deployment as a user deploys it (Secret, PVCs, Deployment bound to
-// a blueprint by annotation), with the sandbox's annotations that put a real
-// redis-server behind its pod.
+// a blueprint by annotation, the blueprint), with the sandbox's annotations that put a
+// real redis-server behind its pod.
 type redisApp struct {
 	Namespace, Name, Blueprint string
+	// FailingHooks makes the blueprint's pre-hook fail once writes are paused.
+	FailingHooks bool
 	// ExtraClaims are more PVCs the pod mounts besides <Name>-data (which holds Redis's
 	// data), named <Name>-<claim>.
 	ExtraClaims []string
@@ -93,10 +97,12 @@ spec:
 	return b.String()
 }
 
-// deploy applies the application and waits until its pod runs and its server answers.
+// deploy applies the application and its blueprint, and waits until its pod runs and its
+// server answers.
 func (a *redisApp) deploy(t *testing.T) {
 	t.Helper()
 	c := sandbox.Shared(t)
+	applyBlueprint(t, a.Namespace, redisBlueprint(a.Namespace, a.Blueprint, a.FailingHooks))
 	if a.Password == "" {
 		a.Password = randomHex(8)
 	}
@@ -192,6 +198,21 @@ func applyBlueprint(t *testing.T, ns, manifest string) {
 	if _, err := harness.Apply(t.Context(), sandbox.Shared(t), manifest); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeMarker writes a random marker into one of the app's extra claims and returns it,
+// to find in that claim's snapshot.
+func (a *redisApp) writeMarker(t *testing.T, suffix string) string {
+	t.Helper()
+	vol, err := sandbox.Shared(t).ClaimVolume(t.Context(), a.Namespace, a.claim(suffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := suffix + " " + randomHex(4)
+	if err := os.WriteFile(filepath.Join(vol.Path, "marker"), []byte(marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return marker
 }
 
 func randomHex(n int) string {

@@ -154,7 +154,7 @@ func redisSet(b *testing.B, ns string, n int) *workloadSet {
 		return s
 	}
 	c := sandbox.Shared(b)
-	benchCRD(b)
+	installCRD(b)
 	if err := c.EnsureNamespace(b.Context(), ns); err != nil {
 		b.Fatal(err)
 	}
@@ -296,7 +296,7 @@ type upProcess struct {
 func benchUp(b *testing.B) (*upProcess, *events.Client) {
 	b.Helper()
 	c := sandbox.Shared(b)
-	benchCRD(b)
+	installCRD(b)
 	dir := b.TempDir()
 	var env []string
 	p := &upProcess{}
@@ -310,7 +310,7 @@ func benchUp(b *testing.B) (*upProcess, *events.Client) {
 		env = append(env, "FREEZEFRAME_PPROF_ADDR="+p.pprofAddr)
 	}
 	up, err := harness.StartUp(b.Context(), harness.UpOptions{
-		Bin: benchBin(b), Kubeconfig: c.Kubeconfig,
+		Bin: freezeframeBin(b), Kubeconfig: c.Kubeconfig,
 		StateDir: filepath.Join(dir, "state"), LogPath: filepath.Join(dir, "freezeframe-up.log"),
 		Env: env,
 	})
@@ -334,39 +334,6 @@ func benchUp(b *testing.B) (*upProcess, *events.Client) {
 	return p, client
 }
 
-// benchBin and benchCRD are freezeframeBin and installCRD for benchmarks:
-// the same binary and the same once.
-func benchBin(b *testing.B) string {
-	b.Helper()
-	c := sandbox.Shared(b)
-	buildOnce.Do(func() {
-		if bin := os.Getenv("FREEZEFRAME_E2E_BIN"); bin != "" {
-			builtBin = bin
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		defer cancel()
-		builtBin, buildErr = harness.Build(ctx, filepath.Join(c.StateDir, "e2e-bin"), os.Stderr)
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return builtBin
-}
-
-func benchCRD(b *testing.B) {
-	b.Helper()
-	c := sandbox.Shared(b)
-	crdOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		crdErr = harness.InstallBlueprintCRD(ctx, c)
-	})
-	if crdErr != nil {
-		b.Fatal(crdErr)
-	}
-}
-
 // leases opens the hooker's freeze-lease bucket on up's NATS.
 func leases(b *testing.B, up *upProcess) jetstream.KeyValue {
 	b.Helper()
@@ -379,7 +346,7 @@ func leases(b *testing.B, up *upProcess) jetstream.KeyValue {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kv, err := js.KeyValue(b.Context(), "freezeframe-freezes")
+	kv, err := js.KeyValue(b.Context(), events.FreezesBucket)
 	if err != nil {
 		b.Fatal(err)
 	}

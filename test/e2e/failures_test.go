@@ -23,7 +23,6 @@ func TestMissingPodFails(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "nopod", Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	scale := []byte(`{"spec":{"replicas":0}}`)
 	if _, err := c.Client.AppsV1().Deployments(app.Namespace).Patch(t.Context(), app.Name, types.MergePatchType, scale, metav1.PatchOptions{}); err != nil {
@@ -56,7 +55,6 @@ func TestMissingPodFails(t *testing.T) {
 func TestMissingPVCFails(t *testing.T) {
 	t.Parallel()
 	app := &redisApp{Namespace: "nopvc", Name: "cache", Blueprint: "redis-hooks", ExtraClaims: []string{"scratch"}}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	deleteClaim(t, app.Namespace, app.claim("scratch"))
 
@@ -117,8 +115,7 @@ func deleteClaim(t *testing.T, ns, name string) {
 // and the post-hook undoes the pause at once (not when CLIENT PAUSE's 300s run out).
 func TestFailingHookResumes(t *testing.T) {
 	t.Parallel()
-	app := &redisApp{Namespace: "failhook", Name: "cache", Blueprint: "redis-hooks-failing"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, true))
+	app := &redisApp{Namespace: "failhook", Name: "cache", Blueprint: "redis-hooks-failing", FailingHooks: true}
 	app.deploy(t)
 
 	up := startUp(t)

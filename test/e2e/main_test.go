@@ -36,7 +36,7 @@ var (
 // freezeframeBin builds cmd/freezeframe once per test binary, into the sandbox's state
 // directory (removed with the sandbox). FREEZEFRAME_E2E_BIN names a binary to use
 // instead (e.g. one built from another checkout).
-func freezeframeBin(t *testing.T) string {
+func freezeframeBin(t testing.TB) string {
 	t.Helper()
 	c := sandbox.Shared(t)
 	buildOnce.Do(func() {
@@ -54,7 +54,7 @@ func freezeframeBin(t *testing.T) string {
 	return builtBin
 }
 
-func installCRD(t *testing.T) {
+func installCRD(t testing.TB) {
 	t.Helper()
 	c := sandbox.Shared(t)
 	crdOnce.Do(func() {

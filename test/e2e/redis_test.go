@@ -151,16 +151,8 @@ func TestTwoVolumesTwoSnapshots(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "twovol", Name: "cache", Blueprint: "redis-hooks", ExtraClaims: []string{"journal"}}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
-	journal, err := c.ClaimVolume(t.Context(), app.Namespace, app.claim("journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	marker := "journal " + randomHex(4)
-	if err := os.WriteFile(filepath.Join(journal.Path, "marker"), []byte(marker), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	marker := app.writeMarker(t, "journal")
 	if err := redisWrite(t.Context(), app.Server, "before-backup", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +225,6 @@ func TestWatchdogResumesStaleFreeze(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "watchdog", Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 
 	const maxFreeze = 3 * time.Second

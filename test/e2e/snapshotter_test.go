@@ -34,7 +34,6 @@ func TestResumedAtTheCutReadyAfterTheUpload(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "ready-later", Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	const class, upload = "e2e-upload-3s", 3 * time.Second
 	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: snapshot.storage.k8s.io/v1
@@ -49,9 +48,7 @@ parameters: {readyDelay: %s}
 
 	up := startUp(t)
 	client := connect(t, up)
-	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name, class)
-	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
+	_, evs := backupUntilReady(t, up, client, app, class)
 	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindSnapshotted, events.KindResumed, events.KindSnapshotReady)
 
 	snapshotted, resumed, ready := evs[2], evs[3], evs[4]
@@ -85,22 +82,12 @@ func TestTwoVolumesOneGroupSnapshot(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "group", Name: "cache", Blueprint: "redis-hooks", ExtraClaims: []string{"journal"}}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
-	journal, err := c.ClaimVolume(t.Context(), app.Namespace, app.claim("journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	marker := "journal " + randomHex(4)
-	if err := os.WriteFile(filepath.Join(journal.Path, "marker"), []byte(marker), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	marker := app.writeMarker(t, "journal")
 
 	up := startUp(t)
 	client := connect(t, up)
-	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
+	id, evs := backupUntilReady(t, up, client, app)
 	s, ok := harness.Payload[events.Snapshotted](evs)
 	if !ok || s.Mode != events.SnapshotModeGroup || s.Group == "" || s.GroupClass != sandbox.GroupSnapshotClassName || len(s.Snapshots) != 2 {
 		t.Fatalf("snapshotted %+v, want one group snapshot of class %s", s, sandbox.GroupSnapshotClassName)
@@ -172,12 +159,10 @@ func TestRedeliveredQuiescedCreatesNoSecondSnapshot(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "redeliver", Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	up := startUp(t)
 	client := connect(t, up)
-	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+	id, evs := backupUntilReady(t, up, client, app)
 	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindSnapshotted, events.KindResumed)
 
 	redeliverQuiesced(t, up, evs)
@@ -201,15 +186,13 @@ func TestRetentionKeepsExactlyN(t *testing.T) {
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "retention", Name: "cache", Blueprint: "redis-hooks",
 		Annotations: map[string]string{"freezeframe.io/snapshots-to-keep": "2"}}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	up := startUp(t)
 	client := connect(t, up)
 	var ids []string
 	var last *events.SnapshotReady
 	for range 4 {
-		id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-		evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+		id, evs := backupUntilReady(t, up, client, app)
 		sr, ok := harness.Payload[events.SnapshotReady](evs)
 		if !ok {
 			t.Fatalf("backup %s not ready:\n%s", id, harness.Timeline(evs))
@@ -261,30 +244,51 @@ parameters: {readyDelay: not-a-duration}
 		t.Run(tt.name, func(t *testing.T) {
 			app := &redisApp{Namespace: "snaperr-" + strings.ReplaceAll(tt.name, " ", "-"), Name: "cache", Blueprint: "redis-hooks",
 				Annotations: map[string]string{"freezeframe.io/snapshot-class": tt.class}}
-			applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 			app.deploy(t)
 			up := startUp(t)
 			client := connect(t, up)
-			id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-			evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-			t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
-			requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
-			f, _ := harness.Payload[events.BackupFailed](evs)
-			if f.Step != events.StepSnapshot || !strings.Contains(f.Reason, tt.wantReason) {
-				t.Errorf("failed %+v, want step snapshot and %q", f, tt.wantReason)
-			}
-			if r, _ := harness.Payload[events.Resumed](evs); r.Succeeded {
-				t.Errorf("resumed %+v, want a failed backup", r)
-			}
-			if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
-				t.Fatalf("redis not writable after the failed backup: %v", err)
-			}
-			waitFor(t, 30*time.Second, "the failed backup's snapshots deleted", func() (bool, error) {
-				l, err := c.Snapshots.SnapshotV1().VolumeSnapshots(app.Namespace).List(t.Context(), metav1.ListOptions{})
-				return err == nil && len(l.Items) == 0, err
-			})
+			_, evs := backupUntilReady(t, up, client, app)
+			requireSnapshotFailure(t, app, evs, tt.wantReason)
 		})
 	}
+}
+
+// backupUntilReady requests a backup of app (with the snapshot class named, if any) and
+// follows it until it is complete; the timeline goes to the test's log.
+func backupUntilReady(t *testing.T, up *harness.Up, client *events.Client, app *redisApp, class ...string) (string, []events.Event) {
+	t.Helper()
+	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name, class...)
+	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
+	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
+	return id, evs
+}
+
+// requireSnapshotFailure checks that a backup of app failed at the snapshot step with a
+// reason holding every one of wantReason, that the application was resumed and takes
+// writes, and that no snapshot of the failed backup is left.
+func requireSnapshotFailure(t *testing.T, app *redisApp, evs []events.Event, wantReason ...string) {
+	t.Helper()
+	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
+	f, _ := harness.Payload[events.BackupFailed](evs)
+	if f.Step != events.StepSnapshot {
+		t.Errorf("failed %+v, want step snapshot", f)
+	}
+	for _, want := range wantReason {
+		if !strings.Contains(f.Reason, want) {
+			t.Errorf("reason %q lacks %q", f.Reason, want)
+		}
+	}
+	if r, _ := harness.Payload[events.Resumed](evs); r.Succeeded {
+		t.Errorf("resumed %+v, want a failed backup", r)
+	}
+	if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
+		t.Fatalf("redis not writable after the failed backup: %v", err)
+	}
+	c := sandbox.Shared(t)
+	waitFor(t, 30*time.Second, "no snapshot of the failed backup left", func() (bool, error) {
+		l, err := c.Snapshots.SnapshotV1().VolumeSnapshots(app.Namespace).List(t.Context(), metav1.ListOptions{})
+		return err == nil && len(l.Items) == 0, err
+	})
 }
 
 // redeliverQuiesced publishes the backup's Quiesced again under a new event id, as
@@ -387,24 +391,11 @@ spec:
 		return err == nil && pvc.Status.Phase == "Bound", err
 	})
 	app := &redisApp{Namespace: ns, Name: "cache", Blueprint: "redis-hooks", ExistingClaims: []string{foreign}}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	up := startUp(t)
 	client := connect(t, up)
-	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
-	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
-	f, _ := harness.Payload[events.BackupFailed](evs)
-	if f.Step != events.StepSnapshot || !strings.Contains(f.Reason, "no VolumeSnapshotClass for CSI driver other.csi.example.com") {
-		t.Errorf("failed %+v", f)
-	}
-	if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
-		t.Fatalf("redis not writable after the failed backup: %v", err)
-	}
-	if l, err := c.Snapshots.SnapshotV1().VolumeSnapshots(ns).List(t.Context(), metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
-		t.Errorf("volumesnapshots %v, %v: want none", l, err)
-	}
+	_, evs := backupUntilReady(t, up, client, app)
+	requireSnapshotFailure(t, app, evs, "no VolumeSnapshotClass for CSI driver other.csi.example.com")
 }
 
 // The snapshotter's identity may not create VolumeSnapshots (RBAC): the backup fails with
@@ -414,7 +405,6 @@ func TestSnapshotRBACDenialFails(t *testing.T) {
 	c := sandbox.Shared(t)
 	const ns = "snaperr-rbac"
 	app := &redisApp{Namespace: ns, Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	// Everything the snapshotter reads, and no create of volumesnapshots.
 	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: v1
@@ -458,17 +448,9 @@ subjects: [{kind: ServiceAccount, name: snapshotter-readonly, namespace: %[1]s}]
 	}
 	up := startUp(t, "SNAPSHOTTER_KUBECONFIG="+kubeconfig)
 	client := connect(t, up)
-	id := requestBackup(t, up, client, app.Namespace, events.KindDeployment, app.Name)
-	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
-	requireKinds(t, evs, events.KindRequested, events.KindQuiesced, events.KindFailed, events.KindResumed)
-	f, _ := harness.Payload[events.BackupFailed](evs)
-	if f.Step != events.StepSnapshot || !strings.Contains(f.Reason, "forbidden") || !strings.Contains(f.Reason, "snapshotter-readonly") {
-		t.Errorf("failed %+v, want the API's refusal naming the service account", f)
-	}
-	if err := redisWrite(t.Context(), app.Server, "after-failure", 5*time.Second); err != nil {
-		t.Fatalf("redis not writable after the failed backup: %v", err)
-	}
+	_, evs := backupUntilReady(t, up, client, app)
+	// The API's refusal, naming the service account.
+	requireSnapshotFailure(t, app, evs, "forbidden", "snapshotter-readonly")
 }
 
 // kill -9 of freezeframe up (services and embedded NATS) while the storage uploads, after
@@ -478,7 +460,6 @@ func TestKillDuringUploadStillReady(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	app := &redisApp{Namespace: "kill-upload", Name: "cache", Blueprint: "redis-hooks"}
-	applyBlueprint(t, app.Namespace, redisBlueprint(app.Namespace, app.Blueprint, false))
 	app.deploy(t)
 	const class = "e2e-upload-6s"
 	if _, err := harness.Apply(t.Context(), c, fmt.Sprintf(`apiVersion: snapshot.storage.k8s.io/v1
