@@ -366,7 +366,7 @@ func TestServiceAccountBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	procs := map[string]*deploy.Process{}
+	procs := map[string]*sandbox.Process{}
 	for _, svc := range deploy.Services {
 		prefix := strings.ToUpper(svc) + "_"
 		env := []string{
@@ -391,7 +391,7 @@ func TestServiceAccountBackup(t *testing.T) {
 		case "snapshotter":
 			env = append(env, "SNAPSHOTTER_WATCH_SYNC_TIMEOUT=30s")
 		}
-		p, err := deploy.Start(svc, bins[svc], filepath.Join(work, svc+".log"), env)
+		p, err := deploy.Start(svc, bins[svc], work, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,7 +403,7 @@ func TestServiceAccountBackup(t *testing.T) {
 		}
 		if t.Failed() || os.Getenv("FREEZEFRAME_E2E_LOGS") != "" {
 			for _, svc := range deploy.Services {
-				t.Logf("%s log (%s), last lines:\n%s", svc, procs[svc].Log, procs[svc].LogTail(40))
+				t.Logf("%s log (%s), last lines:\n%s", svc, procs[svc].Log(), procs[svc].LogTail(40))
 			}
 		}
 	})
@@ -418,8 +418,8 @@ func TestServiceAccountBackup(t *testing.T) {
 	}
 	alive := func() error {
 		for _, svc := range deploy.Services {
-			if exited, err := procs[svc].Exited(); exited {
-				return fmt.Errorf("%s exited: %v\n%s", svc, err, procs[svc].LogTail(30))
+			if err := procs[svc].Exited(); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -490,7 +490,7 @@ func TestServiceAccountBackup(t *testing.T) {
 	// Nothing a service tried was refused, on any path (the scheduler's policy runner
 	// reads BackupPolicies at start and only logs a refusal).
 	for _, svc := range deploy.Services {
-		b, _ := os.ReadFile(procs[svc].Log)
+		b, _ := os.ReadFile(procs[svc].Log())
 		for line := range strings.Lines(string(b)) {
 			if strings.Contains(strings.ToLower(line), "forbidden") {
 				t.Errorf("%s was refused something: %s", svc, strings.TrimSpace(line))

@@ -93,8 +93,8 @@ type Cluster struct {
 	driverDone chan error
 
 	mu            sync.Mutex
-	procs         []*process // in start order
-	databases     []*process
+	procs         []*Process // in start order
+	databases     []*Process
 	execProfiles  map[string]execProfile
 	podServers    map[string]*podServer // by namespace/claim
 	podServerErrs map[string]error      // last failure, by namespace/claim
@@ -201,12 +201,12 @@ func (c *Cluster) logf(format string, args ...any) {
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		c.mu.Lock()
-		procs := append(append([]*process(nil), c.databases...), reverse(c.procs)...)
+		procs := append(append([]*Process(nil), c.databases...), reverse(c.procs)...)
 		c.mu.Unlock()
 		// The cluster is thrown away: no component needs a graceful shutdown, and the
 		// apiserver's takes over 10s while its watches drain.
 		for _, p := range procs {
-			p.stop(3 * time.Second)
+			p.Stop(3 * time.Second)
 		}
 		c.stopBg()
 		if c.driverDone != nil {
@@ -223,19 +223,19 @@ func (c *Cluster) Stop() error {
 	return c.stopErr
 }
 
-func reverse(ps []*process) []*process {
-	out := make([]*process, 0, len(ps))
+func reverse(ps []*Process) []*Process {
+	out := make([]*Process, 0, len(ps))
 	for i := len(ps) - 1; i >= 0; i-- {
 		out = append(out, ps[i])
 	}
 	return out
 }
 
-func (c *Cluster) run(name string, args []string, env []string) (*process, error) {
+func (c *Cluster) run(name string, args []string, env []string) (*Process, error) {
 	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
 	cmd.Dir = c.StateDir
 	cmd.Env = append(os.Environ(), env...)
-	p, err := spawn(name, c.logDir, cmd)
+	p, err := Spawn(name, c.logDir, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -246,13 +246,13 @@ func (c *Cluster) run(name string, args []string, env []string) (*process, error
 }
 
 // waitFor polls cond every interval until it is true, ctx ends, timeout passes, or p exits.
-func waitFor(ctx context.Context, p *process, timeout time.Duration, what string, cond func(context.Context) (bool, error)) error {
+func waitFor(ctx context.Context, p *Process, timeout time.Duration, what string, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
 		if p != nil {
-			if err := p.exited(); err != nil {
+			if err := p.Exited(); err != nil {
 				return err
 			}
 		}

@@ -43,12 +43,12 @@ type Server struct {
 	// PGPORT, passwords, ...); `kubectl exec` into the pod runs with it.
 	Env map[string]string
 
-	proc *process
+	proc *Process
 }
 
 // Stop stops the server and waits for it to exit.
 func (s *Server) Stop() {
-	s.proc.stop(30 * time.Second)
+	s.proc.Stop(30 * time.Second)
 }
 
 // Database is a server behind a kwok pod: a Deployment or StatefulSet whose pod's
@@ -268,7 +268,7 @@ func (c *Cluster) RunServer(ctx context.Context, kind, dataDir, password string)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", kind, err)
 	}
-	s.proc, err = spawn(filepath.Base(runDir), c.logDir, cmd)
+	s.proc, err = Spawn(filepath.Base(runDir), c.logDir, cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// process is one child of the sandbox, the leader of its own process group so that Stop
-// also reaches whatever it started (kwok's exec sessions, database helpers).
-type process struct {
+// Process is one child of the sandbox (or of a test), the leader of its own process group
+// so that Stop also reaches whatever it started (kwok's exec sessions, database helpers).
+type Process struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
@@ -22,10 +22,10 @@ type process struct {
 	err  error // valid after done is closed
 }
 
-// spawn starts bin with args, logging to logDir/<name>.log. The child gets SIGKILL if this
+// Spawn starts cmd, logging to logDir/<name>.log. The child gets SIGKILL if this
 // process dies without calling Stop (Pdeathsig), so even a test binary killed by a
 // timeout leaves nothing behind.
-func spawn(name, logDir string, cmd *exec.Cmd) (*process, error) {
+func Spawn(name, logDir string, cmd *exec.Cmd) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -41,7 +41,7 @@ func spawn(name, logDir string, cmd *exec.Cmd) (*process, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -50,9 +50,9 @@ func spawn(name, logDir string, cmd *exec.Cmd) (*process, error) {
 	return p, nil
 }
 
-// exited reports an error if the process has ended; used while waiting for readiness so a
+// Exited reports an error if the process has ended; used while waiting for readiness so a
 // crash is reported at once with the tail of its log instead of as a timeout.
-func (p *process) exited() error {
+func (p *Process) Exited() error {
 	select {
 	case <-p.done:
 		return fmt.Errorf("%s exited (%v); last log lines:\n%s", p.name, p.err, tail(p.log, 20))
@@ -61,8 +61,8 @@ func (p *process) exited() error {
 	}
 }
 
-// stop terminates the process group: SIGTERM, then SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
+// Stop terminates the process group: SIGTERM, then SIGKILL after grace.
+func (p *Process) Stop(grace time.Duration) {
 	pgid := p.cmd.Process.Pid
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
@@ -74,6 +74,12 @@ func (p *process) stop(grace time.Duration) {
 	// The leader is gone; anything it left in its group goes too.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
+
+// Log is the path of the process's log.
+func (p *Process) Log() string { return p.log }
+
+// LogTail returns the last n lines of the process's log.
+func (p *Process) LogTail(n int) string { return tail(p.log, n) }
 
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)

@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // Services are the four service commands, in pipeline order.
@@ -68,71 +69,10 @@ func WriteKubeconfig(path string, base *rest.Config, token, namespace string) er
 	return clientcmd.WriteToFile(*cfg, path)
 }
 
-// Process is one service running as a child process, its output in a log file.
-type Process struct {
-	Name, Log string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	err       error
-}
-
-// Start runs bin with exactly env (plus PATH), its output appended to logPath.
-func Start(name, bin, logPath string, env []string) (*Process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
+// Start runs bin with exactly env (plus PATH), its output in logDir/<name>.log; the
+// sandbox's Process stops it (and its process group) and shows its log.
+func Start(name, bin, logDir string, env []string) (*sandbox.Process, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, killed with the test binary if that dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &Process{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// Exited reports whether the process has ended, and how.
-func (p *Process) Exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// Stop sends SIGTERM and waits up to grace, then kills.
-func (p *Process) Stop(grace time.Duration) {
-	if exited, _ := p.Exited(); exited {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// LogTail returns the last n lines of the process's log.
-func (p *Process) LogTail(n int) string {
-	b, err := os.ReadFile(p.Log)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return sandbox.Spawn(name, logDir, cmd)
 }
