@@ -100,11 +100,11 @@ func New(cfg Config, deps Deps, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg.withDefaults(), deps: deps, pub: pub, log: log}
 	s.metrics = newMetrics(s.cfg.Common)
 	groups := s.cfg.GroupSnapshots && servesGroupSnapshots(deps.Kube, log)
-	var errs [3]error
-	s.storage, errs[0] = newStorageIndex(deps.Kube, deps.Snapshots, groups)
-	s.cuts, errs[1] = newVolumeSnapshotWatch(deps.Snapshots, log)
+	s.storage = newStorageIndex(deps.Kube, deps.Snapshots, groups)
+	var errs [2]error
+	s.cuts, errs[0] = newVolumeSnapshotWatch(deps.Snapshots, log)
 	if groups {
-		s.groupCuts, errs[2] = newGroupSnapshotWatch(deps.Snapshots, log)
+		s.groupCuts, errs[1] = newGroupSnapshotWatch(deps.Snapshots, log)
 	}
 	s.initErr = errors.Join(errs[:]...)
 	return s

@@ -52,7 +52,7 @@ type storageIndex struct {
 	groupClasses cache.SharedIndexInformer
 }
 
-func newStorageIndex(kube kubernetes.Interface, snaps SnapshotAPI, groups bool) (*storageIndex, error) {
+func newStorageIndex(kube kubernetes.Interface, snaps SnapshotAPI, groups bool) *storageIndex {
 	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(stripManagedFields))
 	ix := &storageIndex{
 		kube:           kube,
@@ -76,7 +76,7 @@ func newStorageIndex(kube kubernetes.Interface, snaps SnapshotAPI, groups bool) 
 				return snaps.GroupsnapshotV1().VolumeGroupSnapshotClasses().Watch(ctx, o)
 			})
 	}
-	return ix, nil
+	return ix
 }
 
 // newInformer is a shared informer over one snapshot API resource, all
