@@ -231,7 +231,7 @@ func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
 	}
-	for range 5 {
+	for attempt := range acquireAttempts {
 		rev, err := s.kv.Create(ctx, k, data)
 		if err == nil {
 			return s.newHold(k, l, rev), nil
@@ -241,7 +241,15 @@ func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
 		}
 		cur, curRev, err := s.get(ctx, k)
 		if errors.Is(err, ErrNotHeld) {
-			continue // released between our Create and Get: try again
+			// Released between our Create and Get, or, in a replicated
+			// bucket, read from a replica that has not yet applied the
+			// Create that beat ours: give it a moment and try again.
+			select {
+			case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("acquire lease of %s: %w", w, ctx.Err())
+			}
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("acquire lease of %s: %w", w, err)
@@ -337,6 +345,10 @@ func (s *Store) Get(ctx context.Context, w events.Workload) (Lease, uint64, erro
 	}
 	return l, rev, nil
 }
+
+// acquireAttempts bounds Acquire's Create-then-Get loop; with its pauses
+// (1ms, 2ms, ...) the last attempt comes about 0.2s after the first.
+const acquireAttempts = 20
 
 func (s *Store) get(ctx context.Context, k string) (Lease, uint64, error) {
 	e, err := s.kv.Get(ctx, k)
