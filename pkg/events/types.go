@@ -170,9 +170,9 @@ type Quiesced struct {
 	FreezeDeadline time.Time `json:"freezeDeadline"`
 	// Holder is the hooker replica that froze the application; a session-held
 	// lock can only be released by it.
-	Holder        string    `json:"holder,omitempty"`
-	Blueprint     string    `json:"blueprint"`
-	Hooks         []HookRun `json:"hooks,omitempty"`
+	Holder    string    `json:"holder,omitempty"`
+	Blueprint string    `json:"blueprint"`
+	Hooks     []HookRun `json:"hooks,omitempty"`
 	// SnapshotClass is the VolumeSnapshotClass asked for by the request or
 	// the workload's annotation; empty: the default class of each volume's
 	// CSI driver.

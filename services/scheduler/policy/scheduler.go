@@ -208,9 +208,9 @@ func (s *Scheduler) runTick(ctx context.Context, p *Policy, tick time.Time, log 
 		}
 		run.Backups = append(run.Backups, RunBackup{BackupID: ref.BackupID, Workload: w.Namespace + "/" + strings.ToLower(w.Kind) + "/" + w.Name})
 		req := &events.BackupRequested{
-			BackupRef:     ref,
-			RequestedBy:   "policy/" + p.Namespace + "/" + p.Name,
-			Blueprint:     p.Spec.Blueprint,
+			BackupRef:       ref,
+			RequestedBy:     "policy/" + p.Namespace + "/" + p.Name,
+			Blueprint:       p.Spec.Blueprint,
 			SnapshotClass:   p.Spec.SnapshotClass,
 			SnapshotsToKeep: p.Spec.SnapshotsToKeep,
 			Options:         p.Spec.Options,

@@ -41,7 +41,7 @@ type Rig struct {
 	Cuts      *Cuts
 	Workloads []events.Workload
 
-	leases    *lease.Store
+	leases *lease.Store
 	// fakes are the stand-in clusters, whose call logs ForgetCalls empties.
 	fakes     []interface{ ClearActions() }
 	mu        sync.Mutex
