@@ -118,6 +118,7 @@ var Figures = []Figure{
 	{Part: 1, Title: "hop p99, pkg/events", Benchmark: "BenchmarkHop", Unit: "events-p99-us", Shown: "µs"},
 	{Part: 1, Title: "hop p50, raw with an event's headers", Benchmark: "BenchmarkHop", Unit: "raw-ce-p50-us", Shown: "µs"},
 	{Part: 1, Title: "hop p50, raw settled with DoubleAck", Benchmark: "BenchmarkHop", Unit: "raw-doubleack-p50-us", Shown: "µs"},
+	{Part: 1, Title: "hop p50, raw publish, pkg/events consumer", Benchmark: "BenchmarkHop", Unit: "events-consume-p50-us", Shown: "µs"},
 	{Part: 1, Title: "encode + decode one event (CPU)", Benchmark: "BenchmarkCodec", Unit: "ns/op", Scale: 1e-3, Shown: "µs"},
 	{Part: 1, Title: "hop p50, events / raw", Benchmark: "BenchmarkHop", Unit: "p50-ratio", Shown: "×", Op: "<=", Target: 1.5},
 	{Part: 1, Title: "hop p99, events / raw", Benchmark: "BenchmarkHop", Unit: "p99-ratio", Shown: "×", Op: "<=", Target: 1.5},
