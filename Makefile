@@ -83,9 +83,10 @@ BENCH_OUT ?= $(BIN)/bench
 BENCH_PPROF ?=
 
 .PHONY: bench
-bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput, then on the sandbox the Redis demo and 1 and 50 backups at once (~5 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png; BENCH_PPROF=dir profiles freezeframe up
+bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput, then on the sandbox the Redis demo and 1 and 50 backups at once (~2 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png; BENCH_PPROF=dir profiles freezeframe up
 	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench.txt $(BENCH_OUT)/freeze-samples.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench 'Hop|Codec' -benchtime 3000x -count 3 . | tee $(BENCH_OUT)/bench.txt
+	@cd pkg/events && $(GO) test -run '^$$' -bench Handle -benchtime 100000x -count 3 . | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench Orchestration -benchtime 1000x -count 3 . -args -freeze-samples $(BENCH_OUT)/freeze-samples.txt | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench Throughput -benchtime 3x -timeout 10m . | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/e2e && FREEZEFRAME_BENCH_PPROF=$(BENCH_PPROF) GOWORK=off $(GO) test -run '^$$' -bench Sandbox -benchtime 10x -timeout 20m . | grep -v '^        {' | tee -a $(BENCH_OUT)/bench.txt

@@ -95,14 +95,20 @@ func BenchmarkHop(b *testing.B) {
 	}
 	// Raw, but carrying an encoded event's headers and body: what the wire
 	// format costs, apart from pkg/events' code.
-	proto, err := events.NewEvent("/freezeframe/bench", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: events.NewBackupID(), Workload: w}, RequestedBy: "bench"})
-	if err != nil {
-		b.Fatal(err)
+	// encodedRequest is a new BackupRequested as pkg/events puts it on the
+	// wire, and its event id.
+	encodedRequest := func() (*nats.Msg, string) {
+		ev, err := events.NewEvent("/freezeframe/bench", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: events.NewBackupID(), Workload: w}, RequestedBy: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := events.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m, ev.CloudEvent.ID()
 	}
-	protoMsg, err := events.Encode(proto)
-	if err != nil {
-		b.Fatal(err)
-	}
+	protoMsg, _ := encodedRequest()
 	rawCEHop := func(i int) time.Duration {
 		m := &nats.Msg{Subject: "raw.ce", Header: protoMsg.Header, Data: protoMsg.Data}
 		start := time.Now()
@@ -132,16 +138,9 @@ func BenchmarkHop(b *testing.B) {
 	// the consumer side's share of the difference, apart from the
 	// publisher's.
 	rawEventHop := func(int) time.Duration {
-		ev, err := events.NewEvent("/freezeframe/bench", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: events.NewBackupID(), Workload: w}, RequestedBy: "bench"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := events.Encode(ev)
-		if err != nil {
-			b.Fatal(err)
-		}
+		m, id := encodedRequest()
 		start := time.Now()
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.CloudEvent.ID())); err != nil {
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
 			b.Fatal(err)
 		}
 		return (<-evGot).Sub(start)

@@ -120,6 +120,7 @@ var Figures = []Figure{
 	{Part: 1, Title: "hop p50, raw settled with DoubleAck", Benchmark: "BenchmarkHop", Unit: "raw-doubleack-p50-us", Shown: "µs"},
 	{Part: 1, Title: "hop p50, raw publish, pkg/events consumer", Benchmark: "BenchmarkHop", Unit: "events-consume-p50-us", Shown: "µs"},
 	{Part: 1, Title: "encode + decode one event (CPU)", Benchmark: "BenchmarkCodec", Unit: "ns/op", Scale: 1e-3, Shown: "µs"},
+	{Part: 1, Title: "consumer's work per event, no server (CPU)", Benchmark: "BenchmarkHandle", Unit: "ns/op", Scale: 1e-3, Shown: "µs"},
 	{Part: 1, Title: "hop p50, events / raw", Benchmark: "BenchmarkHop", Unit: "p50-ratio", Shown: "×", Op: "<=", Target: 1.5},
 	{Part: 1, Title: "hop p99, events / raw", Benchmark: "BenchmarkHop", Unit: "p99-ratio", Shown: "×", Op: "<=", Target: 1.5},
 	{Part: 2, Title: "requested -> resumed p50", Benchmark: "BenchmarkOrchestration", Unit: "e2e-p50-ms", Shown: "ms"},
