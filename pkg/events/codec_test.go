@@ -3,6 +3,8 @@ package events_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +127,32 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	if _, err := events.Decode(ok(), []byte(valid)); err != nil {
 		t.Fatalf("valid event rejected: %v", err)
+	}
+}
+
+// Sources are parsed once and kept, up to a bound; past it, and for a bad
+// source, every event still gets its own source or a clear error.
+func TestSourcesBeyondTheCacheAndBadSources(t *testing.T) {
+	for i := range 200 {
+		source := fmt.Sprintf("/freezeframe/replica-%d", i)
+		ev, err := events.NewEvent(source, &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-src", Workload: redis}, RequestedBy: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := events.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := events.Decode(msg.Header, msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.CloudEvent.Source() != source || ev.CloudEvent.Source() != source {
+			t.Fatalf("event %d: source %q, decoded %q, want %q", i, ev.CloudEvent.Source(), got.CloudEvent.Source(), source)
+		}
+	}
+	_, err := events.NewEvent("%zz", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-src", Workload: redis}, RequestedBy: "test"})
+	if err == nil || !strings.Contains(err.Error(), `source "%zz"`) {
+		t.Fatalf("NewEvent with source %%zz: %v, want an error naming the source", err)
 	}
 }
