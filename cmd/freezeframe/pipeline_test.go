@@ -16,7 +16,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
@@ -25,6 +24,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/blueprint/blueprinttest"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
@@ -200,7 +200,7 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 	return freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint()), "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
 		Exec:       ex,
 		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
@@ -215,23 +215,6 @@ func waitForResponder(t *testing.T, nc *nats.Conn) {
 		_, err := nc.Request(events.APISubject("dev"), []byte("{}"), time.Second)
 		return err == nil
 	})
-}
-
-func redisBlueprint() *unstructured.Unstructured {
-	phase := func(name, cmd string) map[string]any {
-		return map[string]any{"func": "KubeExec", "name": name, "args": map[string]any{
-			"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
-			"command": []any{"redis-cli", cmd},
-		}}
-	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "cr.kanister.io/v1alpha1", "kind": "Blueprint",
-		"metadata": map[string]any{"name": "redis-hooks", "namespace": "kanister"},
-		"actions": map[string]any{
-			"backupPrehook":  map[string]any{"phases": []any{phase("pause", "CLIENT PAUSE 60000 WRITE")}},
-			"backupPosthook": map[string]any{"phases": []any{phase("unpause", "CLIENT UNPAUSE")}},
-		},
-	}}
 }
 
 func (p *pipeline) backup(t *testing.T) (string, []events.Event) {

@@ -15,7 +15,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	dynfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
@@ -24,6 +23,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/blueprint/blueprinttest"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
@@ -105,7 +105,7 @@ func Start(tb testing.TB, o Options) *Rig {
 		r.Workloads = append(r.Workloads, events.Workload{Cluster: Cluster, Namespace: ns, Kind: "deployment", Name: "db"})
 	}
 	kube := kubefake.NewClientset(append(objs, snapshottest.StorageClasses()...)...)
-	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), redisBlueprint())
+	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), blueprinttest.RedisPause())
 	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
 	deepWatches(snaps)
 
@@ -261,21 +261,4 @@ func waitForScheduler(nc *nats.Conn) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func redisBlueprint() *unstructured.Unstructured {
-	phase := func(name, cmd string) map[string]any {
-		return map[string]any{"func": "KubeExec", "name": name, "args": map[string]any{
-			"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
-			"command": []any{"redis-cli", cmd},
-		}}
-	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "cr.kanister.io/v1alpha1", "kind": "Blueprint",
-		"metadata": map[string]any{"name": "redis-hooks", "namespace": "kanister"},
-		"actions": map[string]any{
-			"backupPrehook":  map[string]any{"phases": []any{phase("pause", "CLIENT PAUSE 60000 WRITE")}},
-			"backupPosthook": map[string]any{"phases": []any{phase("unpause", "CLIENT UNPAUSE")}},
-		},
-	}}
 }
