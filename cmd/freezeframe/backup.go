@@ -92,6 +92,26 @@ func addConnectFlags(fs *flag.FlagSet, cf *connectFlags) {
 	fs.StringVar(&cf.cluster, "cluster", envOr("CLUSTER", "default"), "cluster name the services run with ($CLUSTER)")
 }
 
+// parseNoPositional parses a command that takes flags only.
+func parseNoPositional(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// checkOutput refuses an -o other than the table or JSON every listing
+// command prints.
+func checkOutput(output string) error {
+	if output != "table" && output != "json" {
+		return fmt.Errorf("-o %q: want table or json", output)
+	}
+	return nil
+}
+
 // parseWithPositional accepts flags before and after the one positional
 // argument, as kubectl users type them.
 func parseWithPositional(fs *flag.FlagSet, args []string) (string, error) {

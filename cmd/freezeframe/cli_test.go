@@ -70,6 +70,17 @@ func TestCLIUsageErrors(t *testing.T) {
 			t.Errorf("freezeframe %v exited 0", args)
 		}
 	}
+	// Refused before connecting anywhere, with what was wrong.
+	for message, args := range map[string][]string{
+		`-o "yaml": want table or json`: {"status", "-o", "yaml"},
+		`unexpected argument "redis"`:   {"events", "redis"},
+		`unexpected argument "now"`:     {"up", "now"},
+	} {
+		code, _, errOut := cli(t, args...)
+		if code == 0 || !strings.Contains(errOut, message) {
+			t.Errorf("freezeframe %v: exit %d, stderr %q, want it to say %s", args, code, errOut, message)
+		}
+	}
 	if code, out, _ := cli(t, "help"); code != 0 || !strings.Contains(out, "freezeframe up") {
 		t.Errorf("help: exit %d, %q", code, out)
 	}

@@ -64,14 +64,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "Usage: freezeframe status [-n NAMESPACE] [-o table|json]\n\nApplications frozen now and for how long, backups in flight, and the last result per workload. Flags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoPositional(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *output != "table" && *output != "json" {
-		return fmt.Errorf("-o %s: want table or json", *output)
+	if err := checkOutput(*output); err != nil {
+		return err
 	}
 	nc, client, js, err := cf.connectJetStream()
 	if err != nil {

@@ -75,11 +75,8 @@ connects there instead. Flags:
 			return service.Usage(prefix, cfg, stderr)
 		})
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoPositional(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := cfgs.each(func(name, prefix string, cfg any, _ *service.Common) error {
 		_, err := service.Load(prefix, cfg, nil, stdout)
