@@ -7,10 +7,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
-	// A drop-in for encoding/json, with its semantics and less CPU per
-	// call: every hop encodes a payload once and decodes it at least once
-	// (make bench: BenchmarkCodec and the hop ratio).
-	json "github.com/segmentio/encoding/json"
+	json "github.com/segmentio/encoding/json" // why: see codec.go
 )
 
 // CloudEvents extension attributes carried by every freezeframe event.
