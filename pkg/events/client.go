@@ -198,7 +198,7 @@ func (c *Client) Subscribe(ctx context.Context, f Filter, opts SubscribeOptions)
 				}
 				continue
 			}
-			ev, err := Decode(msg.Headers(), msg.Data())
+			ev, err := DecodeMessage(msg.Subject(), msg.Headers(), msg.Data())
 			if !yield(ev, err) {
 				return
 			}
@@ -266,7 +266,7 @@ func (c *Client) List(ctx context.Context, f Filter, opts SubscribeOptions) ([]E
 		n, caughtUp := 0, false
 		for msg := range batch.Messages() {
 			n++
-			if ev, err := Decode(msg.Headers(), msg.Data()); err == nil {
+			if ev, err := DecodeMessage(msg.Subject(), msg.Headers(), msg.Data()); err == nil {
 				out = append(out, ev)
 			}
 			if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {

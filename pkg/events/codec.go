@@ -32,6 +32,41 @@ var ErrUndecodable = errors.New("undecodable event")
 // version of the contract does not know.
 var ErrUnknownType = errors.New("unknown event type")
 
+// ErrUnknownVersion is returned, with ErrUndecodable, for a CloudEvents
+// specversion other than 1.0, and, with ErrUnknownType, for a freezeframe
+// type in a version this build does not read (requested.v2 where only v1 is
+// known): a newer publisher than this consumer.
+var ErrUnknownVersion = errors.New("unknown version")
+
+// ErrSubjectMismatch is returned, with ErrUndecodable, for an event whose
+// type, workload or backup id differs from what its NATS subject says:
+// consumers select events by subject, so such an event would reach a
+// handler that did not ask for it, or pass for another backup's.
+var ErrSubjectMismatch = errors.New("event does not match its subject")
+
+// DefaultMaxEventSize bounds an event on the wire (see
+// ConsumerConfig.MaxEventSize and WithMaxEventSize). freezeframe's own
+// events are a few hundred bytes to a few KiB; a Snapshotted of a workload
+// with a hundred volumes is about 25 KiB.
+const DefaultMaxEventSize = 64 << 10
+
+// ErrTooLarge is returned for an event larger than the limit: by the
+// publisher, which refuses to publish it, and as the reason a consumer
+// terminates one. It is permanent.
+var ErrTooLarge = errors.New("event too large")
+
+// wireSize is the size of a message as the event limits count it: the
+// payload and every header name and value.
+func wireSize(h nats.Header, data []byte) int {
+	n := len(data)
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return n
+}
+
 // Encode writes e as a NATS message in binary content mode: every context
 // attribute and extension as a "ce-" header, the JSON payload as the body.
 func Encode(e Event) (*nats.Msg, error) {
@@ -78,14 +113,68 @@ func Encode(e Event) (*nats.Msg, error) {
 	return m, nil
 }
 
+// DecodeMessage reads a message delivered on subject as a freezeframe event
+// (see Decode) and checks it against the subject: the kind in the subject
+// must be the kind of the event's type, and the workload and backup id in
+// the subject those of the payload. Everything read from the stream goes
+// through it. Errors wrap ErrUndecodable (with ErrSubjectMismatch,
+// ErrBadSubject or ErrUnknownVersion where they apply) or ErrUnknownType;
+// on error the Event is zero.
+func DecodeMessage(subject string, h nats.Header, data []byte) (Event, error) {
+	ev, err := Decode(h, data)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := checkSubject(subject, ev); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// checkSubject compares a decoded event with the subject it came on.
+func checkSubject(subject string, ev Event) error {
+	k, ref, err := ParseSubject(subject)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUndecodable, ev.CloudEvent.ID(), err)
+	}
+	mismatch := func(what, inSubject, inEvent string) error {
+		return fmt.Errorf("%w: %w: %s: %s %q in the subject, %q in the event", ErrUndecodable, ErrSubjectMismatch, short(ev.CloudEvent.ID()), what, inSubject, short(inEvent))
+	}
+	got := ev.Payload.Ref()
+	// Payloads may spell the workload kind in any form NormalizeKind
+	// accepts; the subject's is canonical once parsed.
+	wkind, _ := NormalizeKind(got.Workload.Kind) // validated by Decode
+	switch {
+	case k != ev.Kind():
+		return mismatch("kind", string(k), ev.CloudEvent.Type())
+	case ref.BackupID != got.BackupID:
+		return mismatch("backup id", ref.BackupID, got.BackupID)
+	case ref.Workload.Cluster != got.Workload.Cluster:
+		return mismatch("cluster", ref.Workload.Cluster, got.Workload.Cluster)
+	case ref.Workload.Namespace != got.Workload.Namespace:
+		return mismatch("namespace", ref.Workload.Namespace, got.Workload.Namespace)
+	case ref.Workload.Kind != wkind:
+		return mismatch("workload kind", ref.Workload.Kind, got.Workload.Kind)
+	case ref.Workload.Name != got.Workload.Name:
+		return mismatch("workload name", ref.Workload.Name, got.Workload.Name)
+	}
+	return nil
+}
+
 // Decode reads a NATS message as a freezeframe event, in binary or
-// structured content mode, and validates the payload. Errors wrap
-// ErrUndecodable or ErrUnknownType.
+// structured content mode, and validates the payload. It does not know the
+// subject: use DecodeMessage for messages from the stream. Errors wrap
+// ErrUndecodable or ErrUnknownType (with ErrUnknownVersion for a version
+// this build does not read); on error the Event is zero.
 func Decode(h nats.Header, data []byte) (Event, error) {
 	var ce event.Event
 	if strings.HasPrefix(firstHeader(h, headerContentType), structuredMedia) {
 		if err := json.Unmarshal(data, &ce); err != nil {
 			return Event{}, fmt.Errorf("%w: structured event: %v", ErrUndecodable, err)
+		}
+		// The SDK also reads 0.3 events; freezeframe's contract is 1.0.
+		if v := ce.SpecVersion(); v != event.CloudEventsVersionV1 {
+			return Event{}, fmt.Errorf("%w: %w: specversion %q, want %q", ErrUndecodable, ErrUnknownVersion, short(v), event.CloudEventsVersionV1)
 		}
 		if err := ce.Validate(); err != nil {
 			return Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
@@ -98,7 +187,10 @@ func Decode(h nats.Header, data []byte) (Event, error) {
 	}
 	p, ok := newPayload(ce.Type())
 	if !ok {
-		return Event{}, fmt.Errorf("%w %q (id %s)", ErrUnknownType, ce.Type(), ce.ID())
+		if known, v, ok := otherVersion(ce.Type()); ok {
+			return Event{}, fmt.Errorf("%w %q (id %s): %w %s of %s, this build reads %s", ErrUnknownType, short(ce.Type()), short(ce.ID()), ErrUnknownVersion, short(v), typeName(known), typeVersion(known))
+		}
+		return Event{}, fmt.Errorf("%w %q (id %s)", ErrUnknownType, short(ce.Type()), short(ce.ID()))
 	}
 	if err := json.Unmarshal(ce.Data(), p); err != nil {
 		return Event{}, fmt.Errorf("%w: %s %s payload: %v", ErrUndecodable, ce.Type(), ce.ID(), err)
@@ -106,18 +198,39 @@ func Decode(h nats.Header, data []byte) (Event, error) {
 	if err := p.Validate(); err != nil {
 		return Event{}, fmt.Errorf("%w: %s %s payload: %v", ErrUndecodable, ce.Type(), ce.ID(), err)
 	}
-	if id, _ := extensions(ce)[ExtBackupID].(string); id != "" && id != p.Ref().BackupID {
-		return Event{}, fmt.Errorf("%w: %s: extension backupid %q differs from payload %q", ErrUndecodable, ce.ID(), id, p.Ref().BackupID)
+	// The extensions repeat what the payload says, for filtering by
+	// attribute; a structured event may carry them as other JSON types.
+	ref := p.Ref()
+	for _, ext := range [...]struct{ name, want string }{{ExtBackupID, ref.BackupID}, {ExtCluster, ref.Workload.Cluster}} {
+		v, ok := extensions(ce)[ext.name]
+		if !ok {
+			continue
+		}
+		if got, err := types.Format(v); err != nil || got != ext.want {
+			return Event{}, fmt.Errorf("%w: %s: extension %s %q differs from payload %q", ErrUndecodable, short(ce.ID()), ext.name, short(fmt.Sprint(v)), ext.want)
+		}
 	}
 	return Event{CloudEvent: ce, Payload: p}, nil
 }
 
 func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 	if v := firstHeader(h, headerPrefix+"specversion"); v != event.CloudEventsVersionV1 {
-		return event.Event{}, fmt.Errorf("%w: ce-specversion %q, want %q", ErrUndecodable, v, event.CloudEventsVersionV1)
+		if v == "" {
+			return event.Event{}, fmt.Errorf("%w: ce-specversion: required", ErrUndecodable)
+		}
+		return event.Event{}, fmt.Errorf("%w: %w: ce-specversion %q, want %q", ErrUndecodable, ErrUnknownVersion, short(v), event.CloudEventsVersionV1)
 	}
 	ec := &event.EventContextV1{}
 	ce := event.Event{Context: ec}
+	// An attribute given twice (two values, or two spellings of its header
+	// name) is refused rather than resolved: which one won would depend on
+	// map order here, and another reader could pick the other one.
+	var seen uint8
+	once := func(bit uint8) bool {
+		dup := seen&bit != 0
+		seen |= bit
+		return !dup
+	}
 	for name, vals := range h {
 		if len(vals) == 0 || len(name) <= len(headerPrefix) {
 			continue
@@ -131,9 +244,16 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 		if !isLower(attr) {
 			attr = strings.ToLower(attr)
 		}
+		if len(vals) > 1 {
+			return event.Event{}, fmt.Errorf("%w: header %s: %d values, want one", ErrUndecodable, short(name), len(vals))
+		}
+		bit := attrBit(attr)
+		if bit != 0 && !once(bit) || bit == 0 && ec.Extensions[attr] != nil {
+			return event.Event{}, fmt.Errorf("%w: attribute %s: given twice", ErrUndecodable, short(attr))
+		}
 		val, err := decodeHeaderValue(vals[0])
 		if err != nil {
-			return event.Event{}, fmt.Errorf("%w: header %s: %v", ErrUndecodable, name, err)
+			return event.Event{}, fmt.Errorf("%w: header %s: %v", ErrUndecodable, short(name), err)
 		}
 		switch attr {
 		case "specversion":
@@ -185,6 +305,28 @@ func decodeBinary(h nats.Header, data []byte) (event.Event, error) {
 	}
 	ce.DataEncoded = data
 	return ce, nil
+}
+
+// attrBit gives each context attribute decodeBinary reads a bit of its own,
+// to find one given twice; extensions are found in the context's map.
+func attrBit(attr string) uint8 {
+	switch attr {
+	case "specversion":
+		return 1 << 0
+	case "id":
+		return 1 << 1
+	case "source":
+		return 1 << 2
+	case "type":
+		return 1 << 3
+	case "subject":
+		return 1 << 4
+	case "dataschema":
+		return 1 << 5
+	case "time":
+		return 1 << 6
+	}
+	return 0
 }
 
 // extensions returns ce's extensions to read, without the copy
@@ -318,3 +460,31 @@ func unhex(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// otherVersion reports whether t is a freezeframe type known in another
+// version than t's, and returns that known type and t's version.
+func otherVersion(t string) (known, version string, ok bool) {
+	name, version, found := cutVersion(t)
+	if !found {
+		return "", "", false
+	}
+	for kt := range kindByType {
+		if kn, _, _ := cutVersion(kt); kn == name {
+			return kt, version, true
+		}
+	}
+	return "", "", false
+}
+
+// cutVersion splits "io.freezeframe.backup.requested.v1" into its name and
+// "v1".
+func cutVersion(t string) (name, version string, ok bool) {
+	i := strings.LastIndexByte(t, '.')
+	if i < 0 || i+2 > len(t) || t[i+1] != 'v' {
+		return "", "", false
+	}
+	return t[:i], t[i+1:], true
+}
+
+func typeName(t string) string    { n, _, _ := cutVersion(t); return n }
+func typeVersion(t string) string { _, v, _ := cutVersion(t); return v }

@@ -50,6 +50,11 @@ type ConsumerConfig struct {
 	// RetryDelay gives the redelivery delay after the n-th failed attempt.
 	// Default: 250ms doubling to 30s.
 	RetryDelay func(attempt int) time.Duration
+	// MaxEventSize is the largest message (payload and headers) handed to
+	// the handler; a larger one is terminated unread, so that a hostile or
+	// broken publisher cannot make every replica parse megabytes. Default
+	// DefaultMaxEventSize (64 KiB), the publishers' default limit too.
+	MaxEventSize int
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -67,6 +72,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 20 * time.Second
+	}
+	if c.MaxEventSize <= 0 {
+		c.MaxEventSize = DefaultMaxEventSize
 	}
 	if c.RetryDelay == nil {
 		c.RetryDelay = ExponentialDelay(250*time.Millisecond, 30*time.Second)
@@ -277,9 +285,12 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		delivery.Sequence = md.Sequence.Stream
 	}
 	ctx = traceContext.Extract(ctx, headerCarrier(msg.Headers()))
-	ev, err := Decode(msg.Headers(), msg.Data())
+	ev, err := c.decode(msg)
 	if err != nil {
-		c.log.WarnContext(ctx, "terminating undecodable message", "subject", msg.Subject(), "seq", delivery.Sequence, "err", err)
+		// Never handed to a handler, never redelivered: the same bytes
+		// cannot become a valid event. The reason is kept by the server
+		// (the MSG_TERMINATED advisory) as well as logged here.
+		c.log.WarnContext(ctx, "terminating message that is not a valid event", "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", rejectReason(err), "err", err)
 		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
 		return
 	}
@@ -324,6 +335,30 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		log().WarnContext(ctx, "handler failed, redelivering", "attempt", delivery.Attempt, "retry_in", delay, "err", err)
 		c.settle(ctx, msg, func() error { return msg.NakWithDelay(delay) })
 	}
+}
+
+// decode checks a delivered message's size, then decodes it against its
+// subject.
+func (c *Consumer) decode(msg jetstream.Msg) (Event, error) {
+	if n := wireSize(msg.Headers(), msg.Data()); n > c.cfg.MaxEventSize {
+		return Event{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, c.cfg.MaxEventSize)
+	}
+	return DecodeMessage(msg.Subject(), msg.Headers(), msg.Data())
+}
+
+// rejectReason names the class of a decode error, for logs and alerts.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return "too-large"
+	case errors.Is(err, ErrSubjectMismatch), errors.Is(err, ErrBadSubject):
+		return "subject-mismatch"
+	case errors.Is(err, ErrUnknownVersion):
+		return "unknown-version"
+	case errors.Is(err, ErrUnknownType):
+		return "unknown-type"
+	}
+	return "undecodable"
 }
 
 // heartbeat tells the server the message is still being worked on, so a

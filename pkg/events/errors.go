@@ -21,5 +21,5 @@ func Permanent(err error) error {
 // IsPermanent reports whether err (or anything it wraps) is permanent.
 func IsPermanent(err error) bool {
 	var p *PermanentError
-	return errors.As(err, &p) || errors.Is(err, ErrUndecodable) || errors.Is(err, ErrUnknownType)
+	return errors.As(err, &p) || errors.Is(err, ErrUndecodable) || errors.Is(err, ErrUnknownType) || errors.Is(err, ErrTooLarge)
 }

@@ -29,5 +29,5 @@ func Lookup(ctx context.Context, js jetstream.JetStream, stream string, k Kind, 
 	if err != nil {
 		return Event{}, fmt.Errorf("look up %s of %s: %w", k, ref.BackupID, err)
 	}
-	return Decode(msg.Header, msg.Data)
+	return DecodeMessage(msg.Subject, msg.Header, msg.Data)
 }

@@ -13,15 +13,34 @@ import (
 
 // Publisher publishes backup events onto the stream.
 type Publisher struct {
-	js     jetstream.JetStream
-	source string
-	tracer trace.Tracer
+	js      jetstream.JetStream
+	source  string
+	tracer  trace.Tracer
+	maxSize int
+}
+
+// PublisherOption adjusts a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithMaxEventSize sets the largest event the publisher sends, headers
+// included (default DefaultMaxEventSize). Keep it at or below the consumers'
+// ConsumerConfig.MaxEventSize: they terminate anything larger unread.
+func WithMaxEventSize(n int) PublisherOption {
+	return func(p *Publisher) {
+		if n > 0 {
+			p.maxSize = n
+		}
+	}
 }
 
 // NewPublisher returns a publisher whose events name source (e.g.
 // "/freezeframe/hooker") as their CloudEvents source.
-func NewPublisher(js jetstream.JetStream, source string) *Publisher {
-	return &Publisher{js: js, source: source, tracer: otel.GetTracerProvider().Tracer(instrumentationName)}
+func NewPublisher(js jetstream.JetStream, source string, opts ...PublisherOption) *Publisher {
+	p := &Publisher{js: js, source: source, tracer: otel.GetTracerProvider().Tracer(instrumentationName), maxSize: DefaultMaxEventSize}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Publish wraps p in an event and publishes it; see PublishEvent.
@@ -36,7 +55,9 @@ func (p *Publisher) Publish(ctx context.Context, payload Payload, opts ...EventO
 
 // PublishEvent publishes ev and waits for the stream to store it. duplicate
 // is true when the stream already had an event with this id (a retried
-// handler): nothing new was stored, and that is not an error.
+// handler): nothing new was stored, and that is not an error. An event
+// larger than the publisher's limit is not sent: the error wraps
+// ErrTooLarge (permanent, see IsPermanent).
 func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool, err error) {
 	k := ev.Kind()
 	ctx, span := p.tracer.Start(ctx, "publish "+string(k), trace.WithSpanKind(trace.SpanKindProducer))
@@ -61,6 +82,10 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool,
 		return false, err
 	}
 	traceContext.Inject(ctx, headerCarrier(msg.Header))
+	// Counted as the consumer counts it: WithMsgID adds its header.
+	if n := wireSize(msg.Header, msg.Data) + len(jetstream.MsgIDHeader) + len(ev.CloudEvent.ID()); n > p.maxSize {
+		return false, fmt.Errorf("publish %s %s: %w: %d bytes, limit %d", k, ev.CloudEvent.ID(), ErrTooLarge, n, p.maxSize)
+	}
 	if recording {
 		span.SetAttributes(attribute.String("messaging.destination.name", msg.Subject))
 	}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -81,3 +82,67 @@ func ParseKind(s string) (Kind, error) {
 	}
 	return k, nil
 }
+
+// ErrBadSubject is returned by ParseSubject for a subject that is not one
+// of a backup event: wrong root, wrong number of tokens, an unknown event or
+// workload kind, or a token that is not a valid name.
+var ErrBadSubject = errors.New("not a backup event subject")
+
+// subjectTokens is the number of tokens after SubjectRoot: event kind,
+// cluster, namespace, workload kind, name, backup id.
+const subjectTokens = 6
+
+// ParseSubject reads a backup event subject, the inverse of Subject: the
+// event kind and the backup it names. The workload kind comes back in its
+// canonical spelling (Deployment, StatefulSet) and dots are restored in the
+// name. Errors wrap ErrBadSubject and quote at most the offending token.
+func ParseSubject(subject string) (Kind, BackupRef, error) {
+	rest, ok := strings.CutPrefix(subject, SubjectRoot+".")
+	if !ok {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: want prefix %s.", ErrBadSubject, SubjectRoot)
+	}
+	var tok [subjectTokens]string
+	for i := range tok {
+		if i == subjectTokens-1 {
+			tok[i], rest = rest, ""
+		} else {
+			var found bool
+			if tok[i], rest, found = strings.Cut(rest, "."); !found {
+				return "", BackupRef{}, fmt.Errorf("parse subject: %w: %d tokens after %s, want %d", ErrBadSubject, i+1, SubjectRoot, subjectTokens)
+			}
+		}
+	}
+	if strings.Contains(tok[subjectTokens-1], ".") {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: more than %d tokens after %s", ErrBadSubject, subjectTokens, SubjectRoot)
+	}
+	k := Kind(tok[0])
+	if typeOfKind(k) == "" {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: event kind %q unknown", ErrBadSubject, short(tok[0]))
+	}
+	w := Workload{Cluster: tok[1], Namespace: tok[2], Name: strings.ReplaceAll(tok[4], "_", ".")}
+	if !isLower(tok[3]) {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: workload kind %q not lower-case", ErrBadSubject, short(tok[3]))
+	}
+	kind, err := NormalizeKind(tok[3])
+	if err != nil {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: workload kind %q unknown", ErrBadSubject, short(tok[3]))
+	}
+	w.Kind = kind
+	// Underscores stand for dots, which Kubernetes names may hold and
+	// subject tokens may not.
+	if !isDNSSubdomain(w.Name) {
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: workload name %q invalid", ErrBadSubject, short(tok[4]))
+	}
+	switch {
+	case !isDNSLabel(w.Cluster):
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: cluster %q invalid", ErrBadSubject, short(tok[1]))
+	case !isDNSLabel(w.Namespace):
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: namespace %q invalid", ErrBadSubject, short(tok[2]))
+	case !isBackupID(tok[5]):
+		return "", BackupRef{}, fmt.Errorf("parse subject: %w: backup id %q invalid", ErrBadSubject, short(tok[5]))
+	}
+	return k, BackupRef{BackupID: tok[5], Workload: w}, nil
+}
+
+// short bounds what an error quotes of untrusted input.
+func short(s string) string { return truncate(s, 64) }
