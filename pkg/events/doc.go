@@ -31,13 +31,18 @@
 // names never contain underscores, so the mapping is reversible). NATS
 // wildcards select: "freezeframe.backup.failed.>" every failure,
 // "freezeframe.backup.*.prod.shop.>" everything in namespace shop of cluster
-// prod, "freezeframe.backup.*.*.*.*.*.<id>" one backup.
+// prod, "freezeframe.backup.*.*.*.*.*.<id>" one backup. [ParseSubject] reads
+// a subject back.
 //
 // # Transport
 //
 // One JetStream stream with Limits retention holds every backup event
 // ([EnsureStream]); each service reads it through its own durable pull
-// consumer with explicit acks ([Consumer]). Events travel in binary content
+// consumer with explicit acks ([Consumer]). The stream is created bounded
+// (30 days, [DefaultStreamMaxBytes] 1 GiB, [DefaultStreamMaxMsgs] 1,000,000
+// events, oldest discarded first); a stream that exists keeps the limits an
+// operator gave it, and services only add the subjects and the duplicates
+// window they need. Events travel in binary content
 // mode: each attribute is a "ce-" header and the payload is the data. The
 // event id is also the Nats-Msg-Id, so a republished event (a retried
 // handler) is dropped by the stream as a duplicate. W3C trace context
@@ -47,8 +52,14 @@
 //
 // A [Handler] returns nil (ack), a [Permanent] error (terminated with a
 // reason: the input can never succeed), or any other error (redelivered with
-// backoff). Undecodable messages and unknown types are terminated before a
-// handler sees them and never stop the consumer. While a handler runs, the
+// backoff). Messages that are not valid events are terminated with the
+// reason and logged before a handler sees them, and never stop the consumer:
+// larger than [ConsumerConfig].MaxEventSize ([DefaultMaxEventSize], 64 KiB,
+// which publishers refuse to exceed too: [ErrTooLarge]), undecodable, an
+// unknown type or a version this build does not read ([ErrUnknownVersion]),
+// or not matching their subject ([DecodeMessage], [ErrSubjectMismatch]): a
+// consumer selects events by subject, so the type must be of the subject's
+// kind and the payload's workload and backup id those of the subject. While a handler runs, the
 // consumer sends in-progress heartbeats so that a long hook or snapshot is
 // not redelivered to another replica.
 package events

@@ -40,7 +40,7 @@ func validPayload(k events.Kind, ref events.BackupRef) events.Payload {
 	panic("no payload for kind " + string(k))
 }
 
-func encodePayload(t *testing.T, p events.Payload) *nats.Msg {
+func encodePayload(t testing.TB, p events.Payload) *nats.Msg {
 	t.Helper()
 	ev, err := events.NewEvent("/test", p)
 	if err != nil {
@@ -63,7 +63,7 @@ type hostile struct {
 
 // hostileMessages are, for kind k, messages on k's subjects that must be
 // terminated unread: each names a backup of its own, "bk-<kind>-<n>".
-func hostileMessages(t *testing.T, k events.Kind) []hostile {
+func hostileMessages(t testing.TB, k events.Kind) []hostile {
 	ref := func(n int) events.BackupRef {
 		return events.BackupRef{BackupID: fmt.Sprintf("bk-%s-%d", k, n), Workload: redis}
 	}

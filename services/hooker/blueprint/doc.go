@@ -58,10 +58,25 @@
 // rendered commands and command output through [Redact] with
 // [Params.SecretValues].
 //
+// # Limits
+//
+// Rendering is bounded in memory whatever the input: one template string
+// renders to at most [MaxRenderedSize] (64 KiB), and every template function
+// refuses a result longer than that or a list or map of more than
+// [MaxListLength] (10,000) items; functions whose result grows with a
+// number (repeat, indent, until, seq, randAlpha, ...) check the number
+// before building anything, since it may come from a request's options.
+// Time is not bounded: a blueprint that ranges over a large integer
+// ({{ range 1000000000 }}) loops that long, so who may create Blueprints
+// must be trusted as much as who may exec into the pods they name.
+//
 // # Differences from Kanister
 //
 // The sprig functions env, expandenv and getHostByName are not available
-// (they would expose the hooker's environment, or do I/O), and index fails on
-// a missing map key. KubeExec and KubeExecAll take an optional "timeout" (a
-// Go duration). KubeExecAll drops repeated pod and container names.
+// (they would expose the hooker's environment, or do I/O), nor are the key
+// and certificate generators (genPrivateKey, genCA, genSelfSignedCert,
+// genSignedCert and their WithKey forms: seconds of CPU per call), and index
+// fails on a missing map key. KubeExec and KubeExecAll take an optional
+// "timeout" (a Go duration). KubeExecAll drops repeated pod and container
+// names.
 package blueprint

@@ -22,6 +22,11 @@ var outputKey = regexp.MustCompile(`^[a-zA-Z0-9_]+$`)
 //
 // A malformed output line is an error (as in Kanister) whose message gives
 // the line number but not the line: output often carries credentials.
+//
+// stdout is what podexec captured: at most 64 KiB by default, the head and
+// the tail of the command's output cut at line ends, so output lines
+// printed last (as kando does) survive a chatty hook; the line noting what
+// was dropped carries no marker and is ignored like any other.
 func ParseOutput(stdout []byte) (map[string]any, error) {
 	out := map[string]any{}
 	marker := []byte(OutputMarker)

@@ -12,7 +12,7 @@ import (
 	"github.com/Masterminds/sprig/v3"
 )
 
-// funcMap returns sprig's functions, as Kanister offers them, with three
+// funcMap returns sprig's functions, as Kanister offers them, with these
 // changes:
 //   - env and expandenv are removed: they would hand the hooker's own
 //     environment (its credentials) to whoever may create a Blueprint;
@@ -20,7 +20,17 @@ import (
 //   - index fails on a missing map key, as missingkey=error makes .a.b fail.
 //     The builtin index returns the zero value, so a typo in
 //     {{ index .Phases.p.Secrets.s.Data "pasword" | toString }} would
-//     otherwise log in with an empty password instead of failing.
+//     otherwise log in with an empty password instead of failing;
+//   - the functions whose cost grows with a number argument (repeat,
+//     indent, nindent, until, untilStep, seq, the rand* family) refuse
+//     numbers that would build more than MaxRenderedSize bytes or
+//     MaxListLength items: the number may come from a request's options
+//     (atoi .Options.n), and one render must not exhaust the hooker's
+//     memory while other applications are frozen;
+//   - the key and certificate generators (genPrivateKey, genCA,
+//     genSelfSignedCert, genSignedCert and their WithKey forms) are
+//     removed: each call costs up to seconds of CPU, and a hook has no use
+//     for a fresh key.
 //
 // The map is built once and never written after: text/template copies it
 // into each template, and sprig's ~200 entries per render were most of the
@@ -32,6 +42,10 @@ func newFuncMap() template.FuncMap {
 	delete(fm, "env")
 	delete(fm, "expandenv")
 	delete(fm, "getHostByName")
+	for _, f := range []string{"genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey", "genSignedCert", "genSignedCertWithKey"} {
+		delete(fm, f)
+	}
+	bounded(fm)
 	fm["index"] = strictIndex
 	fm["fail"] = func(msg string) (string, error) { return "", &ownError{msg} }
 	return fm
@@ -226,11 +240,45 @@ func renderString(path, text string, params Params, fm template.FuncMap, secrets
 	if err != nil {
 		return "", kindErr(ErrTemplate, Redact(err.Error(), secrets))
 	}
-	var b strings.Builder
+	b := limitedBuilder{max: MaxRenderedSize}
 	if err := t.Execute(&b, params); err != nil {
+		if errors.Is(err, errTooLong) {
+			return "", kindErr(ErrTemplate, fmt.Sprintf("renders more than %d bytes", MaxRenderedSize))
+		}
 		return "", kindErr(ErrTemplate, Redact(execErrorMessage(err, secrets), secrets))
 	}
 	return b.String(), nil
+}
+
+// MaxRenderedSize bounds what one template string may render to. Hook
+// commands are a line or a short script; a render past this is a mistake
+// or an attack, stopped before it grows further.
+const MaxRenderedSize = 64 << 10
+
+// MaxListLength bounds the lists until, untilStep and seq build.
+const MaxListLength = 10_000
+
+var errTooLong = errors.New("rendered text too long")
+
+// limitedBuilder is a strings.Builder that refuses to grow past max: the
+// template engine stops at the first failed write.
+type limitedBuilder struct {
+	strings.Builder
+	max int
+}
+
+func (b *limitedBuilder) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, errTooLong
+	}
+	return b.Builder.Write(p)
+}
+
+func (b *limitedBuilder) WriteString(s string) (int, error) {
+	if b.Len()+len(s) > b.max {
+		return 0, errTooLong
+	}
+	return b.Builder.WriteString(s)
 }
 
 // strictIndex is text/template's index, except that a missing map key is an

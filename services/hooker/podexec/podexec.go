@@ -1,5 +1,17 @@
 // Package podexec runs a command in a pod's container through the
 // Kubernetes API (the same path as kubectl exec), with a deadline.
+//
+// # Captured output
+//
+// A hook's standard output and standard error are kept in memory for the
+// phase output, error messages and logs, so each is bounded: at most
+// DefaultMaxOutput (64 KiB) per stream and exec, or WithMaxOutput's limit.
+// Past it the first half and the last half are kept, cut at line ends,
+// with a line saying how many bytes were dropped between them
+// (Result.StdoutDropped, Result.StderrDropped count them). Phase output
+// lines (`kando output`, usually printed last) and the last line of stderr
+// (the usual error) survive; writers given in the Request still see
+// everything.
 package podexec
 
 import (
@@ -34,9 +46,15 @@ type Request struct {
 
 // Result is what the command printed and how it ended.
 type Result struct {
+	// Stdout and Stderr are the captured output, bounded (see the package
+	// documentation).
 	Stdout   []byte
 	Stderr   []byte
 	ExitCode int
+	// StdoutDropped and StderrDropped count the bytes left out of Stdout
+	// and Stderr between their head and their tail.
+	StdoutDropped int64
+	StderrDropped int64
 }
 
 // ExitError is returned when the command ran and exited non-zero.
@@ -52,15 +70,35 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("command exited with status %d", e.Code)
 }
 
+// DefaultMaxOutput bounds the captured output of each stream of an exec.
+const DefaultMaxOutput = 64 << 10
+
 // Executor runs commands in pods.
 type Executor struct {
-	config *rest.Config
-	client kubernetes.Interface
+	config    *rest.Config
+	client    kubernetes.Interface
+	maxOutput int
 }
 
+// Option adjusts an Executor.
+type Option func(*Executor)
+
+// WithMaxOutput sets how many bytes of each stream an exec keeps (default
+// DefaultMaxOutput); values below 2 KiB are raised to it, so that the last
+// line of an error still fits.
+func WithMaxOutput(n int) Option {
+	return func(e *Executor) { e.maxOutput = max(n, minOutput) }
+}
+
+const minOutput = 2 << 10
+
 // New returns an executor over a REST config and clientset.
-func New(config *rest.Config, client kubernetes.Interface) *Executor {
-	return &Executor{config: config, client: client}
+func New(config *rest.Config, client kubernetes.Interface, opts ...Option) *Executor {
+	e := &Executor{config: config, client: client, maxOutput: DefaultMaxOutput}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // Exec runs the command until it exits or ctx ends; cancelling ctx closes
@@ -88,10 +126,12 @@ func (e *Executor) Exec(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("exec in %s/%s: %w", r.Namespace, r.Pod, err)
 	}
-	var stdout, stderr bytes.Buffer
-	opts := remotecommand.StreamOptions{Stdin: r.Stdin, Stdout: teeTo(&stdout, r.Stdout), Stderr: teeTo(&stderr, r.Stderr)}
+	stdout, stderr := newCapture(e.maxOutput), newCapture(e.maxOutput)
+	opts := remotecommand.StreamOptions{Stdin: r.Stdin, Stdout: teeTo(stdout, r.Stdout), Stderr: teeTo(stderr, r.Stderr)}
 	err = exec.StreamWithContext(ctx, opts)
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var res Result
+	res.Stdout, res.StdoutDropped = stdout.Bytes()
+	res.Stderr, res.StderrDropped = stderr.Bytes()
 	var exitErr utilexec.CodeExitError
 	switch {
 	case err == nil:
@@ -106,7 +146,7 @@ func (e *Executor) Exec(ctx context.Context, r Request) (Result, error) {
 	}
 }
 
-func teeTo(buf *bytes.Buffer, w io.Writer) io.Writer {
+func teeTo(buf io.Writer, w io.Writer) io.Writer {
 	if w == nil {
 		return buf
 	}
