@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,15 +84,23 @@ func NewEvent(source string, p Payload, opts ...EventOption) (Event, error) {
 	return Event{CloudEvent: ce, Payload: p}, nil
 }
 
-// DefaultID is the deterministic id of the event a payload makes: the backup
-// id and the kind, and for failures the step, so each happens once per backup.
+// DefaultID is the deterministic id of the event a payload makes: the
+// workload, the backup id and the kind, and for failures the step and for
+// unlocks the freeze revision they act on, so each happens once per backup
+// (and one backup id used for two workloads makes two backups).
 func DefaultID(p Payload) string {
 	k, _ := KindOf(p.EventType())
-	id := p.Ref().BackupID + "." + string(k)
-	if f, ok := p.(*BackupFailed); ok {
+	ref := p.Ref()
+	id := ref.Workload.Key() + "." + ref.BackupID + "." + string(k)
+	switch f := p.(type) {
+	case *BackupFailed:
 		id += "." + f.Step
-	} else if f, ok := p.(BackupFailed); ok {
+	case BackupFailed:
 		id += "." + f.Step
+	case *UnlockRequested:
+		id += ".r" + strconv.FormatUint(f.FreezeRevision, 10)
+	case UnlockRequested:
+		id += ".r" + strconv.FormatUint(f.FreezeRevision, 10)
 	}
 	return id
 }

@@ -184,6 +184,10 @@ type Quiesced struct {
 	// before freezing; the snapshotter uses them instead of asking the API
 	// again while the application is frozen.
 	Volumes []string `json:"volumes,omitempty"`
+	// FreezeEpoch is the fencing token of this freeze (Freeze.Epoch): the
+	// snapshotter cuts only while the freeze record says frozen at this
+	// epoch, and checks it again after the cut.
+	FreezeEpoch uint64 `json:"freezeEpoch,omitempty"`
 }
 
 // EventType implements Payload.
@@ -391,6 +395,11 @@ type UnlockRequested struct {
 	// HolderGone says the holder stopped renewing its lease (it died or lost
 	// NATS): any replica may take the resume over.
 	HolderGone bool `json:"holderGone,omitempty"`
+	// FreezeRevision is the revision of the freeze record the unlock acts
+	// on. It is part of the event id, so that an unlock of a freeze that
+	// changed since (a failed post-hook, a takeover) is a new event and
+	// never dropped as a duplicate of an earlier one.
+	FreezeRevision uint64 `json:"freezeRevision,omitempty"`
 }
 
 // EventType implements Payload.

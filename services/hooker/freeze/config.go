@@ -20,6 +20,8 @@ type Config struct {
 	Concurrency        int           `envconfig:"CONCURRENCY" default:"1024" desc:"resume triggers handled at once"`
 	RequestConcurrency int           `envconfig:"REQUEST_CONCURRENCY" default:"16" desc:"backups that start freezing at once per replica; low, so that resumes never wait behind pre-hooks"`
 	AckWait            time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
+	MaxDeliver         int           `envconfig:"MAX_DELIVER" default:"10" desc:"attempts at one event (a pre-hook's lease wait, a failing post-hook) before the failure is reported; a post-hook that fails its last attempt leaves the freeze to the watchdog, which asks again"`
+	RetryMaxDelay      time.Duration `envconfig:"RETRY_MAX_DELAY" default:"30s" desc:"longest wait between two attempts at one event (from 250ms, doubling)"`
 	Replica            string        `envconfig:"POD_NAME" desc:"this replica's name, recorded as the holder of its freezes (default: host name)"`
 	LeaseBucket        string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`
 	LeaseRenewEvery    time.Duration `envconfig:"LEASE_RENEW_EVERY" default:"1s" desc:"how often the replica holding a freeze renews its lease"`

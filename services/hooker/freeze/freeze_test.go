@@ -33,7 +33,10 @@ type recordingExec struct {
 	mu     sync.Mutex
 	cmds   []string
 	failOn string
-	block  string // commands containing this block until ctx ends
+	// failTimes, when set, makes failOn fail only that many times.
+	failTimes int
+	failed    int
+	block     string // commands containing this block until ctx ends
 }
 
 func (r *recordingExec) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
@@ -45,10 +48,21 @@ func (r *recordingExec) Exec(ctx context.Context, req podexec.Request) (podexec.
 		<-ctx.Done()
 		return podexec.Result{}, context.Cause(ctx)
 	}
-	if r.failOn != "" && strings.Contains(cmd, r.failOn) {
+	if r.failOn != "" && strings.Contains(cmd, r.failOn) && r.fails() {
 		return podexec.Result{ExitCode: 1}, &podexec.ExitError{Code: 1, Stderr: "auth failed for password " + password}
 	}
 	return podexec.Result{}, nil
+}
+
+// fails reports whether a failOn command fails this time.
+func (r *recordingExec) fails() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failTimes > 0 && r.failed >= r.failTimes {
+		return false
+	}
+	r.failed++
+	return true
 }
 
 func (r *recordingExec) commands() []string {
@@ -114,6 +128,16 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 		},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis-auth", Namespace: "shop"}, Data: map[string][]byte{"password": []byte(password)}},
+		// A second workload with the same blueprint, for backups that share an id.
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "cache", Namespace: "shop", Annotations: annotations},
+			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}},
+		},
+		&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "cache-5b2c", Namespace: "shop", Labels: map[string]string{"app": "cache"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "redis"}}},
+			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+		},
 	)
 	var objs []runtime.Object
 	if bp != nil {

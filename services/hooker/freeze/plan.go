@@ -362,7 +362,7 @@ func (s *Service) startSession(ctx context.Context, p *plan, action string, ph b
 	if err != nil {
 		return run, fmt.Errorf("phase %s in %s/%s: %w", ph.Name, spec.Pod, spec.Container, err)
 	}
-	s.sessions.Add(p.ref.BackupID, sess)
+	s.sessions.Add(backupKey(p.ref), sess)
 	return run, nil
 }
 

@@ -81,7 +81,7 @@ func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
 	if !ok {
 		t.Fatalf("want Quiesced, got %s %+v", q.Kind(), q.Payload)
 	}
-	if !f.svc.sessions.Has(qp.BackupID) {
+	if !f.svc.sessions.Has(backupKey(qp.BackupRef)) {
 		t.Fatal("the lock session is not held after Quiesced")
 	}
 	if got := client.received(); len(got) != 1 || !strings.Contains(got[0], "FLUSH TABLES") {
@@ -89,7 +89,7 @@ func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
 	}
 	if client.die != nil {
 		close(client.die)
-		lost := f.svc.sessions.Sessions(qp.BackupID)[0].Lost()
+		lost := f.svc.sessions.Sessions(backupKey(qp.BackupRef))[0].Lost()
 		select {
 		case <-lost:
 		case <-time.After(5 * time.Second):
@@ -100,7 +100,7 @@ func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
 		t.Fatal(err)
 	}
 	evs := col.Until(10*time.Second, events.IsTerminal)
-	if f.svc.sessions.Has(qp.BackupID) {
+	if f.svc.sessions.Has(backupKey(qp.BackupRef)) {
 		t.Error("the lock session is still registered after the resume")
 	}
 	return evs

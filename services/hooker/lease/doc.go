@@ -24,9 +24,19 @@
 // Renewal never moves the Deadline: the freeze cap counts from AcquiredAt and
 // a redelivered request that re-acquires its own lease gets the original
 // Deadline back. Keep gives up with [ErrStalled] when no renewal succeeded
-// for [Config.StaleAfter]: by then the watchdogs consider the lease stale, and
-// a holder cut off from NATS cannot hear their UnlockRequested, so it should
-// resume the application itself.
+// for half of [Config.StaleAfter]: a holder cut off from NATS cannot hear the
+// watchdogs' UnlockRequested, so it resumes the application itself, and at
+// half the period no watchdog may yet have taken the freeze over.
+//
+// # States and ends
+//
+// A lease is a live freeze (events.Freeze): freezing, frozen, resuming, each
+// change a compare-and-set ([Hold.SetState]) that refuses moves the state
+// machine does not have. Its Epoch, the revision that created the key, is
+// the freeze's fencing token. A freeze ends with [Hold.End]: its end
+// (events.FreezeEnd) is recorded in the backups bucket, then the lease is
+// deleted; [Store.Acquire] refuses a backup whose end is recorded
+// ([ErrEnded]), so no backup is frozen twice.
 //
 // # No key TTL
 //

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
 // Hold is a lease held by this process. Its methods are safe for concurrent
@@ -18,15 +20,18 @@ type Hold struct {
 	s   *Store
 	key string
 
-	mu       sync.Mutex
-	l        Lease
-	rev      uint64
+	mu  sync.Mutex
+	l   Lease
+	rev uint64
+	// epoch is the fencing token, written into the lease from the first
+	// write after the Create (the Create cannot know its own revision).
+	epoch    uint64
 	released bool
 	lost     error
 }
 
-func (s *Store) newHold(k string, l Lease, rev uint64) *Hold {
-	return &Hold{s: s, key: k, l: l, rev: rev}
+func (s *Store) newHold(k string, l Lease, rev, epoch uint64) *Hold {
+	return &Hold{s: s, key: k, l: l, rev: rev, epoch: epoch}
 }
 
 // Lease returns the lease as last written by this holder.
@@ -36,6 +41,13 @@ func (h *Hold) Lease() Lease {
 	return h.l
 }
 
+// Epoch is the freeze's fencing token: the revision that created the key.
+func (h *Hold) Epoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.epoch
+}
+
 // Revision returns the key revision of the last write.
 func (h *Hold) Revision() uint64 {
 	h.mu.Lock()
@@ -43,22 +55,31 @@ func (h *Hold) Revision() uint64 {
 	return h.rev
 }
 
-// SetState records where the freeze is (StateFrozen after the pre-hook,
-// StateResuming before the post-hook). ErrLost if the lease is gone.
+// SetState moves the freeze to st (StateFrozen after the pre-hook,
+// StateResuming before the post-hook, StateFrozen again after a failed
+// post-hook), a compare-and-set on the key: ErrLost if the lease is gone or
+// changed hands, in which case this holder must not act on the freeze any
+// more. A transition the state machine does not allow is refused.
 func (h *Hold) SetState(ctx context.Context, st State) error {
-	if !st.valid() {
+	if !st.Valid() {
 		return fmt.Errorf("set lease state: unknown state %q", st)
 	}
-	return h.write(ctx, func(l *Lease) { l.State = st })
+	return h.write(ctx, func(l *Lease) error {
+		if !allowed(l.State, st) {
+			return fmt.Errorf("set lease state of %s: %s to %s is not a transition", l.Workload, l.State, st)
+		}
+		l.State = st
+		return nil
+	})
 }
 
 // Renew rewrites RenewedAt. ErrLost if the lease is gone; other errors are
 // transient.
 func (h *Hold) Renew(ctx context.Context) error {
-	return h.write(ctx, func(*Lease) {})
+	return h.write(ctx, func(*Lease) error { return nil })
 }
 
-func (h *Hold) write(ctx context.Context, change func(*Lease)) error {
+func (h *Hold) write(ctx context.Context, change func(*Lease) error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.released {
@@ -68,7 +89,10 @@ func (h *Hold) write(ctx context.Context, change func(*Lease)) error {
 		return h.lost
 	}
 	next := h.l
-	change(&next)
+	next.Epoch = h.epoch
+	if err := change(&next); err != nil {
+		return err
+	}
 	next.RenewedAt = now()
 	data, err := json.Marshal(next)
 	if err != nil {
@@ -92,7 +116,7 @@ func (h *Hold) write(ctx context.Context, change func(*Lease)) error {
 			return h.lost
 		case gerr != nil:
 			return fmt.Errorf("write lease of %s: %w", h.l.Workload, gerr)
-		case cur.BackupID != h.l.BackupID || cur.Holder != h.l.Holder || !cur.AcquiredAt.Equal(h.l.AcquiredAt):
+		case cur.BackupID != h.l.BackupID || cur.Holder != h.l.Holder || !cur.AcquiredAt.Equal(h.l.AcquiredAt) || (cur.Epoch != 0 && cur.Epoch != h.epoch):
 			h.lost = fmt.Errorf("%w: %s is now held by backup %s on replica %s", ErrLost, h.l.Workload, cur.BackupID, cur.Holder)
 			return h.lost
 		}
@@ -103,9 +127,11 @@ func (h *Hold) write(ctx context.Context, change func(*Lease)) error {
 
 // Keep renews the lease every RenewEvery until ctx ends or the hold is
 // released (then it returns nil), the lease is lost (ErrLost), or no renewal
-// succeeded for StaleAfter (ErrStalled): the watchdogs may then be unlocking
-// the workload, and a holder that cannot reach NATS will not hear about it,
-// so it should resume the application itself.
+// succeeded for half of StaleAfter (ErrStalled). A holder that cannot reach
+// NATS will not hear the watchdogs' unlocks, so it should resume the
+// application itself; at half the stale period no watchdog may yet have
+// taken the freeze over and let another backup freeze the workload, so that
+// resume cannot thaw someone else's freeze.
 func (h *Hold) Keep(ctx context.Context) error {
 	cfg := h.s.cfg
 	t := time.NewTicker(cfg.RenewEvery)
@@ -127,7 +153,7 @@ func (h *Hold) Keep(ctx context.Context) error {
 			return nil
 		case errors.Is(err, ErrLost):
 			return err
-		case time.Since(lastOK) >= cfg.StaleAfter:
+		case time.Since(lastOK) >= cfg.StaleAfter/2:
 			return fmt.Errorf("%w: no renewal of %s for %s: %w", ErrStalled, h.key, time.Since(lastOK).Round(time.Millisecond), err)
 		}
 	}
@@ -139,8 +165,22 @@ func (h *Hold) isReleased() bool {
 	return h.released
 }
 
-// Release ends the freeze: it deletes the lease if this backup still holds
-// it. Releasing twice, or a lease already gone, is not an error.
+// End ends the freeze: it records end (events.FreezeEnd) in the backups
+// bucket, then deletes the lease. In that order: a backup whose lease is
+// gone has always ended, so Acquire can refuse it. Ending twice is not an
+// error; the first end recorded stays.
+func (h *Hold) End(ctx context.Context, end events.FreezeEnd) error {
+	l := h.Lease()
+	end.BackupID, end.Workload, end.Epoch = l.BackupID, l.Workload, h.Epoch()
+	if err := h.s.End(ctx, end); err != nil {
+		return err
+	}
+	return h.Release(ctx)
+}
+
+// Release deletes the lease if this backup still holds it, without
+// recording an end: only for a lease under which nothing ran (see End).
+// Releasing twice, or a lease already gone, is not an error.
 func (h *Hold) Release(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

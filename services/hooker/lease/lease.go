@@ -13,57 +13,57 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
-// DefaultBucket is the key-value bucket that holds the freeze leases.
-const DefaultBucket = "freezeframe-freezes"
+// DefaultBucket is the key-value bucket that holds the live freezes.
+const DefaultBucket = events.FreezesBucket
 
 // heartbeatKey is where watchdogs write their heartbeats. Workload keys
 // always start with a DNS label, never with '_'.
 const heartbeatKey = "_watchdog"
 
-// State is where a freeze is.
-type State string
+// Lease is a live freeze: the value of a workload's key (events.Freeze, the
+// one definition of the record).
+type Lease = events.Freeze
 
-// States of a freeze.
+// State is where a live freeze is (events.FreezeState).
+type State = events.FreezeState
+
+// States of a live freeze.
 const (
-	// StateFreezing: the lease is taken, the pre-hook runs.
-	StateFreezing State = "freezing"
-	// StateFrozen: the pre-hook succeeded, the application is frozen.
-	StateFrozen State = "frozen"
-	// StateResuming: the post-hook runs.
-	StateResuming State = "resuming"
+	StateFreezing = events.FreezeFreezing
+	StateFrozen   = events.FreezeFrozen
+	StateResuming = events.FreezeResuming
 )
 
-func (s State) valid() bool {
-	return s == StateFreezing || s == StateFrozen || s == StateResuming
+// transitions lists the state changes a holder may make; anything else is
+// a bug in the caller, refused before it reaches the bucket. Writing the
+// state a lease already has is a renewal.
+var transitions = map[State][]State{
+	StateFreezing: {StateFrozen, StateResuming},
+	StateFrozen:   {StateResuming},
+	// Back to frozen when the post-hook failed: the freeze is still on, and
+	// the watchdogs must keep asking for a resume.
+	StateResuming: {StateFrozen},
 }
 
-// Lease is the value stored for a frozen (or freezing) workload.
-type Lease struct {
-	BackupID string          `json:"backupId"`
-	Workload events.Workload `json:"workload"`
-	// Holder is the hooker replica that runs the hooks and renews the lease.
-	Holder string `json:"holder"`
-	State  State  `json:"state"`
-	// AcquiredAt is when the lease was taken, just before the pre-hook.
-	AcquiredAt time.Time `json:"acquiredAt"`
-	// Deadline is the hard freeze cap: AcquiredAt plus the maximum freeze.
-	// It never moves.
-	Deadline time.Time `json:"deadline"`
-	// RenewedAt is the holder's clock at its last renewal, for humans; the
-	// watchdog judges staleness by revision changes on its own clock.
-	RenewedAt time.Time `json:"renewedAt"`
+func allowed(from, to State) bool {
+	if from == to {
+		return true
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
 }
 
-// MaxFreeze is the freeze cap the lease was taken with.
-func (l Lease) MaxFreeze() time.Duration { return l.Deadline.Sub(l.AcquiredAt) }
-
-func (l Lease) validate() error {
+func validate(l Lease) error {
 	var errs []error
 	errs = append(errs, events.ValidateBackupID(l.BackupID), l.Workload.Validate())
 	if l.Holder == "" {
 		errs = append(errs, errors.New("holder: required"))
 	}
-	if !l.State.valid() {
+	if !l.State.Valid() {
 		errs = append(errs, fmt.Errorf("state %q: want freezing, frozen or resuming", l.State))
 	}
 	if !l.Deadline.After(l.AcquiredAt) {
@@ -84,7 +84,21 @@ var (
 	// ErrStalled: renewals kept failing for StaleAfter; the watchdogs may
 	// already be unlocking.
 	ErrStalled = errors.New("freeze lease renewals stalled")
+	// ErrEnded: the backup's freeze has ended (see EndedError); it is never
+	// frozen again.
+	ErrEnded = errors.New("backup's freeze has ended")
 )
+
+// EndedError says how a backup's freeze ended. It matches ErrEnded.
+type EndedError struct{ End events.FreezeEnd }
+
+func (e *EndedError) Error() string {
+	return fmt.Sprintf("backup %s of %s ended at %s (%s): it is never frozen again",
+		e.End.BackupID, e.End.Workload, e.End.EndedAt.UTC().Format(time.RFC3339), e.End.Reason)
+}
+
+// Unwrap makes an EndedError match ErrEnded.
+func (e *EndedError) Unwrap() error { return ErrEnded }
 
 // HeldError says who holds a workload's lease. It matches ErrHeld.
 type HeldError struct {
@@ -120,6 +134,11 @@ type Config struct {
 	// watchdog calls it stale (default 10s). It should ride out a stream
 	// leader election.
 	StaleAfter time.Duration
+	// EndedTTL is how long the end of a freeze is remembered, so that a
+	// redelivered or replayed request of that backup never freezes again
+	// (default 30 days: the event stream's default age, past which no
+	// request can be redelivered).
+	EndedTTL time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -135,17 +154,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StaleAfter == 0 {
 		c.StaleAfter = 10 * time.Second
 	}
+	if c.EndedTTL == 0 {
+		c.EndedTTL = 30 * 24 * time.Hour
+	}
 	if c.RenewEvery < 0 || c.StaleAfter < 2*c.RenewEvery {
 		return c, fmt.Errorf("lease config: StaleAfter (%s) must be at least twice RenewEvery (%s)", c.StaleAfter, c.RenewEvery)
 	}
 	return c, nil
 }
 
-// Store reads and writes freeze leases.
+// Store reads and writes freeze leases, and the ends of freezes.
 type Store struct {
-	js  jetstream.JetStream
-	kv  jetstream.KeyValue
-	cfg Config
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	ended jetstream.KeyValue
+	cfg   Config
 }
 
 // Open creates or updates the bucket and returns a store over it.
@@ -164,7 +187,18 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Store{js: js, kv: kv, cfg: cfg}, nil
+	ended, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      events.BackupsBucket,
+		Description: "freezeframe ended freezes: one key per backup, so that none is frozen twice",
+		History:     1,
+		TTL:         cfg.EndedTTL,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open backups bucket %s: %w", events.BackupsBucket, err)
+	}
+	return &Store{js: js, kv: kv, ended: ended, cfg: cfg}, nil
 }
 
 // Bind returns a store over an existing bucket without creating or
@@ -179,29 +213,39 @@ func Bind(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, e
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Store{js: js, kv: kv, cfg: cfg}, nil
+	s := &Store{js: js, kv: kv, cfg: cfg}
+	if ended, err := js.KeyValue(ctx, events.BackupsBucket); err == nil {
+		s.ended = ended // absent on a hooker older than the bucket: Ended then says ErrNotEnded
+	}
+	return s, nil
 }
 
 // Config returns the store's configuration, defaults applied.
 func (s *Store) Config() Config { return s.cfg }
 
-// key returns the lease key of a workload, with its kind normalised so
-// that every spelling of a workload maps to one lease.
+// key returns the lease key of a workload (events.FreezeKey), and the
+// workload with its kind normalised.
 func key(w events.Workload) (events.Workload, string, error) {
 	if k, err := events.NormalizeKind(w.Kind); err == nil {
 		w.Kind = k
 	}
-	if err := w.Validate(); err != nil {
+	k, err := events.FreezeKey(w)
+	if err != nil {
 		return w, "", fmt.Errorf("lease key: %w", err)
 	}
-	return w, w.Key(), nil
+	return w, k, nil
 }
 
 func now() time.Time { return time.Now().UTC().Round(0) }
 
 // Acquire takes the workload's lease for l.BackupID. l needs BackupID,
 // Workload, Holder and Deadline; AcquiredAt defaults to now and State to
-// StateFreezing.
+// StateFreezing. The hold's Epoch is the revision that created the key.
+//
+// A backup whose freeze has ended is refused with an *EndedError
+// (ErrEnded), also when the lease was taken meanwhile: the end is written
+// before the lease is deleted, so checking it after the Create cannot miss
+// an end that made the Create possible.
 //
 // If the same backup already holds the lease on the same holder (a
 // redelivered request), Acquire returns a Hold on the existing lease, with
@@ -224,17 +268,28 @@ func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
 	if l.State == "" {
 		l.State = StateFreezing
 	}
-	if err := l.validate(); err != nil {
+	if err := validate(l); err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
 	}
 	data, err := json.Marshal(l)
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
 	}
+	ref := events.BackupRef{BackupID: l.BackupID, Workload: w}
+	if err := s.refuseEnded(ctx, ref); err != nil {
+		return nil, err
+	}
 	for attempt := range acquireAttempts {
 		rev, err := s.kv.Create(ctx, k, data)
 		if err == nil {
-			return s.newHold(k, l, rev), nil
+			h := s.newHold(k, l, rev, rev)
+			if err := s.refuseEnded(ctx, ref); err != nil {
+				if rerr := h.Release(context.WithoutCancel(ctx)); rerr != nil {
+					return nil, errors.Join(err, rerr)
+				}
+				return nil, err
+			}
+			return h, nil
 		}
 		if !isConflict(err) {
 			return nil, fmt.Errorf("acquire lease of %s: %w", w, err)
@@ -255,11 +310,53 @@ func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
 			return nil, fmt.Errorf("acquire lease of %s: %w", w, err)
 		}
 		if cur.BackupID == l.BackupID && cur.Holder == l.Holder {
-			return s.newHold(k, cur, curRev), nil
+			return s.newHold(k, cur, curRev, cur.Epoch), nil
 		}
 		return nil, &HeldError{Lease: cur, Revision: curRev, Requester: l.BackupID}
 	}
 	return nil, fmt.Errorf("acquire lease of %s: it kept changing hands", w)
+}
+
+// refuseEnded returns an *EndedError when ref's freeze has ended.
+func (s *Store) refuseEnded(ctx context.Context, ref events.BackupRef) error {
+	end, err := s.Ended(ctx, ref)
+	switch {
+	case err == nil:
+		return &EndedError{End: end}
+	case errors.Is(err, events.ErrNotEnded):
+		return nil
+	}
+	return fmt.Errorf("acquire lease of %s: %w", ref.Workload, err)
+}
+
+// Ended returns how ref's freeze ended, or events.ErrNotEnded.
+func (s *Store) Ended(ctx context.Context, ref events.BackupRef) (events.FreezeEnd, error) {
+	if s.ended == nil {
+		return events.FreezeEnd{}, fmt.Errorf("backup %s: %w (no %s bucket)", ref.BackupID, events.ErrNotEnded, events.BackupsBucket)
+	}
+	return events.ReadFreezeEnd(ctx, s.ended, ref)
+}
+
+// End records how a backup's freeze ended, for a backup that holds no
+// lease (it failed before freezing, or its lease is gone already). The
+// first end recorded stays: a second call keeps it and returns nil.
+func (s *Store) End(ctx context.Context, end events.FreezeEnd) error {
+	ref := events.BackupRef{BackupID: end.BackupID, Workload: end.Workload}
+	k, err := events.FreezeEndKey(ref)
+	if err != nil {
+		return err
+	}
+	if end.EndedAt.IsZero() {
+		end.EndedAt = now()
+	}
+	data, err := json.Marshal(end)
+	if err != nil {
+		return fmt.Errorf("record end of backup %s: %w", end.BackupID, err)
+	}
+	if _, err := s.ended.Create(ctx, k, data); err != nil && !isConflict(err) {
+		return fmt.Errorf("record end of backup %s: %w", end.BackupID, err)
+	}
+	return nil
 }
 
 // TakeOver makes holder the holder of backupID's lease, in StateResuming,
@@ -289,7 +386,7 @@ func (s *Store) TakeOver(ctx context.Context, w events.Workload, backupID, holde
 		}
 		nrev, err := s.kv.Update(ctx, k, data, rev)
 		if err == nil {
-			return s.newHold(k, cur, nrev), nil
+			return s.newHold(k, cur, nrev, cur.Epoch), nil
 		}
 		if !isConflict(err) {
 			return nil, fmt.Errorf("take over lease of %s: %w", w, err)

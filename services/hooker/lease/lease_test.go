@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
@@ -301,8 +302,9 @@ func TestKeep(t *testing.T) {
 			if !errors.Is(err, lease.ErrStalled) {
 				t.Fatalf("Keep: %v, want ErrStalled", err)
 			}
-			if el := time.Since(start); el < testCfg.StaleAfter-testCfg.RenewEvery {
-				t.Fatalf("gave up after %s, before StaleAfter %s", el, testCfg.StaleAfter)
+			// Half the stale period: before any watchdog may take over.
+			if el := time.Since(start); el < testCfg.StaleAfter/2-testCfg.RenewEvery {
+				t.Fatalf("gave up after %s, before half of StaleAfter %s", el, testCfg.StaleAfter)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Keep did not give up within 10s")
@@ -398,5 +400,49 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		if err := h.Release(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A backup whose freeze ended is never frozen again, also once its lease is
+// gone; the end recorded first stays.
+func TestEndedBackupIsNeverAcquiredAgain(t *testing.T) {
+	_, s := newStore(t)
+	ctx := t.Context()
+	w := workload("redis")
+	h := acquire(t, s, newLease("b-1", w, "hooker-1", time.Minute))
+	if h.Epoch() == 0 || h.Epoch() != h.Revision() {
+		t.Fatalf("epoch %d, want the creating revision %d", h.Epoch(), h.Revision())
+	}
+	if err := h.SetState(ctx, lease.StateFrozen); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Get(ctx, w); err != nil || got.Epoch != h.Epoch() {
+		t.Fatalf("stored lease %+v %v: want epoch %d", got, err, h.Epoch())
+	}
+	if err := h.SetState(ctx, lease.StateFreezing); err == nil {
+		t.Fatal("frozen → freezing was allowed")
+	}
+	if err := h.End(ctx, events.FreezeEnd{Succeeded: true, Reason: events.ResumeAfterSnapshot, Resumed: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, w); !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("lease after End: %v", err)
+	}
+	_, err := s.Acquire(ctx, newLease("b-1", w, "hooker-2", time.Minute))
+	var ended *lease.EndedError
+	if !errors.As(err, &ended) || !ended.End.Succeeded || ended.End.Epoch != h.Epoch() {
+		t.Fatalf("Acquire of an ended backup = %v, want an EndedError with its end", err)
+	}
+	if _, _, err := s.Get(ctx, w); !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("a refused Acquire left a lease: %v", err)
+	}
+	// Another backup of the workload, and the same id on another workload, go on.
+	acquire(t, s, newLease("b-2", w, "hooker-1", time.Minute))
+	acquire(t, s, newLease("b-1", workload("cache"), "hooker-1", time.Minute))
+	if err := s.End(ctx, events.FreezeEnd{BackupID: "b-1", Workload: w, Reason: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := s.Ended(ctx, events.BackupRef{BackupID: "b-1", Workload: w}); err != nil || end.Reason != events.ResumeAfterSnapshot {
+		t.Fatalf("end after a second End: %+v %v, want the first kept", end, err)
 	}
 }
