@@ -98,6 +98,13 @@ demo: sandbox-build ## the main job: a sandbox, Redis under writes, a backup end
 	@echo "building the demo"; cd test/e2e && GOWORK=off $(GO) build -o $(BIN)/demo ./cmd/demo
 	@$(BIN)/demo $(DEMO_FLAGS)
 
+CHAOS_ROWS ?=
+
+.PHONY: chaos
+chaos: build sandbox-build ## crash matrix: the bin/ services as separate processes on a standalone nats-server, each SIGKILLed at each step of a backup (restarted or not), redelivery and 2-replica rows; one table, fails on a violated invariant (~20 min); CHAOS_ROWS=hooker runs the matching rows
+	@cd test/e2e/chaos && FREEZEFRAME_CHAOS=1 FREEZEFRAME_CHAOS_ROWS='$(CHAOS_ROWS)' FREEZEFRAME_CHAOS_BIN=$(BIN) \
+		GOWORK=off $(GO) test -count=1 -timeout 90m -run '^TestChaosMatrix$$'
+
 .PHONY: sandbox-build
 sandbox-build: ## build the sandbox's Kubernetes binaries and helm once (~15 min cold on 2 cores, cached in ~/.cache/freezeframe) and apt-install kubectl, redis, mariadb, postgresql if missing
 	@$(SANDBOX)/build.sh >/dev/null

@@ -4,14 +4,19 @@ go 1.26.0
 
 replace (
 	github.com/freezeframe/freezeframe/pkg/events => ../../pkg/events
+	github.com/freezeframe/freezeframe/pkg/service => ../../pkg/service
+	github.com/freezeframe/freezeframe/pkg/workload => ../../pkg/workload
+	github.com/freezeframe/freezeframe/services/notifier => ../../services/notifier
 	github.com/freezeframe/freezeframe/test/sandbox => ../sandbox
 )
 
 require (
 	github.com/freezeframe/freezeframe/pkg/events v0.0.0-00010101000000-000000000000
+	github.com/freezeframe/freezeframe/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/test/sandbox v0.0.0-00010101000000-000000000000
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.7.0
 	github.com/nats-io/nats.go v1.55.0
+	github.com/nats-io/nuid v1.0.1
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
@@ -54,7 +59,6 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
-	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
 	github.com/segmentio/asm v1.1.3 // indirect
 	github.com/segmentio/encoding v0.5.4 // indirect
@@ -64,7 +68,6 @@ require (
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
-	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect

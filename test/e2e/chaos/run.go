@@ -1,0 +1,602 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/services/notifier/slack/slacktest"
+	"github.com/freezeframe/freezeframe/test/e2e/consistency"
+	"github.com/freezeframe/freezeframe/test/e2e/harness"
+	"github.com/freezeframe/freezeframe/test/sandbox"
+)
+
+// Config configures Run.
+type Config struct {
+	Cluster *sandbox.Cluster
+	// BinDir holds the scheduler, hooker, snapshotter and notifier binaries.
+	BinDir string
+	// NATSServer is the nats-server binary (EnsureNATSServer).
+	NATSServer string
+	// WorkDir holds one directory per row: NATS store, service logs.
+	WorkDir string
+	// Slack is the local Slack the notifier posts to.
+	Slack *slacktest.Server
+	// MaxFreeze is HOOKER_MAX_FREEZE, the cap; 5s when zero.
+	MaxFreeze time.Duration
+	// Namespace of the Redis workload; "chaos" when empty.
+	Namespace string
+	Log       *slog.Logger
+}
+
+// The services' timing, low so that a crash is recovered from within seconds.
+const (
+	ackWait         = 2 * time.Second
+	leaseStaleAfter = 1500 * time.Millisecond
+	snapshotStall   = 3 * time.Second
+	// notifierAckWait is the notifier's (fixed) redelivery delay: a message
+	// lost or doubled by a crash shows only after it.
+	notifierAckWait = 10 * time.Second
+)
+
+// Result is what one row found.
+type Result struct {
+	Row      Row
+	BackupID string
+	// FrozenFor is the longest gap between two acknowledged writes, as the
+	// writer saw it (a write pending at the end counts until then).
+	FrozenFor time.Duration
+	// Hooks counts the hook runs from the marker files.
+	Hooks string
+	// Violations are the invariants the row broke; NA those it could not
+	// check (a service it needs stayed down).
+	Violations []string
+	NA         []string
+	// Err says the row could not run; it counts as a failure.
+	Err error
+	Dir string
+}
+
+// OK reports whether the row ran and broke no invariant.
+func (r Result) OK() bool { return r.Err == nil && len(r.Violations) == 0 }
+
+// Run deploys the Redis workload and runs each row in turn; each gets its own
+// NATS and services. onResult, when not nil, sees each result as it comes.
+func Run(ctx context.Context, cfg Config, rows []Row, onResult func(Result)) ([]Result, error) {
+	if cfg.MaxFreeze == 0 {
+		cfg.MaxFreeze = 5 * time.Second
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "chaos"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	markers := filepath.Join(cfg.WorkDir, "markers")
+	if err := os.MkdirAll(markers, 0o755); err != nil {
+		return nil, fmt.Errorf("run chaos: %w", err)
+	}
+	app, err := deployApp(ctx, cfg.Cluster, cfg.Namespace, markers)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, app: app, markers: markers, webhook: cfg.Slack.Webhook("chaos", nuid.Next())}
+	var out []Result
+	for i, row := range rows {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		start := time.Now()
+		cfg.Log.InfoContext(ctx, "row start", "row", i, "what", row.String())
+		res := e.runRow(ctx, i, row)
+		cfg.Log.InfoContext(ctx, "row done", "row", i, "what", row.String(), "took", time.Since(start).Round(100*time.Millisecond),
+			"ok", res.OK(), "violations", res.Violations, "err", res.Err)
+		out = append(out, res)
+		if onResult != nil {
+			onResult(res)
+		}
+	}
+	return out, nil
+}
+
+type env struct {
+	cfg     Config
+	app     *sandbox.Database
+	markers string
+	webhook string
+}
+
+// bound is the writer-observed freeze the cap allows: MaxFreeze from
+// Quiesced, plus the hooks' own sleeps (the pre-hook's after the pause, the
+// post-hook's before the unpause) and a second and a half for execs and the
+// watchdog's tick.
+func (e *env) bound() time.Duration { return e.cfg.MaxFreeze + 2*HookSleep + 1500*time.Millisecond }
+
+// rowRun is the state of one row.
+type rowRun struct {
+	e      *env
+	row    Row
+	dir    string
+	nats   *NATSServer
+	proxy  *harness.APIProxy
+	svcs   []*Service
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	client *events.Client
+	obs    *Observer
+	writer *consistency.Writer
+	id     string
+	reqErr chan error
+
+	kills       []kill
+	down        map[string]bool // services killed and not restarted
+	unpausedAt  time.Time       // when the harness undid a pause nobody else could
+	violations  []string
+	na          []string
+	lastFault   time.Time
+	baseline    baseline
+	republished bool
+}
+
+type kill struct {
+	service string
+	at      time.Time
+}
+
+type baseline struct {
+	pre       int
+	snapshots int
+	held      int
+	at        time.Time
+}
+
+func (r *rowRun) violate(format string, args ...any) {
+	r.violations = append(r.violations, fmt.Sprintf(format, args...))
+}
+
+func (e *env) runRow(ctx context.Context, i int, row Row) Result {
+	r := &rowRun{e: e, row: row, dir: filepath.Join(e.cfg.WorkDir, fmt.Sprintf("row%02d", i)), down: map[string]bool{}, id: events.NewBackupID()}
+	res := Result{Row: row, Dir: r.dir, BackupID: r.id}
+	defer r.tearDown(ctx)
+	if err := r.setUp(ctx); err != nil {
+		res.Err = err
+		return res
+	}
+	var err error
+	switch row.kind {
+	case kindKill:
+		err = r.runKill(ctx)
+	case kindRedeliver:
+		err = r.runRedeliver(ctx)
+	case kindStopHolder:
+		err = r.runStopHolder(ctx)
+	case kindHoldCut:
+		err = r.runHoldCut(ctx)
+	}
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.FrozenFor, res.Hooks, err = r.check(ctx)
+	res.Violations, res.NA, res.Err = r.violations, r.na, err
+	return res
+}
+
+func (r *rowRun) setUp(ctx context.Context) error {
+	for _, d := range []string{r.dir, r.e.markers} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("set up row: %w", err)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("set up row: %w", err)
+		}
+	}
+	if err := unpause(ctx, r.e.app.Server); err != nil {
+		return err
+	}
+	var err error
+	if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
+		return err
+	}
+	if r.proxy, err = harness.StartAPIProxy(r.e.cfg.Cluster.Config, r.dir); err != nil {
+		return err
+	}
+	hookers := []string{"hooker"}
+	if r.row.kind == kindStopHolder {
+		hookers = []string{"hooker-a", "hooker-b"}
+	}
+	type spec struct{ kind, name string }
+	specs := []spec{{Scheduler, Scheduler}}
+	for _, h := range hookers {
+		specs = append(specs, spec{Hooker, h})
+	}
+	specs = append(specs, spec{Snapshotter, Snapshotter}, spec{Notifier, Notifier})
+	// Started together: each waits for its own readiness. The first to
+	// create the stream wins; the others update it to the same config.
+	var wg sync.WaitGroup
+	r.svcs = make([]*Service, len(specs))
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		wg.Go(func() {
+			r.svcs[i], errs[i] = StartService(ctx, ServiceOptions{Kind: s.kind, Name: s.name, BinDir: r.e.cfg.BinDir, LogDir: r.dir, Env: r.serviceEnv(s.kind, s.name)})
+		})
+	}
+	wg.Wait()
+	r.svcs = slices.DeleteFunc(r.svcs, func(s *Service) bool { return s == nil })
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if r.nc, err = nats.Connect(r.nats.URL(), nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond)); err != nil {
+		return fmt.Errorf("connect nats: %w", err)
+	}
+	if r.js, err = jetstream.New(r.nc); err != nil {
+		return fmt.Errorf("connect jetstream: %w", err)
+	}
+	if r.client, err = events.NewClient(r.nc, events.WithSource("/freezeframe/chaos")); err != nil {
+		return err
+	}
+	if r.obs, err = Observe(r.nc); err != nil {
+		return err
+	}
+	if r.writer, err = consistency.StartRedisWriter(ctx, redisAddr(r.e.app.Server), r.e.app.Password, "chaos:"+r.id, time.Millisecond); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return r.writer.WaitAcked(wctx, 50)
+}
+
+func (r *rowRun) serviceEnv(kind, name string) []string {
+	env := []string{"NATS_URL=" + r.nats.URL(), "CLUSTER=chaos", "KUBECONFIG=" + r.e.cfg.Cluster.Kubeconfig}
+	switch kind {
+	case Scheduler:
+		env = append(env, "POLICIES=false")
+	case Hooker:
+		env = append(env, "MAX_FREEZE="+r.e.cfg.MaxFreeze.String(), "ACK_WAIT="+ackWait.String(),
+			"LEASE_RENEW_EVERY=250ms", "LEASE_STALE_AFTER="+leaseStaleAfter.String(),
+			"SNAPSHOT_STALL_AFTER="+snapshotStall.String(), "WATCHDOG_TICK=100ms",
+			"POD_NAME="+name, "HOOK_TIMEOUT=20s")
+	case Snapshotter:
+		// The snapshotter goes through the proxy, which can hold its cut.
+		env = append(env, "KUBECONFIG="+r.proxy.Kubeconfig, "ACK_WAIT="+ackWait.String(),
+			"PROGRESS_EVERY=250ms", "REPLICA="+name, "RETRY_MAX_DELAY=500ms")
+	case Notifier:
+		env = append(env, "SLACK_WEBHOOK_URL="+r.e.webhook)
+	}
+	return env
+}
+
+func (r *rowRun) tearDown(ctx context.Context) {
+	if r.writer != nil {
+		_, _ = r.writer.Stop(time.Second)
+	}
+	if r.obs != nil {
+		r.obs.Close()
+	}
+	if r.nc != nil {
+		r.nc.Close()
+	}
+	if r.proxy != nil {
+		_ = r.proxy.Close()
+	}
+	var wg sync.WaitGroup
+	for _, s := range r.svcs {
+		wg.Go(func() { _ = s.Stop(ctx, 5*time.Second) })
+	}
+	wg.Wait()
+	if r.nats != nil {
+		_ = r.nats.Stop(ctx, 5*time.Second)
+	}
+	// A hooker killed while frozen leaves the pause behind.
+	_ = unpause(ctx, r.e.app.Server)
+}
+
+func (r *rowRun) service(name string) *Service {
+	for _, s := range r.svcs {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// request asks the scheduler for the backup without waiting for its reply: a
+// scheduler killed at the request leaves the client retrying.
+func (r *rowRun) request(ctx context.Context) {
+	r.reqErr = make(chan error, 1)
+	req := events.BackupRequested{
+		BackupRef: events.BackupRef{BackupID: r.id, Workload: events.Workload{
+			Cluster: "chaos", Namespace: r.e.app.Namespace, Kind: events.KindDeployment, Name: r.e.app.Workload}},
+		RequestedBy: "chaos",
+	}
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err := r.client.RequestBackup(rctx, req)
+		r.reqErr <- err
+	}()
+}
+
+// waitStep waits until the backup reaches step.
+func (r *rowRun) waitStep(ctx context.Context, step Step) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	switch step {
+	case StepRequested:
+		_, err = r.obs.WaitKind(ctx, r.id, events.KindRequested)
+	case StepPreHook:
+		_, err = WaitMarker(ctx, r.e.markers, PreHook)
+	case StepQuiesced:
+		_, err = r.obs.WaitKind(ctx, r.id, events.KindQuiesced)
+	case StepCut:
+		err = poll(ctx, time.Hour, 10*time.Millisecond, "the snapshot create held", func() (bool, error) {
+			now, _ := r.proxy.Held()
+			return now > 0, nil
+		})
+	case StepSnapshotted:
+		_, err = r.obs.WaitKind(ctx, r.id, events.KindSnapshotted)
+	case StepPostHook:
+		_, err = WaitMarker(ctx, r.e.markers, PostHook)
+	case StepResumed:
+		_, err = r.obs.WaitKind(ctx, r.id, events.KindResumed)
+	default:
+		err = fmt.Errorf("unknown step %q", step)
+	}
+	return err
+}
+
+func (r *rowRun) runKill(ctx context.Context) error {
+	svc := r.service(r.row.Service)
+	if svc == nil {
+		return fmt.Errorf("no service %s", r.row.Service)
+	}
+	if r.row.Step == StepCut {
+		r.proxy.Hold(harness.IsSnapshotCreate)
+	}
+	r.request(ctx)
+	if err := r.waitStep(ctx, r.row.Step); err != nil {
+		r.violate("step %q never reached (%v)", r.row.Step, err)
+	} else {
+		if err := svc.Kill(ctx); err != nil {
+			return err
+		}
+		r.kills = append(r.kills, kill{svc.Name, time.Now()})
+		r.lastFault = time.Now()
+	}
+	if r.row.Step == StepCut {
+		r.proxy.Release()
+	}
+	if r.row.Restart {
+		if err := svc.Restart(ctx); err != nil {
+			return err
+		}
+	} else if len(r.kills) > 0 {
+		r.down[svc.Kind] = true
+	}
+	return r.waitEnd(ctx)
+}
+
+// waitEnd waits for the backup to end: complete (events.Completion), or its
+// freeze ended (events.IsTerminal) when no snapshotter is left to make it
+// ready. With no hooker left nothing can end it: then it waits out the cap,
+// and undoes the pause itself.
+func (r *rowRun) waitEnd(ctx context.Context) error {
+	if r.down[Hooker] {
+		wait := r.e.bound() + 2*time.Second
+		err := poll(ctx, wait, 100*time.Millisecond, "terminal event", func() (bool, error) {
+			_, done := r.ended()
+			return done, nil
+		})
+		if err != nil {
+			r.unpausedAt = time.Now()
+			if err := unpause(ctx, r.e.app.Server); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := poll(ctx, 60*time.Second, 50*time.Millisecond, "backup end", func() (bool, error) {
+		terminal, complete := r.ended()
+		return complete || (terminal && r.down[Snapshotter]), nil
+	})
+	if err != nil {
+		r.violate("backup not ended within 60s: %v", r.kindsSeen())
+	}
+	return nil
+}
+
+// ended reports whether the backup's freeze ended, and whether it is complete,
+// from the events seen so far.
+func (r *rowRun) ended() (terminal, complete bool) {
+	var c events.Completion
+	for _, s := range r.obs.Seen(r.id) {
+		if events.IsTerminal(s.Event) {
+			terminal = true
+		}
+		if c.Observe(s.Event) {
+			complete = true
+		}
+	}
+	return terminal, complete
+}
+
+func (r *rowRun) kindsSeen() []events.Kind {
+	var out []events.Kind
+	for _, s := range r.obs.Seen(r.id) {
+		out = append(out, s.Event.Kind())
+	}
+	return out
+}
+
+func (r *rowRun) runHoldCut(ctx context.Context) error {
+	r.proxy.Hold(harness.IsSnapshotCreate)
+	r.request(ctx)
+	if err := r.waitStep(ctx, StepCut); err != nil {
+		r.violate("step %q never reached (%v)", StepCut, err)
+	}
+	// Held until the watchdog ended the freeze, then let through.
+	tctx, cancel := context.WithTimeout(ctx, r.e.bound()+30*time.Second)
+	defer cancel()
+	if _, err := r.obs.WaitKind(tctx, r.id, events.KindResumed); err != nil {
+		r.violate("no Resumed while the cut was held: %v", r.kindsSeen())
+	}
+	r.proxy.Release()
+	r.lastFault = time.Now()
+	return r.waitEnd(ctx)
+}
+
+func (r *rowRun) runStopHolder(ctx context.Context) error {
+	r.request(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	q, err := r.obs.WaitKind(qctx, r.id, events.KindQuiesced)
+	if err != nil {
+		r.violate("step %q never reached (%v)", StepQuiesced, err)
+		return r.waitEnd(ctx)
+	}
+	holder := q.Event.Payload.(*events.Quiesced).Holder
+	svc := r.service(holder)
+	if svc == nil {
+		return fmt.Errorf("quiesced by %q, not one of the hooker replicas", holder)
+	}
+	if err := svc.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// Stopped past its lease: until the other replica ended the freeze (or
+	// long past the cap if it does not).
+	stopped := time.Now()
+	_ = poll(ctx, r.e.bound()+10*time.Second, 50*time.Millisecond, "the other replica ends the freeze", func() (bool, error) {
+		terminal, _ := r.ended()
+		return terminal && time.Since(stopped) > 2*leaseStaleAfter, nil
+	})
+	if err := svc.Signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	r.lastFault = time.Now()
+	return r.waitEnd(ctx)
+}
+
+func (r *rowRun) runRedeliver(ctx context.Context) error {
+	if r.row.FailedBase {
+		// Held for good: the watchdog fails the backup; a create after
+		// that would be held too, and counted.
+		r.proxy.Hold(harness.IsSnapshotCreate)
+	}
+	r.request(ctx)
+	if err := r.waitEnd(ctx); err != nil {
+		return err
+	}
+	if len(r.violations) > 0 {
+		return nil
+	}
+	// Let the ending settle (a snapshot of a failed backup deleted, a
+	// successful one's cut recorded) before taking the baseline.
+	if err := r.settleSnapshots(ctx); err != nil {
+		return err
+	}
+	if err := r.takeBaseline(ctx); err != nil {
+		return err
+	}
+	n, err := r.republish(ctx, events.Kind(r.row.Redeliver))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("no %s event of backup %s to redeliver (%v)", r.row.Redeliver, r.id, r.kindsSeen())
+	}
+	r.republished = true
+	r.lastFault = time.Now()
+	return nil
+}
+
+func (r *rowRun) takeBaseline(ctx context.Context) error {
+	ms, err := Markers(r.e.markers)
+	if err != nil {
+		return err
+	}
+	snaps, err := r.snapshots(ctx)
+	if err != nil {
+		return err
+	}
+	_, held := r.proxy.Held()
+	r.baseline = baseline{pre: countPhase(ms, PreHook), snapshots: len(snaps), held: held, at: time.Now()}
+	return nil
+}
+
+// republish publishes again every stored event of kind of the backup, with a
+// new Nats-Msg-Id so that the stream's duplicate window keeps it, exactly as
+// a redelivery the services must tolerate.
+func (r *rowRun) republish(ctx context.Context, kind events.Kind) (int, error) {
+	subjects, err := events.Filter{BackupID: r.id, Kinds: []events.Kind{kind}}.Subjects()
+	if err != nil {
+		return 0, err
+	}
+	cons, err := r.js.OrderedConsumer(ctx, events.DefaultStream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+	if err != nil {
+		return 0, fmt.Errorf("read %s events: %w", kind, err)
+	}
+	batch, err := cons.FetchNoWait(100)
+	if err != nil {
+		return 0, fmt.Errorf("read %s events: %w", kind, err)
+	}
+	var msgs []*nats.Msg
+	for m := range batch.Messages() {
+		out := nats.NewMsg(m.Subject())
+		for k, v := range m.Headers() {
+			out.Header[k] = slices.Clone(v)
+		}
+		out.Header.Set(jetstream.MsgIDHeader, out.Header.Get("ce-id")+".chaos-redelivery."+nuid.Next())
+		out.Data = m.Data()
+		msgs = append(msgs, out)
+	}
+	if err := batch.Error(); err != nil {
+		return 0, fmt.Errorf("read %s events: %w", kind, err)
+	}
+	for _, m := range msgs {
+		ack, err := r.js.PublishMsg(ctx, m)
+		if err != nil {
+			return 0, fmt.Errorf("republish %s: %w", m.Subject, err)
+		}
+		if ack.Duplicate {
+			return 0, fmt.Errorf("republish %s: dropped as a duplicate", m.Subject)
+		}
+	}
+	return len(msgs), nil
+}
+
+func countPhase(ms []Marker, phase string) int {
+	n := 0
+	for _, m := range ms {
+		if m.Phase == phase {
+			n++
+		}
+	}
+	return n
+}
+
+// hooksSummary says how often each hook ran.
+func hooksSummary(ms []Marker) string {
+	return fmt.Sprintf("pre %d, post %d", countPhase(ms, PreHook), countPhase(ms, PostHook))
+}
+
+func (r *rowRun) logTails() string {
+	var b strings.Builder
+	for _, s := range r.svcs {
+		fmt.Fprintf(&b, "--- %s (%s)\n%s\n", s.Name, s.Log, logTail(s.Log, 20))
+	}
+	return b.String()
+}
