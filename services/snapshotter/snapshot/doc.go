@@ -14,6 +14,20 @@
 // once; one not cut within CutTimeout, or before the Quiesced event's freeze
 // deadline, fails it too.
 //
+// # Only inside a freeze
+//
+// The hooker publishes Quiesced once the freeze record says frozen, with the
+// freeze's epoch (its fencing token). Before it creates anything, the
+// snapshotter checks that the record still says frozen at that epoch; a
+// Quiesced that is late, redelivered after the backup ended, or forged is
+// terminated with the reason, and nothing is cut or deleted. After the cut
+// it checks again: the hooker moves the record to resuming before any
+// post-hook runs, so a record still frozen proves the freeze held through
+// the cut. Otherwise the snapshots are deleted and the backup fails (step
+// snapshot, "the freeze ended before the cut was confirmed"), unless the
+// backup already ended with success through another delivery. See
+// fence.go.
+//
 // # Idempotence
 //
 // Snapshot names are derived from the backup id and the claim
@@ -32,6 +46,16 @@
 // statefulsets, list on pods, and create, get, list and watch on
 // volumesnapshots.snapshot.storage.k8s.io (list and watch in all
 // namespaces, for the shared informer).
+//
+// # Retention
+//
+// Readiness waits briefly for the backup's end (events.FreezeEnd, recorded
+// by the hooker right after the resume). A backup whose freeze ended in
+// failure after its cut has its snapshots deleted and no SnapshotReady.
+// Retention keeps the newest SnapshotsToKeep backups that are ready and
+// ended with success; backups not ended (or from before the end was
+// recorded) are never deleted and never counted, and a failed backup's
+// leftover snapshots are deleted.
 //
 // # Retries
 //

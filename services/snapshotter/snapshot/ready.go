@@ -41,7 +41,15 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 	if err != nil {
 		return s.failReady(ctx, sn, err, log)
 	}
-	pruned, perr := s.prune(ctx, sn, log)
+	end, ended := s.endOf(ctx, sn.BackupRef, endWait)
+	if ended && !end.Succeeded {
+		// Cut inside the freeze, but the backup failed (an unlock came
+		// before the resume it asked for): not a backup to keep or count.
+		log.WarnContext(ctx, "the backup failed after its cut; its snapshots are deleted", "reason", end.Reason)
+		s.discard(ctx, sn.BackupRef, log)
+		return nil
+	}
+	pruned, perr := s.prune(ctx, sn, ended, log)
 	if perr != nil {
 		// The backup itself is good; retention is tried again after the
 		// workload's next backup.
@@ -250,20 +258,51 @@ func (s *Service) backupsOf(w events.Workload) []backup {
 	return out
 }
 
+// endWait is how long readiness waits for the backup's end before
+// applying retention: the hooker records it right after the resume, within
+// milliseconds of Snapshotted.
+const endWait = 2 * time.Second
+
+// endOf waits up to wait for ref's freeze to end; false when it has not
+// (or the record cannot be read).
+func (s *Service) endOf(ctx context.Context, ref events.BackupRef, wait time.Duration) (events.FreezeEnd, bool) {
+	deadline := time.Now().Add(wait)
+	for {
+		end, err := s.book.Ended(ctx, ref)
+		if err == nil {
+			return end, true
+		}
+		if time.Now().After(deadline) {
+			return events.FreezeEnd{}, false
+		}
+		select {
+		case <-ctx.Done():
+			return events.FreezeEnd{}, false
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
 // prune applies the retention of sn's workload: it keeps the newest
-// SnapshotsToKeep complete backups (every snapshot ready) and deletes the
-// snapshots of older complete ones. A backup in flight (being cut, or not
-// ready yet, here or on another replica) is never deleted and does not
-// count; neither does a failed one, whose snapshots are deleted when it
-// fails.
-func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, log *slog.Logger) ([]string, error) {
+// SnapshotsToKeep complete backups and deletes the snapshots of older
+// complete ones. Complete means every snapshot ready and the freeze ended
+// with success (the freeze record says so): only those are consistent. A
+// backup in flight (being cut, not ready, not ended, here or on another
+// replica) is never deleted and does not count; a backup whose freeze ended
+// in failure never counts, and its leftover snapshots are deleted. This
+// backup counts only when it has ended well (thisEnded), so that a backup
+// that turns out failed never costs an older good one.
+func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, thisEnded bool, log *slog.Logger) ([]string, error) {
 	keep := sn.SnapshotsToKeep
 	if keep <= 0 {
 		return nil, nil
 	}
 	var pruned []string
 	var errs []error
-	kept := 1 // this backup
+	kept := 0
+	if thisEnded {
+		kept = 1
+	}
 	for _, b := range s.backupsOf(sn.Workload) {
 		// This backup is kept, wherever the caches (which may not have
 		// caught up with the readiness the wait just saw) place it.
@@ -271,6 +310,18 @@ func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, log *slog.L
 			continue
 		}
 		if !b.complete || s.inFlight.has(b.id) {
+			continue
+		}
+		end, err := s.book.Ended(ctx, events.BackupRef{BackupID: b.id, Workload: sn.Workload})
+		if err != nil {
+			continue // not ended, or unknown: never deleted, never counted
+		}
+		if !end.Succeeded {
+			if err := s.deleteBackup(ctx, b); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			log.InfoContext(ctx, "deleted the snapshots of a failed backup", "failed_backup", b.id, "snapshots", b.names(), "reason", end.Reason)
 			continue
 		}
 		if kept < keep {

@@ -90,6 +90,9 @@ type Service struct {
 	inFlight  inFlight
 	metrics   metrics
 	progress  *progressReporter
+	// book reads the freeze record: the snapshotter cuts only inside a
+	// freeze (fence.go).
+	book *events.FreezeBook
 	// initErr is an error building the watches, reported by Run.
 	initErr error
 }
@@ -178,7 +181,8 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	// A readiness wait holds nothing frozen and picks up where it was on
 	// redelivery: no reason to delay a shutdown for it.
 	ready.ShutdownGrace = readyShutdownGrace
-	s.progress = &progressReporter{js: js, replica: s.cfg.Replica, every: s.cfg.ProgressEvery, log: s.log}
+	s.book = events.NewFreezeBook(js, "")
+	s.progress = &progressReporter{book: s.book, replica: s.cfg.Replica, every: s.cfg.ProgressEvery, log: s.log}
 	cutCons, err := events.NewConsumer(ctx, js, cuts, s.handle, s.log)
 	if err != nil {
 		return err
@@ -211,14 +215,31 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	if !ok {
 		return events.Permanent(fmt.Errorf("handle %s event: the snapshotter handles quiesced only", ev.Kind()))
 	}
-	log := s.log.With("backup_id", q.BackupID, "workload", q.Workload.String())
+	log := s.log.With("backup_id", q.BackupID, "workload", q.Workload.String(), "epoch", q.FreezeEpoch)
 	defer s.inFlight.add(q.BackupID)()
 	received := time.Now()
+	if err := s.checkFrozen(ctx, q); err != nil {
+		if errors.Is(err, events.ErrNotFrozen) {
+			// Late, redelivered or forged: nothing is cut, nothing deleted.
+			log.WarnContext(ctx, "not cutting: the application is not frozen for this backup", "err", err)
+			return events.Permanent(err)
+		}
+		return s.fail(ctx, q, err, log)
+	}
 	stopProgress := s.progress.start(ctx, q)
 	out, err := s.snapshot(ctx, q, log)
 	stopProgress()
 	if err != nil {
 		return s.fail(ctx, q, err, log)
+	}
+	if err := s.checkFrozen(ctx, q); err != nil {
+		if s.endedWell(ctx, q.BackupRef) {
+			return nil // another delivery of this Quiesced finished the backup
+		}
+		if !errors.Is(err, events.ErrNotFrozen) {
+			return s.fail(ctx, q, err, log)
+		}
+		return s.fail(ctx, q, fmt.Errorf("%w: %w", errFreezeEnded, err), log)
 	}
 	out.SnapshotsToKeep = q.SnapshotsToKeep
 	if out.SnapshotsToKeep == 0 {
@@ -441,7 +462,7 @@ func (s *Service) fail(ctx context.Context, q *events.Quiesced, err error, log *
 	// A snapshot cut after the application was resumed would look like a
 	// good backup and not be one: whatever this backup created goes, once
 	// the resume is under way.
-	s.discard(pctx, q.BackupRef, log)
+	s.discardUnlessGood(pctx, q.BackupRef, log)
 	return nil
 }
 

@@ -43,6 +43,8 @@ var cutTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // env is one snapshotter against an embedded JetStream and fake clusters.
 type env struct {
+	// epochs are the freezes quiesce recorded, by backup id.
+	epochs map[string]uint64
 	t      *testing.T
 	js     jetstream.JetStream
 	client *events.Client
@@ -92,6 +94,8 @@ func start(t *testing.T, o options) *env {
 
 	e.ctrl = &o.ctrl
 	e.ctrl.start(ctx, t, e.snaps, &wg)
+	// The hooker ends each freeze once resumed; retention reads those ends.
+	eventstest.StandInHooker(ctx, t, client, js)
 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc := snapshot.New(o.cfg, snapshot.Deps{Workloads: workload.NewResolver(e.kube), Snapshots: e.snaps, Kube: e.kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
@@ -114,6 +118,17 @@ func (e *env) quiesce(backupID string, mod func(*events.Quiesced), opts ...event
 	}
 	if mod != nil {
 		mod(q)
+	}
+	if q.FreezeEpoch == 0 {
+		// Frozen, as the hooker records it before it publishes Quiesced; a
+		// copy of an earlier Quiesced carries that freeze's epoch.
+		if e.epochs == nil {
+			e.epochs = map[string]uint64{}
+		}
+		if _, ok := e.epochs[backupID]; !ok {
+			e.epochs[backupID] = eventstest.Freeze(e.t, e.js, q.BackupRef)
+		}
+		q.FreezeEpoch = e.epochs[backupID]
 	}
 	if _, _, err := e.hooker.Publish(e.t.Context(), q, opts...); err != nil {
 		e.t.Fatal(err)
@@ -451,14 +466,18 @@ func TestDuplicateQuiescedCreatesNothingTwice(t *testing.T) {
 	if ev := e.outcome("bk-dup"); ev.Kind() != events.KindSnapshotted {
 		t.Fatalf("got %s %+v, want snapshotted", ev.Kind(), ev.Payload)
 	}
+	book := events.NewFreezeBook(e.js, "")
+	poll(t, "the freeze of bk-dup ended", func() bool {
+		return errors.Is(book.CheckFrozen(t.Context(), events.BackupRef{BackupID: "bk-dup", Workload: db}, 0), events.ErrNotFrozen)
+	})
 	e.quiesce("bk-dup", nil, events.WithID("bk-dup.quiesced.copy2"))
 	e.settled()
 
 	if n := len(e.snapshots()); n != 2 {
 		t.Errorf("%d volumesnapshots, want 2", n)
 	}
-	if n := e.creates(); n != 6 {
-		t.Errorf("%d create calls, want 6 (every copy tried each claim, AlreadyExists reused)", n)
+	if n := e.creates(); n != 4 {
+		t.Errorf("%d create calls, want 4 (both copies during the freeze tried each claim, AlreadyExists reused; none after it ended)", n)
 	}
 	if n := e.count(events.KindSnapshotted, "bk-dup"); n != 1 {
 		t.Errorf("%d Snapshotted, want 1", n)
