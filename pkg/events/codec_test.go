@@ -70,7 +70,7 @@ func TestCodecRoundTripAndPercentEncoding(t *testing.T) {
 	if back.CloudEvent.Subject() != `shop/deployment/redis "x" 100% ✗` || back.Payload.(*events.BackupFailed).Reason != `exit 3: "lock" ✗` {
 		t.Errorf("round trip changed the event: %s %+v", back.CloudEvent.Subject(), back.Payload)
 	}
-	if back.CloudEvent.ID() != "bk-enc.failed.quiesce" {
+	if back.CloudEvent.ID() != "dev.shop.deployment.redis_cache.bk-enc.failed.quiesce" {
 		t.Errorf("id %q", back.CloudEvent.ID())
 	}
 }

@@ -87,7 +87,7 @@ func TestRoundTripThroughStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("event not on its documented subject: %v", err)
 	}
-	if msg.Header.Get("ce-type") != events.TypeQuiesced || msg.Header.Get("Nats-Msg-Id") != "bk-1.quiesced" {
+	if msg.Header.Get("ce-type") != events.TypeQuiesced || msg.Header.Get("Nats-Msg-Id") != "dev.shop.deployment.redis_cache.bk-1.quiesced" {
 		t.Errorf("binary-mode headers: %v", msg.Header)
 	}
 	_ = nc
