@@ -57,7 +57,7 @@ func cmdUnlock(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	l, _, err := store.Get(ctx, w)
+	l, rev, err := store.Get(ctx, w)
 	if errors.Is(err, lease.ErrNotHeld) {
 		return fmt.Errorf("%s is not frozen: no backup holds its freeze lease", w)
 	}
@@ -72,19 +72,23 @@ func cmdUnlock(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return exitError{1}
 		}
 	}
+	backup := events.BackupRef{BackupID: l.BackupID, Workload: l.Workload}
 	u := &events.UnlockRequested{
-		BackupRef: events.BackupRef{BackupID: l.BackupID, Workload: l.Workload},
+		BackupRef: backup,
 		Reason:    events.ResumeOperator, RequestedBy: osUser(), Holder: l.Holder,
+		FreezeRevision: rev,
 	}
-	// Its own id: an earlier unlock of this backup (the watchdog's) must not
-	// make the stream drop this one as a duplicate.
-	id := fmt.Sprintf("%s.unlock-requested.operator-%d", l.BackupID, time.Now().UnixNano())
+	// Its own id: an earlier unlock of this freeze revision (the watchdog's)
+	// must not make the stream drop this one as a duplicate.
+	id := events.DefaultID(u) + ".operator"
 	if _, _, err := events.NewPublisher(js, "/freezeframe/cli").Publish(ctx, u, events.WithID(id)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "unlock of backup %s requested by %s; waiting for the resume\n", l.BackupID, u.RequestedBy)
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	// The lease held names a live freeze (a backup is frozen at most once),
+	// so its terminal event is this freeze's; the end record confirms it.
 	last, err := client.Wait(wctx, l.BackupID, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "freezeframe: %v\n", err)
@@ -93,6 +97,12 @@ func cmdUnlock(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fmt.Fprintf(stdout, "%s  %-16s %s\n", last.Time().Local().Format("15:04:05.000"), last.Kind(), describe(last))
 	if last.Kind() != events.KindResumed {
 		return exitError{1} // the post-hook failed: the application may still be frozen
+	}
+	// The end is recorded before Resumed is published: without it, that
+	// Resumed was not this freeze's.
+	if end, err := store.Ended(wctx, backup); err != nil || !end.Resumed {
+		fmt.Fprintf(stderr, "freezeframe: the freeze of backup %s has not ended: %v\n", l.BackupID, err)
+		return exitError{1}
 	}
 	return nil
 }

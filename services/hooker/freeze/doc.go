@@ -2,6 +2,16 @@
 // blueprint's backupPrehook in the application's pods, and resumes it by
 // running backupPosthook.
 //
+// # Lifecycle
+//
+// A backup's freeze is one record (lease package, events.Freeze) moved
+// requested → freezing → frozen → resuming → ended by compare-and-set
+// transitions; lifecycle.go opens with the design and its invariants, and
+// each transition has its file: freeze.go, resume.go, takeover.go,
+// unlock.go. A backup is frozen at most once, a snapshot is cut only while
+// the record says frozen at the Quiesced's epoch, and only the replica
+// holding the record runs a post-hook.
+//
 // # When the post-hook runs
 //
 // Once any pre-hook phase has started, the post-hook runs: after
