@@ -175,7 +175,10 @@ func (c *Client) Subscribe(ctx context.Context, f Filter, opts SubscribeOptions)
 			yield(Event{}, fmt.Errorf("subscribe: %w", err))
 			return
 		}
-		msgs, err := cons.Messages()
+		// A short heartbeat: a consumer lost with its node (a stream leader
+		// failing over) is noticed and recreated from the last event seen
+		// within about two heartbeats, not the default ten seconds.
+		msgs, err := cons.Messages(jetstream.PullHeartbeat(subscribeHeartbeat))
 		if err != nil {
 			yield(Event{}, fmt.Errorf("subscribe: %w", err))
 			return
@@ -281,3 +284,6 @@ func (c *Client) List(ctx context.Context, f Filter, opts SubscribeOptions) ([]E
 		}
 	}
 }
+
+// subscribeHeartbeat is the idle heartbeat of a subscription's consumer.
+const subscribeHeartbeat = time.Second

@@ -3,8 +3,6 @@ package lease_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,38 +10,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
 // startCluster runs three JetStream nodes on loopback, shut down with the test.
-func startCluster(t *testing.T) []*server.Server {
-	t.Helper()
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	var nodes []*server.Server
-	for i, p := range ports {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "leases", Host: "127.0.0.1", Port: p},
-		}
-		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		ns, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go ns.Start()
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("node %d not ready", i)
-		}
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		nodes = append(nodes, ns)
-	}
-	return nodes
-}
+func startCluster(t *testing.T) []*server.Server { return eventstest.NewCluster(t, 3) }
 
 // On a replicated bucket a lost compare-and-set carries error code 10164,
 // not the 10071 that jetstream.ErrKeyExists matches.

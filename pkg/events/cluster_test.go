@@ -1,0 +1,135 @@
+package events_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
+)
+
+// A client's Wait (what `freezeframe backup --wait` and `events --follow`
+// run on) survives the loss of the node it is attached to: it sees the
+// backup end through another node.
+func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
+	nodes := eventstest.NewCluster(t, 3)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	admin, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	adminJS, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream jetstream.Stream
+	eventstest.Eventually(t, 30*time.Second, "an R3 stream (cluster formed)", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		stream, err = events.EnsureStream(ctx, adminJS, events.StreamConfig{Replicas: 3})
+		return err == nil
+	})
+	// The worst node to lose: the stream's leader, with the waiter attached
+	// to it (and its consumer placed on it).
+	var lost int
+	eventstest.Eventually(t, 30*time.Second, "a stream leader", func() bool {
+		info, err := stream.Info(t.Context())
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+			return false
+		}
+		for i, n := range nodes {
+			if n.Name() == info.Cluster.Leader {
+				lost = i
+				return true
+			}
+		}
+		return false
+	})
+	order := []string{urls[lost]}
+	var others []string
+	for i, u := range urls {
+		if i != lost {
+			others = append(others, u)
+		}
+	}
+	order = append(order, others...)
+	waiterConn, err := nats.Connect(strings.Join(order, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(waiterConn.Close)
+	pubConn, err := nats.Connect(strings.Join(others, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pubConn.Close)
+	pubJS, err := jetstream.New(pubConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := events.NewClient(waiterConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := events.NewPublisher(pubJS, "/test")
+	ref := events.BackupRef{BackupID: "bk-failover", Workload: events.Workload{Cluster: "c", Namespace: "shop", Kind: events.KindDeployment, Name: "redis"}}
+	publish := func(p events.Payload) {
+		t.Helper()
+		eventstest.Eventually(t, 30*time.Second, "publish "+p.EventType(), func() bool {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			_, _, err := pub.Publish(ctx, p)
+			return err == nil
+		})
+	}
+	publish(&events.BackupRequested{BackupRef: ref})
+	publish(&events.Quiesced{BackupRef: ref, QuiescedAt: time.Now()})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	seen := make(chan events.Kind, 16)
+	done := make(chan error, 1)
+	var last events.Event
+	go func() {
+		var err error
+		last, err = client.Wait(ctx, ref.BackupID, func(e events.Event) { seen <- e.Kind() })
+		done <- err
+	}()
+	for _, want := range []events.Kind{events.KindRequested, events.KindQuiesced} {
+		select {
+		case k := <-seen:
+			if k != want {
+				t.Fatalf("saw %s, want %s", k, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the waiter did not see %s", want)
+		}
+	}
+	if url := waiterConn.ConnectedUrl(); url != urls[lost] {
+		t.Fatalf("the waiter is attached to %s, want the leader (%s)", url, urls[lost])
+	}
+	nodes[lost].Shutdown()
+	nodes[lost].WaitForShutdown()
+	publish(&events.Snapshotted{BackupRef: ref, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}})
+	publish(&events.Resumed{BackupRef: ref, ResumedAt: time.Now(), Reason: events.ResumeAfterSnapshot, Succeeded: true})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait after its node was lost: %v", err)
+		}
+		if last.Kind() != events.KindResumed {
+			t.Fatalf("Wait returned %s, want resumed", last.Kind())
+		}
+	case <-ctx.Done():
+		t.Fatal("Wait never saw the backup end after its node was lost")
+	}
+}
