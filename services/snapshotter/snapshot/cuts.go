@@ -77,10 +77,23 @@ func errorMessage(e *snapv1.VolumeSnapshotError) string {
 	switch {
 	case e == nil:
 		return ""
+	case e.Message != nil && isControllerConflict(*e.Message):
+		// The snapshot controller lost an optimistic-concurrency race on
+		// its own object and retries: not the storage failing the snapshot.
+		return ""
 	case e.Message != nil && *e.Message != "":
 		return *e.Message
 	}
 	return "no message"
+}
+
+// isControllerConflict reports a status error that only says the snapshot
+// controller's update of its own object hit a newer version (the API
+// server's conflict message). The controller retries it; seen on the
+// sandbox under load as "snapshot controller failed to update ... the
+// object has been modified". The status error carries no code, only text.
+func isControllerConflict(msg string) bool {
+	return strings.Contains(msg, "the object has been modified; please apply your changes to the latest version")
 }
 
 // volumeSnapshotContentStatus reports a VolumeSnapshotContent as the status
