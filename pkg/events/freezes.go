@@ -225,7 +225,9 @@ func (b *FreezeBook) buckets(ctx context.Context) (live, ended jetstream.KeyValu
 
 // CheckFrozen returns nil when ref's freeze is frozen at epoch (any epoch
 // when epoch is zero), a *NotFrozenError (ErrNotFrozen) when it is not, or
-// another error when the record cannot be read.
+// another error when the record cannot be read. A record still freezing,
+// as created at epoch, counts as frozen for a Quiesced of that epoch: the
+// hooker publishes Quiesced while it writes frozen.
 func (b *FreezeBook) CheckFrozen(ctx context.Context, ref BackupRef, epoch uint64) error {
 	live, ended, err := b.buckets(ctx)
 	if err != nil {
@@ -253,12 +255,18 @@ func (b *FreezeBook) CheckFrozen(ctx context.Context, ref BackupRef, epoch uint6
 	switch {
 	case f.BackupID != ref.BackupID:
 		return notFrozen("the workload is held by backup " + f.BackupID)
-	case epoch != 0 && f.Epoch != epoch:
-		return notFrozen("the workload is held by another freeze of this backup (epoch " + strconv.FormatUint(f.Epoch, 10) + ")")
-	case f.State != FreezeFrozen:
-		return notFrozen("its freeze is " + string(f.State))
+	case epoch != 0 && f.Epoch == 0 && e.Revision() != epoch, epoch != 0 && f.Epoch != 0 && f.Epoch != epoch:
+		// Epoch zero: the key has not been written since its Create, whose
+		// revision is the epoch.
+		return notFrozen("the workload is held by another freeze of this backup")
+	case f.State == FreezeFrozen:
+		return nil
+	case f.State == FreezeFreezing && epoch != 0:
+		// The hooker publishes Quiesced while it writes frozen: a Quiesced
+		// at this epoch proves the pre-hook succeeded.
+		return nil
 	}
-	return nil
+	return notFrozen("its freeze is " + string(f.State))
 }
 
 // Ended returns how ref's freeze ended, or ErrNotEnded.

@@ -71,20 +71,26 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		return s.resumeHeld(ctx, o, events.ResumeAfterPrehookFailed, &events.BackupFailed{BackupRef: req.BackupRef, Step: events.StepQuiesce, Reason: err.Error(), ResumePending: true})
 	}
 
-	// freezing → frozen, before Quiesced: the snapshotter cuts only while
-	// the record says frozen at this epoch.
-	if err := hold.SetState(ctx, lease.StateFrozen); err != nil {
+	// freezing → frozen, while Quiesced goes out: a Quiesced at this epoch
+	// exists only once the pre-hook succeeded, so the snapshotter takes
+	// freezing at its epoch as frozen, and the write costs the freeze no
+	// round trip. The turn is held until it is done, so no resume can
+	// overtake it.
+	marked := make(chan error, 1)
+	go func() { marked <- hold.SetState(ctx, lease.StateFrozen) }()
+	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
+		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
+	perr := s.publishOnce(ctx, q)
+	if err := <-marked; err != nil {
 		if errors.Is(err, lease.ErrLost) {
 			s.lose(ctx, o, err)
 			return nil
 		}
 		return s.resumeUnannounced(ctx, o, fmt.Errorf("mark freeze frozen: %w", err))
 	}
-	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
-		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
-	if err := s.publishOnce(ctx, q); err != nil {
+	if perr != nil {
 		// Nobody will snapshot what nobody heard of: unfreeze now.
-		return s.resumeUnannounced(ctx, o, err)
+		return s.resumeUnannounced(ctx, o, perr)
 	}
 	log.InfoContext(ctx, "quiesced", "hooks", len(hooks), "freeze_deadline", q.FreezeDeadline)
 	return nil
