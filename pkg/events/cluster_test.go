@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,85 @@ func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("Wait never saw the backup end after its node was lost")
+	}
+}
+
+// A service's durable consumer goes on after the node leading it is lost:
+// an event published after the loss is handled. The delay is logged (how
+// long a frozen application waits through a failover), not asserted.
+func TestConsumerSurvivesTheLossOfItsLeader(t *testing.T) {
+	nodes := eventstest.NewCluster(t, 3)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.Eventually(t, 30*time.Second, "an R3 stream (cluster formed)", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
+		return err == nil
+	})
+	handled := make(chan time.Time, 16)
+	cons, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "snapshotter", Kinds: []events.Kind{events.KindQuiesced}},
+		func(context.Context, events.Event) error { handled <- time.Now(); return nil }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pub := events.NewPublisher(js, "/test")
+	publish := func(id string) time.Time {
+		t.Helper()
+		ref := events.BackupRef{BackupID: id, Workload: events.Workload{Cluster: "c", Namespace: "shop", Kind: events.KindDeployment, Name: "db"}}
+		var at time.Time
+		eventstest.Eventually(t, 30*time.Second, "publish "+id, func() bool {
+			pctx, pcancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer pcancel()
+			at = time.Now()
+			_, _, err := pub.Publish(pctx, &events.Quiesced{BackupRef: ref, QuiescedAt: time.Now()})
+			return err == nil
+		})
+		return at
+	}
+	publish("bk-before")
+	select {
+	case <-handled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the consumer handled nothing before the loss")
+	}
+	info, err := js.Consumer(t.Context(), events.DefaultStream, "snapshotter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := info.Info(t.Context())
+	if err != nil || ci.Cluster == nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	var lostAt time.Time
+	for _, n := range nodes {
+		if n.Name() == ci.Cluster.Leader {
+			n.Shutdown()
+			n.WaitForShutdown()
+			lostAt = time.Now()
+		}
+	}
+	at := publish("bk-after")
+	select {
+	case got := <-handled:
+		t.Logf("consumer leader %s lost: an event published %s later was handled %s after its publish (%s after the loss)",
+			ci.Cluster.Leader, at.Sub(lostAt).Round(time.Millisecond), got.Sub(at).Round(time.Millisecond), got.Sub(lostAt).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("the consumer handled nothing after its leader was lost")
 	}
 }
