@@ -131,7 +131,9 @@ func (h *Hold) write(ctx context.Context, change func(*Lease) error) error {
 // NATS will not hear the watchdogs' unlocks, so it should resume the
 // application itself; at half the stale period no watchdog may yet have
 // taken the freeze over and let another backup freeze the workload, so that
-// resume cannot thaw someone else's freeze.
+// resume cannot thaw someone else's freeze. A process that did not run for
+// the whole stale period (stopped, paused) gets ErrLost instead: by then a
+// watchdog may have acted, and resuming blind could thaw another freeze.
 func (h *Hold) Keep(ctx context.Context) error {
 	cfg := h.s.cfg
 	t := time.NewTicker(cfg.RenewEvery)
@@ -153,6 +155,12 @@ func (h *Hold) Keep(ctx context.Context) error {
 			return nil
 		case errors.Is(err, ErrLost):
 			return err
+		case time.Since(lastOK) >= cfg.StaleAfter:
+			// This process did not run for the whole stale period (paused,
+			// stopped, starved): a watchdog may have taken the freeze over
+			// and another backup frozen the workload since. Resuming blind
+			// could thaw that freeze; the watchdogs resume this one.
+			return fmt.Errorf("%w: no renewal of %s for %s, past the stale period: presumed taken over: %w", ErrLost, h.key, time.Since(lastOK).Round(time.Millisecond), err)
 		case time.Since(lastOK) >= cfg.StaleAfter/2:
 			return fmt.Errorf("%w: no renewal of %s for %s: %w", ErrStalled, h.key, time.Since(lastOK).Round(time.Millisecond), err)
 		}
