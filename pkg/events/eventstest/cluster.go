@@ -17,7 +17,7 @@ func NewCluster(t testing.TB, n int) []*server.Server {
 	ports := make([]int, n)
 	var routes []string
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = FreePort(t)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
 	}
 	var nodes []*server.Server
@@ -42,7 +42,8 @@ func NewCluster(t testing.TB, n int) []*server.Server {
 	return nodes
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

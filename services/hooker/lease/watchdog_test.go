@@ -2,7 +2,6 @@ package lease_test
 
 import (
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -202,7 +201,7 @@ func TestWatchdogManyLeases(t *testing.T) {
 // NATS restart must not turn every healthy freeze into an unlock.
 func TestWatchdogBlindDuringOutage(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := eventstest.FreePort(t)
 	start := func() *embedded.Server {
 		srv, err := embedded.Start(embedded.Options{StoreDir: dir, Port: port, ServerName: "outage"})
 		if err != nil {
@@ -256,14 +255,4 @@ func TestWatchdogBlindDuringOutage(t *testing.T) {
 	if got := rec.forBackup("b-1"); len(got) != 0 {
 		t.Fatalf("fired for b-1: %+v", got[0].st)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )
 
 // These tests hold FLUSH TABLES WITH READ LOCK in a real MariaDB, through a
@@ -153,7 +154,7 @@ func startMariaDB(t *testing.T) *mariadb {
 	// The port is free when picked, but another process may take it before
 	// mariadbd binds it: try again with another.
 	for attempt := 1; ; attempt++ {
-		m.port = freePort(t)
+		m.port = eventstest.FreePort(t)
 		errLog := filepath.Join(dir, fmt.Sprintf("err-%d.log", attempt))
 		cmd := exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data,
 			"--bind-address=127.0.0.1", "--port=" + strconv.Itoa(m.port),
@@ -190,16 +191,6 @@ func startMariaDB(t *testing.T) *mariadb {
 	}
 	t.Logf("mariadbd ready on 127.0.0.1:%d in %s", m.port, time.Since(began).Round(time.Millisecond))
 	return m
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // waitReady polls the server until it answers, it exits, or d passes.
