@@ -31,7 +31,9 @@ type Config struct {
 }
 
 func (c Config) leaseConfig() lease.Config {
-	return lease.Config{Bucket: c.LeaseBucket, Replicas: c.NATS.StreamReplicas, RenewEvery: c.LeaseRenewEvery, StaleAfter: c.LeaseStaleAfter}
+	// Ends are remembered as long as the events that could replay a
+	// request are kept.
+	return lease.Config{Bucket: c.LeaseBucket, Replicas: c.NATS.StreamReplicas, RenewEvery: c.LeaseRenewEvery, StaleAfter: c.LeaseStaleAfter, EndedTTL: c.NATS.StreamMaxAge}
 }
 
 func (c Config) replica() string {
