@@ -65,6 +65,9 @@ func FuzzRender(f *testing.F) {
 		checkSecret := len(secret) >= 3 && !strings.Contains(Redacted, string(secret)) && isAlnum(secret)
 		rendered, err := ph.RenderArgs(p)
 		if err != nil {
+			if rendered != nil {
+				t.Fatalf("RenderArgs returned %v with its error %v", rendered, err)
+			}
 			checkError(t, err, secret, checkSecret)
 			return
 		}
@@ -76,8 +79,13 @@ func FuzzRender(f *testing.F) {
 		if !strings.Contains(tmpl, "{{") && out != tmpl {
 			t.Fatalf("literal %q rendered as %q", tmpl, out)
 		}
-		if _, err := ph.ExecSpec(rendered); err != nil {
+		if spec, err := ph.ExecSpec(rendered); err != nil {
+			if spec.Namespace != "" || spec.Pods != nil || spec.Containers != nil || spec.Command != nil || spec.Timeout != 0 {
+				t.Fatalf("ExecSpec returned %+v with its error %v", spec, err)
+			}
 			checkError(t, err, secret, checkSecret)
+		} else if spec.Namespace != "cache" || len(spec.Pods) != 1 || spec.Pods[0] != strings.TrimSpace(pod) || len(spec.Command) != 3 || spec.Command[2] != out {
+			t.Fatalf("ExecSpec %+v from pod %q and command %q", spec, pod, out)
 		}
 		kv, err := ParseOutput(stdout)
 		if err != nil {
