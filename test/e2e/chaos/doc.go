@@ -20,4 +20,12 @@
 // longest gap between two acknowledged writes); the workload is never frozen
 // twice; no VolumeSnapshot cut outside a freeze survives, and none is doubled;
 // the notifier's Slack gets exactly one message per backup.
+//
+// # NATS cluster rows
+//
+// Rows on a 3-node JetStream cluster (stream and buckets at R3,
+// STREAM_REPLICAS=3) kill a node, the stream's leader or another, mid-backup.
+// Found while building them: the four services started at once on a fresh
+// cluster all exit with "open bus: ensure stream FREEZEFRAME: context deadline
+// exceeded" (one alone starts fine), so these rows create the stream first.
 package chaos

@@ -27,6 +27,7 @@ const (
 	kindRedeliver
 	kindStopHolder
 	kindHoldCut
+	kindNATS
 )
 
 // Row is one line of the matrix.
@@ -67,10 +68,23 @@ func StopHolder() Row { return Row{kind: kindStopHolder, Step: StepQuiesced, Res
 // watchdog unlocks the application), then let through.
 func HoldCut() Row { return Row{kind: kindHoldCut, Step: StepCut} }
 
+// NATS node targets of KillNATS.
+const (
+	NATSNode   = "nats node"
+	NATSLeader = "nats stream leader"
+)
+
+// KillNATS is a row on a 3-node JetStream cluster (stream and buckets at R3)
+// that SIGKILLs a node at step: the stream's leader (target NATSLeader) or
+// another node (NATSNode), restarting it or not.
+func KillNATS(target string, step Step, restart bool) Row {
+	return Row{kind: kindNATS, Service: target, Step: step, Restart: restart}
+}
+
 // Fault names the row's fault as the table shows it.
 func (r Row) Fault() string {
 	switch r.kind {
-	case kindKill:
+	case kindKill, kindNATS:
 		return "SIGKILL " + r.Service
 	case kindRedeliver:
 		return "redeliver " + r.Redeliver
@@ -105,7 +119,21 @@ func FullMatrix() []Row {
 	for _, k := range []string{"requested", "quiesced", "unlock-requested", "failed", "resumed"} {
 		rows = append(rows, Redeliver(k, true))
 	}
-	return append(rows, StopHolder(), HoldCut())
+	rows = append(rows, StopHolder(), HoldCut())
+	return append(rows, NATSMatrix()...)
+}
+
+// NATSMatrix kills a node of a 3-node NATS cluster, the stream leader or not,
+// mid-backup.
+func NATSMatrix() []Row {
+	var rows []Row
+	for _, target := range []string{NATSNode, NATSLeader} {
+		for _, step := range []Step{StepQuiesced, StepCut, StepSnapshotted} {
+			rows = append(rows, KillNATS(target, step, true))
+		}
+		rows = append(rows, KillNATS(target, StepQuiesced, false))
+	}
+	return rows
 }
 
 // FastMatrix is one SIGKILL (and restart) per service, where it hurts most.

@@ -127,19 +127,21 @@ func (e *env) bound() time.Duration { return e.cfg.MaxFreeze + 2*HookSleep + 150
 
 // rowRun is the state of one row.
 type rowRun struct {
-	e      *env
-	row    Row
-	dir    string
-	nats   *NATSServer
-	proxy  *harness.APIProxy
-	svcs   []*Service
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	client *events.Client
-	obs    *Observer
-	writer *consistency.Writer
-	id     string
-	reqErr chan error
+	e    *env
+	row  Row
+	dir  string
+	nats *NATSServer
+	// cluster replaces nats in NATS rows.
+	cluster *NATSCluster
+	proxy   *harness.APIProxy
+	svcs    []*Service
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	client  *events.Client
+	obs     *Observer
+	writer  *consistency.Writer
+	id      string
+	reqErr  chan error
 
 	kills       []kill
 	down        map[string]bool // services killed and not restarted
@@ -185,6 +187,8 @@ func (e *env) runRow(ctx context.Context, i int, row Row) Result {
 		err = r.runStopHolder(ctx)
 	case kindHoldCut:
 		err = r.runHoldCut(ctx)
+	case kindNATS:
+		err = r.runKillNATS(ctx)
 	}
 	if err != nil {
 		res.Err = err
@@ -208,7 +212,16 @@ func (r *rowRun) setUp(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
+	if r.row.kind == kindNATS {
+		if r.cluster, err = StartNATSCluster(ctx, r.e.cfg.NATSServer, r.dir, 3); err != nil {
+			return err
+		}
+		// Four services creating the R3 stream at once on a fresh cluster
+		// all time out (see the package doc); the stream is made first.
+		if err := r.ensureStream(ctx); err != nil {
+			return err
+		}
+	} else if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
 		return err
 	}
 	if r.proxy, err = harness.StartAPIProxy(r.e.cfg.Cluster.Config, r.dir); err != nil {
@@ -239,8 +252,8 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if r.nc, err = nats.Connect(r.nats.URL(), nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond)); err != nil {
-		return fmt.Errorf("connect nats: %w", err)
+	if r.nc, err = connectAll(r.natsURL()); err != nil {
+		return err
 	}
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return fmt.Errorf("connect jetstream: %w", err)
@@ -260,7 +273,10 @@ func (r *rowRun) setUp(ctx context.Context) error {
 }
 
 func (r *rowRun) serviceEnv(kind, name string) []string {
-	env := []string{"NATS_URL=" + r.nats.URL(), "CLUSTER=chaos", "KUBECONFIG=" + r.e.cfg.Cluster.Kubeconfig}
+	env := []string{"NATS_URL=" + r.natsURL(), "CLUSTER=chaos", "KUBECONFIG=" + r.e.cfg.Cluster.Kubeconfig}
+	if r.cluster != nil {
+		env = append(env, "STREAM_REPLICAS=3")
+	}
 	switch kind {
 	case Scheduler:
 		env = append(env, "POLICIES=false")
@@ -300,8 +316,32 @@ func (r *rowRun) tearDown(ctx context.Context) {
 	if r.nats != nil {
 		_ = r.nats.Stop(ctx, 5*time.Second)
 	}
+	if r.cluster != nil {
+		r.cluster.Stop(ctx)
+	}
 	// A hooker killed while frozen leaves the pause behind.
 	_ = unpause(ctx, r.e.app.Server)
+}
+
+func (r *rowRun) ensureStream(ctx context.Context) error {
+	nc, err := connectAll(r.natsURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("ensure stream: %w", err)
+	}
+	_, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: len(r.cluster.Nodes), MaxAge: 720 * time.Hour})
+	return err
+}
+
+func (r *rowRun) natsURL() string {
+	if r.cluster != nil {
+		return r.cluster.URL()
+	}
+	return r.nats.URL()
 }
 
 func (r *rowRun) service(name string) *Service {
@@ -420,18 +460,84 @@ func (r *rowRun) waitEnd(ctx context.Context) error {
 }
 
 // ended reports whether the backup's freeze ended, and whether it is complete,
-// from the events seen so far.
+// from the events seen so far; on a NATS cluster, whose nodes go away, from
+// the stream (the raw subscription misses what is published while it
+// reconnects).
 func (r *rowRun) ended() (terminal, complete bool) {
+	var evs []events.Event
+	if r.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		if evs, err = r.client.List(ctx, events.Filter{BackupID: r.id}, events.SubscribeOptions{FromStart: true}); err != nil { // bounded: 2s
+			return false, false
+		}
+	} else {
+		for _, s := range r.obs.Seen(r.id) {
+			evs = append(evs, s.Event)
+		}
+	}
 	var c events.Completion
-	for _, s := range r.obs.Seen(r.id) {
-		if events.IsTerminal(s.Event) {
+	for _, ev := range evs {
+		if events.IsTerminal(ev) {
 			terminal = true
 		}
-		if c.Observe(s.Event) {
+		if c.Observe(ev) {
 			complete = true
 		}
 	}
 	return terminal, complete
+}
+
+// runKillNATS kills a node of the NATS cluster at the row's step: the stream's
+// leader, or a node that is not.
+func (r *rowRun) runKillNATS(ctx context.Context) error {
+	if r.row.Step == StepCut {
+		r.proxy.Hold(harness.IsSnapshotCreate)
+	}
+	r.request(ctx)
+	if err := r.waitStep(ctx, r.row.Step); err != nil {
+		r.violate("step %q never reached (%v)", r.row.Step, err)
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		leader, err := StreamLeader(lctx, r.js, events.DefaultStream)
+		cancel()
+		if err != nil {
+			return err
+		}
+		target := r.cluster.Node(leader)
+		if r.row.Service == NATSNode {
+			for _, n := range r.cluster.Nodes {
+				if n.Name != leader {
+					target = n
+					break
+				}
+			}
+		}
+		if target == nil {
+			return fmt.Errorf("no node %s", leader)
+		}
+		if err := target.Kill(ctx); err != nil {
+			return err
+		}
+		r.kills = append(r.kills, kill{target.Name, time.Now()})
+		r.lastFault = time.Now()
+		if r.row.Step == StepCut {
+			r.proxy.Release()
+		}
+		if r.row.Restart {
+			if err := target.Start(); err != nil {
+				return err
+			}
+			if err := target.WaitReady(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if r.row.Step == StepCut {
+		r.proxy.Release()
+	}
+	return r.waitEnd(ctx)
 }
 
 func (r *rowRun) kindsSeen() []events.Kind {
@@ -545,6 +651,8 @@ func (r *rowRun) republish(ctx context.Context, kind events.Kind) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	cons, err := r.js.OrderedConsumer(ctx, events.DefaultStream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		return 0, fmt.Errorf("read %s events: %w", kind, err)
