@@ -18,6 +18,9 @@ type Bus struct {
 	JetStream jetstream.JetStream
 	Publisher *events.Publisher
 	Stream    string
+	// StreamMaxAge is how long the stream keeps events, as the stream says
+	// (an operator's limit wins over the configuration); 0: for ever.
+	StreamMaxAge time.Duration
 }
 
 // OpenBus connects to NATS and makes sure the event stream exists. Events
@@ -27,11 +30,13 @@ func OpenBus(ctx context.Context, c Common, name string, log *slog.Logger) (*Bus
 	if err != nil {
 		return nil, err
 	}
-	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge}); err != nil {
+	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge})
+	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open bus: %w", err)
 	}
-	return &Bus{Conn: nc, JetStream: js, Publisher: events.NewPublisher(js, "/freezeframe/"+name), Stream: c.NATS.Stream}, nil
+	return &Bus{Conn: nc, JetStream: js, Publisher: events.NewPublisher(js, "/freezeframe/"+name), Stream: c.NATS.Stream,
+		StreamMaxAge: stream.CachedInfo().Config.MaxAge}, nil
 }
 
 // Close drains the connection (pending publishes and acks are flushed

@@ -30,10 +30,15 @@ type Config struct {
 	WatchdogTick       time.Duration `envconfig:"WATCHDOG_TICK" default:"250ms" desc:"how often the watchdog checks the leases for a passed freeze deadline or a gone holder"`
 }
 
-func (c Config) leaseConfig() lease.Config {
-	// Ends are remembered as long as the events that could replay a
-	// request are kept.
-	return lease.Config{Bucket: c.LeaseBucket, Replicas: c.NATS.StreamReplicas, RenewEvery: c.LeaseRenewEvery, StaleAfter: c.LeaseStaleAfter, EndedTTL: c.NATS.StreamMaxAge}
+// leaseConfig configures the freeze record. Ends are remembered as long as
+// the stream keeps the requests that could replay them: streamMaxAge, as
+// the stream itself says (0: for ever).
+func (c Config) leaseConfig(streamMaxAge time.Duration) lease.Config {
+	ended := streamMaxAge
+	if ended == 0 {
+		ended = lease.EndedForever
+	}
+	return lease.Config{Bucket: c.LeaseBucket, Replicas: c.NATS.StreamReplicas, RenewEvery: c.LeaseRenewEvery, StaleAfter: c.LeaseStaleAfter, EndedTTL: ended}
 }
 
 func (c Config) replica() string {

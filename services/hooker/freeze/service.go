@@ -192,7 +192,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
-	leases, err := lease.Open(ctx, bus.JetStream, cfg.leaseConfig())
+	leases, err := lease.Open(ctx, bus.JetStream, cfg.leaseConfig(bus.StreamMaxAge))
 	if err != nil {
 		return err
 	}

@@ -135,11 +135,15 @@ type Config struct {
 	// leader election.
 	StaleAfter time.Duration
 	// EndedTTL is how long the end of a freeze is remembered, so that a
-	// redelivered or replayed request of that backup never freezes again
-	// (default 30 days: the event stream's default age, past which no
-	// request can be redelivered).
+	// redelivered or replayed request of that backup never freezes again:
+	// as long as the event stream keeps requests (default 30 days, the
+	// stream's default age); EndedForever keeps ends without a limit.
 	EndedTTL time.Duration
 }
+
+// EndedForever, as Config.EndedTTL, keeps the ends of freezes for as long as
+// the bucket exists (for a stream that keeps its events for ever).
+const EndedForever time.Duration = -1
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Bucket == "" {
@@ -191,7 +195,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		Bucket:      events.BackupsBucket,
 		Description: "freezeframe ended freezes: one key per backup, so that none is frozen twice",
 		History:     1,
-		TTL:         cfg.EndedTTL,
+		TTL:         max(cfg.EndedTTL, 0),
 		Replicas:    cfg.Replicas,
 		Storage:     jetstream.FileStorage,
 	})
