@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -30,7 +31,7 @@ func OpenBus(ctx context.Context, c Common, name string, log *slog.Logger) (*Bus
 	if err != nil {
 		return nil, err
 	}
-	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge})
+	stream, err := ensureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge}, log)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open bus: %w", err)
@@ -53,4 +54,45 @@ func (b *Bus) Close() {
 	case <-time.After(5 * time.Second):
 		b.Conn.Close()
 	}
+}
+
+// ensureStreamPatience is how long a service waits for JetStream to answer
+// at start: a fresh cluster electing its meta leader, or several services
+// creating the stream at once, time out for a few seconds.
+const ensureStreamPatience = time.Minute
+
+// ensureStream makes sure the stream exists, retrying while JetStream does
+// not answer in time (a timeout, no responders, no meta leader yet);
+// anything else fails at once.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg events.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	deadline := time.Now().Add(ensureStreamPatience)
+	for attempt := 1; ; attempt++ {
+		stream, err := events.EnsureStream(ctx, js, cfg)
+		if err == nil || !jetStreamBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return stream, err
+		}
+		log.WarnContext(ctx, "JetStream not answering yet, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+// jetStreamBusy reports an error that a JetStream still forming or busy
+// answers with, and that passes.
+func jetStreamBusy(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		// nats-server's JSClusterNoPeersErrF, JSClusterNotActiveErr,
+		// JSClusterNotAvailErr, JSClusterNotLeaderErr: a cluster still
+		// forming or electing (nats.go names no constants for them).
+		case 10005, 10006, 10008, 10009:
+			return true
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
