@@ -61,20 +61,31 @@ func (b *Bus) Close() {
 // creating the stream at once, time out for a few seconds.
 const ensureStreamPatience = time.Minute
 
-// ensureStream makes sure the stream exists, retrying while JetStream does
-// not answer in time (a timeout, no responders, no meta leader yet);
-// anything else fails at once.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg events.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+// ensureStream makes sure the stream exists (see RetryWhileJetStreamForms).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg events.StreamConfig, log *slog.Logger) (stream jetstream.Stream, err error) {
+	err = RetryWhileJetStreamForms(ctx, log, "ensure stream", func(ctx context.Context) error {
+		stream, err = events.EnsureStream(ctx, js, cfg)
+		return err
+	})
+	return stream, err
+}
+
+// RetryWhileJetStreamForms calls f until it succeeds, fails with an error
+// other than JetStream not answering in time (a timeout, no responders, a
+// cluster without a meta leader yet), or a minute has passed: what a service
+// does at start while a fresh cluster forms or several services create
+// their stream and buckets at once.
+func RetryWhileJetStreamForms(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
 	deadline := time.Now().Add(ensureStreamPatience)
 	for attempt := 1; ; attempt++ {
-		stream, err := events.EnsureStream(ctx, js, cfg)
+		err := f(ctx)
 		if err == nil || !jetStreamBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			return stream, err
+			return err
 		}
-		log.WarnContext(ctx, "JetStream not answering yet, retrying", "attempt", attempt, "err", err)
+		log.WarnContext(ctx, "JetStream not answering yet, retrying", "what", what, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
 		}
 	}

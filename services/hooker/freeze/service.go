@@ -192,8 +192,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
-	leases, err := lease.Open(ctx, bus.JetStream, cfg.leaseConfig(bus.StreamMaxAge))
-	if err != nil {
+	var leases *lease.Store
+	if err := service.RetryWhileJetStreamForms(ctx, log, "open the freeze buckets", func(ctx context.Context) (err error) {
+		leases, err = lease.Open(ctx, bus.JetStream, cfg.leaseConfig(bus.StreamMaxAge))
+		return err
+	}); err != nil {
 		return err
 	}
 	s := New(cfg, Deps{
