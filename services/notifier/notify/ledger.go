@@ -22,6 +22,8 @@ const (
 // Ledger records, per destination and event id, whether a message was
 // posted, in a JetStream key-value bucket shared by every replica: a
 // redelivered event, or one replayed after a restart, is not posted again.
+// The same bucket holds each destination's turns (see turns.go): keys
+// "n.<hash>" are deliveries, "t.<hash>" turns.
 type Ledger struct{ kv jetstream.KeyValue }
 
 // OpenLedger creates or opens the bucket. Entries outlive the events they
@@ -92,17 +94,8 @@ func (e *entry) set(ctx context.Context, state string) error {
 	if err != nil {
 		return err
 	}
-	var rev uint64
-	if e.rev == 0 {
-		rev, err = e.l.kv.Create(ctx, e.key, b)
-	} else {
-		rev, err = e.l.kv.Update(ctx, e.key, b, e.rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("record %s of %s: %w", state, e.rec.EventID, ErrClaimed)
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	rev, err := e.l.cas(ctx, e.key, b, e.rev)
+	if errors.Is(err, errChanged) {
 		return fmt.Errorf("record %s of %s: %w", state, e.rec.EventID, ErrClaimed)
 	}
 	if err != nil {
@@ -110,4 +103,27 @@ func (e *entry) set(ctx context.Context, state string) error {
 	}
 	e.rev = rev
 	return nil
+}
+
+// errChanged says a key moved on since it was read.
+var errChanged = errors.New("changed since read")
+
+// cas writes value at key if nobody wrote it since revision rev was read
+// (rev 0: if it does not exist), and returns the new revision. It returns
+// errChanged when somebody did.
+func (l *Ledger) cas(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	var err error
+	if rev == 0 {
+		rev, err = l.kv.Create(ctx, key, value)
+	} else {
+		rev, err = l.kv.Update(ctx, key, value, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, errChanged
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return 0, errChanged
+	}
+	return rev, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/services/notifier/slack"
@@ -26,17 +27,22 @@ type Poster interface {
 // answer between the call and the record: the message may be in the channel
 // and is not posted again. That window is one HTTP call: it trades a
 // possible lost message for never a duplicate, and is logged as an error.
+//
+// Each HTTP call is made in a turn on its destination shared by the
+// replicas through the ledger's bucket: one call at a time, and none before
+// a Retry-After any replica received has ended (see turns.go).
 type SlackNotifier struct {
 	router  *Router
 	poster  Poster
 	ledger  *Ledger
+	turns   *turns
 	history History
 	log     *slog.Logger
 }
 
 // NewSlackNotifier returns a notifier over its parts.
 func NewSlackNotifier(r *Router, p Poster, l *Ledger, h History, log *slog.Logger) *SlackNotifier {
-	return &SlackNotifier{router: r, poster: p, ledger: l, history: h, log: log}
+	return &SlackNotifier{router: r, poster: p, ledger: l, turns: &turns{l: l, log: log}, history: h, log: log}
 }
 
 // Notify implements Notifier.
@@ -69,6 +75,9 @@ func (n *SlackNotifier) Notify(ctx context.Context, ev events.Event) error {
 	err = n.poster.Post(ctx, dest, r.Message(), slack.Hooks{
 		BeforeSend: func(ctx context.Context) error { return e.set(ctx, stateSending) },
 		NotSent:    func(ctx context.Context) error { return e.set(ctx, stateNotSent) },
+		Turn: func(ctx context.Context, timeout time.Duration) (func(time.Duration), error) {
+			return n.turns.take(ctx, dest.Name, timeout)
+		},
 	})
 	var perm *slack.PermanentError
 	switch {

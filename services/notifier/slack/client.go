@@ -66,9 +66,19 @@ type Options struct {
 // Hooks let a caller record, around each HTTP call, whether the message
 // might be in the channel: BeforeSend just before a call, NotSent after an
 // answer that says it is not. An error from either stops Post.
+//
+// Turn, when set, shares the destination with other processes that post to
+// it: Post takes a turn after pacing and before BeforeSend, makes one call
+// in it, and ends it with the call's Retry-After (zero unless Slack answered
+// 429). An implementation lets one turn at a time run per destination and
+// starts none before a Retry-After that any turn ended with has passed, so
+// that no process posts into a wait Slack asked another one for. A turn
+// lasts at most timeout (the HTTP call's) plus the hooks' own time. An error
+// from Turn stops Post; the message was not posted.
 type Hooks struct {
 	BeforeSend func(ctx context.Context) error
 	NotSent    func(ctx context.Context) error
+	Turn       func(ctx context.Context, timeout time.Duration) (end func(retryAfter time.Duration), err error)
 }
 
 // Client posts messages, pacing each destination.
@@ -113,6 +123,7 @@ const (
 	retryable   // not posted, may succeed later
 	unconfirmed // may have been posted
 	refused     // not posted, never will be
+	stopped     // a hook or ctx stopped the attempt before the call
 )
 
 // Post sends m to d, pacing, honouring Retry-After and retrying 5xx. The
@@ -129,13 +140,10 @@ func (c *Client) Post(ctx context.Context, d Destination, m Message, h Hooks) er
 		if err := p.wait(ctx, c.opts.MinInterval); err != nil {
 			return fmt.Errorf("post to %s: %w", d.Name, err)
 		}
-		if h.BeforeSend != nil {
-			if err := h.BeforeSend(ctx); err != nil {
-				return err
-			}
-		}
-		out, retryAfter, err := c.call(ctx, d, body)
+		out, err := c.attempt(ctx, d, body, p, h)
 		switch out {
+		case stopped:
+			return err
 		case posted:
 			return nil
 		case unconfirmed:
@@ -154,12 +162,10 @@ func (c *Client) Post(ctx context.Context, d Destination, m Message, h Hooks) er
 			}
 		}
 		last = err
-		wait := retryAfter
 		if out == rateLimited {
-			p.hold(wait)
-			continue // the pacer waits
+			continue // the pacer and the turn wait
 		}
-		wait = c.opts.Backoff(attempt)
+		wait := c.opts.Backoff(attempt)
 		if attempt < c.opts.MaxAttempts {
 			t := time.NewTimer(wait)
 			select {
@@ -171,6 +177,36 @@ func (c *Client) Post(ctx context.Context, d Destination, m Message, h Hooks) er
 		}
 	}
 	return fmt.Errorf("post to %s: gave up after %d attempts: %w", d.Name, c.opts.MaxAttempts, last)
+}
+
+// attempt makes one call to d in a turn on it: this client's own (one call
+// per destination at a time, none before a Retry-After it received ended)
+// and the caller's h.Turn, shared with other processes. A 429 holds both
+// until its Retry-After has passed.
+func (c *Client) attempt(ctx context.Context, d Destination, body []byte, p *pacer, h Hooks) (outcome, error) {
+	if err := p.enter(ctx); err != nil {
+		return stopped, fmt.Errorf("post to %s: %w", d.Name, err)
+	}
+	defer p.leave()
+	var retryAfter time.Duration
+	if h.Turn != nil {
+		end, err := h.Turn(ctx, c.opts.Timeout)
+		if err != nil {
+			return stopped, fmt.Errorf("post to %s: %w", d.Name, err)
+		}
+		defer func() { end(retryAfter) }()
+	}
+	if h.BeforeSend != nil {
+		if err := h.BeforeSend(ctx); err != nil {
+			return stopped, err
+		}
+	}
+	out, ra, err := c.call(ctx, d, body)
+	if out == rateLimited {
+		retryAfter = ra
+		p.hold(ra)
+	}
+	return out, err
 }
 
 func (c *Client) body(d Destination, m Message) ([]byte, error) {
@@ -269,19 +305,49 @@ func (c *Client) pacer(name string) *pacer {
 	defer c.mu.Unlock()
 	p, ok := c.pacers[name]
 	if !ok {
-		p = &pacer{}
+		p = &pacer{turn: make(chan struct{}, 1)}
 		c.pacers[name] = p
 	}
 	return p
 }
 
 // pacer hands out send slots for one destination, MinInterval apart and
-// never before a Retry-After ends.
+// never before a Retry-After ends, and lets one call at a time run: a call
+// that the pacer let through must not reach Slack after another one's 429
+// told the destination to wait.
 type pacer struct {
 	mu   sync.Mutex
 	next time.Time // the next free slot
 	held time.Time // no slot before this (Retry-After)
+	turn chan struct{}
 }
+
+// enter waits for the destination's one call in flight to end, then for a
+// Retry-After it received to pass.
+func (p *pacer) enter(ctx context.Context) error {
+	select {
+	case p.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	d := time.Until(p.held)
+	p.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		p.leave()
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (p *pacer) leave() { <-p.turn }
 
 func (p *pacer) wait(ctx context.Context, interval time.Duration) error {
 	for {

@@ -5,10 +5,15 @@
 // # Pacing and retries
 //
 // A [Client] sends at most one message per [Options.MinInterval] to each
-// destination, across every goroutine that shares it. A 429 answer holds the
-// whole destination back for its Retry-After; a 5xx or a connection that
-// could not be opened is retried with backoff, up to [Options.MaxAttempts].
-// Any other 4xx, and a Web API answer with ok=false, is a [*PermanentError].
+// destination, across every goroutine that shares it, and has one call to a
+// destination in flight at a time. A 429 answer holds the whole destination
+// back for its Retry-After; a 5xx or a connection that could not be opened
+// is retried with backoff, up to [Options.MaxAttempts]. Any other 4xx, and a
+// Web API answer with ok=false, is a [*PermanentError].
+//
+// Pacing is per Client. Processes that post to one destination share its
+// Retry-After through [Hooks] Turn: Slack's wait is the destination's, and
+// a process that did not receive the 429 must honour it too.
 //
 // # Unconfirmed posts
 //
