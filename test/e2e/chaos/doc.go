@@ -25,7 +25,7 @@
 //
 // Rows on a 3-node JetStream cluster (stream and buckets at R3,
 // STREAM_REPLICAS=3) kill a node, the stream's leader or another, mid-backup.
-// Found while building them: the four services started at once on a fresh
-// cluster all exit with "open bus: ensure stream FREEZEFRAME: context deadline
-// exceeded" (one alone starts fine), so these rows create the stream first.
+// The four services start at once on the fresh cluster, as a Helm install
+// does (that made all four exit with "ensure stream: context deadline
+// exceeded" until the services learned to wait for a forming cluster).
 package chaos

@@ -216,11 +216,6 @@ func (r *rowRun) setUp(ctx context.Context) error {
 		if r.cluster, err = StartNATSCluster(ctx, r.e.cfg.NATSServer, r.dir, 3); err != nil {
 			return err
 		}
-		// Four services creating the R3 stream at once on a fresh cluster
-		// all time out (see the package doc); the stream is made first.
-		if err := r.ensureStream(ctx); err != nil {
-			return err
-		}
 	} else if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
 		return err
 	}
@@ -321,20 +316,6 @@ func (r *rowRun) tearDown(ctx context.Context) {
 	}
 	// A hooker killed while frozen leaves the pause behind.
 	_ = unpause(ctx, r.e.app.Server)
-}
-
-func (r *rowRun) ensureStream(ctx context.Context) error {
-	nc, err := connectAll(r.natsURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("ensure stream: %w", err)
-	}
-	_, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: len(r.cluster.Nodes), MaxAge: 720 * time.Hour})
-	return err
 }
 
 func (r *rowRun) natsURL() string {
@@ -540,12 +521,12 @@ func (r *rowRun) runKillNATS(ctx context.Context) error {
 	return r.waitEnd(ctx)
 }
 
-func (r *rowRun) kindsSeen() []events.Kind {
+func (r *rowRun) kindsSeen() string {
 	var out []events.Kind
 	for _, s := range r.obs.Seen(r.id) {
 		out = append(out, s.Event.Kind())
 	}
-	return out
+	return compactKinds(out)
 }
 
 func (r *rowRun) runHoldCut(ctx context.Context) error {
