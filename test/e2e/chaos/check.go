@@ -44,16 +44,14 @@ func (r *rowRun) cutAt(ctx context.Context, vs *snapv1.VolumeSnapshot) (time.Tim
 	return time.Time{}, false
 }
 
-// events lists the backup's stored events. Each attempt is bounded: an
-// ordered consumer's creation retries without end while a NATS node it
-// needs is gone.
+// events lists the backup's stored events, retrying while NATS recovers.
 func (r *rowRun) events(ctx context.Context) ([]events.Event, error) {
 	var evs []events.Event
 	var last error
 	err := poll(ctx, 60*time.Second, 500*time.Millisecond, "the backup's events", func() (bool, error) {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		evs, last = r.client.List(lctx, events.Filter{BackupID: r.id}, events.SubscribeOptions{FromStart: true})
+		evs, last = r.storedEvents(lctx)
 		return last == nil, nil
 	})
 	if err != nil {

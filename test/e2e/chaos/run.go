@@ -450,7 +450,7 @@ func (r *rowRun) ended() (terminal, complete bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		var err error
-		if evs, err = r.client.List(ctx, events.Filter{BackupID: r.id}, events.SubscribeOptions{FromStart: true}); err != nil { // bounded: 2s
+		if evs, err = r.storedEvents(ctx); err != nil {
 			return false, false
 		}
 	} else {
@@ -634,16 +634,12 @@ func (r *rowRun) republish(ctx context.Context, kind events.Kind) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cons, err := r.js.OrderedConsumer(ctx, events.DefaultStream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+	stored, err := fetchStored(ctx, r.js, subjects)
 	if err != nil {
-		return 0, fmt.Errorf("read %s events: %w", kind, err)
-	}
-	batch, err := cons.FetchNoWait(100)
-	if err != nil {
-		return 0, fmt.Errorf("read %s events: %w", kind, err)
+		return 0, err
 	}
 	var msgs []*nats.Msg
-	for m := range batch.Messages() {
+	for _, m := range stored {
 		out := nats.NewMsg(m.Subject())
 		for k, v := range m.Headers() {
 			out.Header[k] = slices.Clone(v)
@@ -651,9 +647,6 @@ func (r *rowRun) republish(ctx context.Context, kind events.Kind) (int, error) {
 		out.Header.Set(jetstream.MsgIDHeader, out.Header.Get("ce-id")+".chaos-redelivery."+nuid.Next())
 		out.Data = m.Data()
 		msgs = append(msgs, out)
-	}
-	if err := batch.Error(); err != nil {
-		return 0, fmt.Errorf("read %s events: %w", kind, err)
 	}
 	for _, m := range msgs {
 		ack, err := r.js.PublishMsg(ctx, m)
