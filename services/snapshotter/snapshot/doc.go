@@ -49,9 +49,11 @@
 //
 // # Retention
 //
-// Readiness waits briefly for the backup's end (events.FreezeEnd, recorded
-// by the hooker right after the resume). A backup whose freeze ended in
-// failure after its cut has its snapshots deleted and no SnapshotReady.
+// Readiness waits for the backup's end too (events.FreezeEnd, recorded by
+// the hooker right after the resume, or by a replica that took the freeze
+// over, within the freeze cap), up to ReadyTimeout: SnapshotReady says the
+// backup is complete. A backup whose freeze ended in failure after its cut
+// has its snapshots deleted and no SnapshotReady.
 // Retention keeps the newest SnapshotsToKeep backups that are ready and
 // ended with success; backups not ended (or from before the end was
 // recorded) are never deleted and never counted, and a failed backup's

@@ -41,7 +41,14 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 	if err != nil {
 		return s.failReady(ctx, sn, err, log)
 	}
-	end, ended := s.endOf(ctx, sn.BackupRef, endWait)
+	// The backup is complete once its freeze has ended well: wait for the
+	// end (the hooker records it right after the resume, or a watchdog's
+	// takeover within the freeze cap), so that a backup that ends in
+	// failure has its snapshots deleted here, not left behind.
+	end, ended := s.endOf(ctx, sn.BackupRef, time.Until(ev.Time().Add(s.cfg.ReadyTimeout)))
+	if !ended && ctx.Err() != nil {
+		return ctx.Err() // shutting down: redelivered, and waits again
+	}
 	if ended && !end.Succeeded {
 		// Cut inside the freeze, but the backup failed (an unlock came
 		// before the resume it asked for): not a backup to keep or count.
@@ -258,15 +265,11 @@ func (s *Service) backupsOf(w events.Workload) []backup {
 	return out
 }
 
-// endWait is how long readiness waits for the backup's end before
-// applying retention: the hooker records it right after the resume, within
-// milliseconds of Snapshotted.
-const endWait = 2 * time.Second
-
 // endOf waits up to wait for ref's freeze to end; false when it has not
 // (or the record cannot be read).
 func (s *Service) endOf(ctx context.Context, ref events.BackupRef, wait time.Duration) (events.FreezeEnd, bool) {
 	deadline := time.Now().Add(wait)
+	pause := 10 * time.Millisecond
 	for {
 		end, err := s.book.Ended(ctx, ref)
 		if err == nil {
@@ -278,8 +281,10 @@ func (s *Service) endOf(ctx context.Context, ref events.BackupRef, wait time.Dur
 		select {
 		case <-ctx.Done():
 			return events.FreezeEnd{}, false
-		case <-time.After(25 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		// Usually milliseconds; after a hooker crash, up to the freeze cap.
+		pause = min(2*pause, time.Second)
 	}
 }
 
