@@ -245,44 +245,55 @@ func (c *Client) waitUntil(ctx context.Context, backupID string, onEvent func(Ev
 }
 
 // List returns the stored events that match f, oldest first, without
-// waiting for new ones.
+// waiting for new ones. It reads through a short-lived pull consumer, each
+// call bounded by ctx: an ordered consumer's reset after a lost node retried
+// without end, whatever ctx said.
 func (c *Client) List(ctx context.Context, f Filter, opts SubscribeOptions) ([]Event, error) {
 	subjects, err := f.Subjects()
 	if err != nil {
 		return nil, err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	cfg := jetstream.ConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second, Replicas: 1, MemoryStorage: true}
 	if !opts.FromStart && !opts.Since.IsZero() {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &opts.Since
 	}
-	cons, err := c.js.OrderedConsumer(ctx, c.stream, cfg)
+	cons, err := c.js.CreateConsumer(ctx, c.stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = c.js.DeleteConsumer(dctx, c.stream, cons.CachedInfo().Name)
+	}()
+	want := int(cons.CachedInfo().NumPending)
 	var out []Event
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(300*time.Millisecond))
+	for got := 0; got < want; {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		batch, err := cons.Fetch(min(want-got, 256), jetstream.FetchMaxWait(500*time.Millisecond))
 		if err != nil {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
-		n, caughtUp := 0, false
+		n := 0
 		for msg := range batch.Messages() {
 			n++
 			if ev, err := DecodeMessage(msg.Subject(), msg.Headers(), msg.Data()); err == nil {
 				out = append(out, ev)
 			}
-			if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-				caughtUp = true
-			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
-		if n == 0 || caughtUp {
-			return out, nil
+		if n == 0 {
+			break // what was pending went (age or size limits) meanwhile
 		}
+		got += n
 	}
+	return out, nil
 }
 
 // subscribeHeartbeat is the idle heartbeat of a subscription's consumer.

@@ -133,6 +133,17 @@ func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Wait never saw the backup end after its node was lost")
 	}
+	// List (status, the catalog, lookups) answers too, within its context.
+	var listed []events.Event
+	eventstest.Eventually(t, 30*time.Second, "List after the node was lost", func() bool {
+		lctx, lcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer lcancel()
+		listed, err = client.List(lctx, events.Filter{BackupID: ref.BackupID}, events.SubscribeOptions{FromStart: true})
+		return err == nil
+	})
+	if len(listed) != 4 || listed[3].Kind() != events.KindResumed {
+		t.Fatalf("List after the node was lost: %d events, want requested..resumed", len(listed))
+	}
 }
 
 // A service's durable consumer goes on after the node leading it is lost:
