@@ -92,6 +92,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		// Nobody will snapshot what nobody heard of: unfreeze now.
 		return s.resumeUnannounced(ctx, o, perr)
 	}
+	s.armDeadline(o)
 	log.InfoContext(ctx, "quiesced", "hooks", len(hooks), "freeze_deadline", q.FreezeDeadline)
 	return nil
 }
@@ -105,6 +106,7 @@ func (s *Service) recoverRestartedFreeze(ctx context.Context, o *op, l lease.Lea
 		if q, err := s.lookup(ctx, events.KindQuiesced, ref); err == nil {
 			if qp, ok := q.Payload.(*events.Quiesced); ok && qp.FreezeEpoch == o.hold.Epoch() {
 				o.quiescedAt = qp.QuiescedAt
+				s.armDeadline(o)
 				return nil // announced: the pipeline goes on, the resume comes as a trigger
 			}
 		}

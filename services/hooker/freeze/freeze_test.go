@@ -160,7 +160,9 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 		}
 		cfg.BlueprintNamespace = "kanister"
 		cfg.Replica = replica
-		cfg.WatchdogTick = 100 * time.Millisecond
+		if cfg.WatchdogTick == 0 {
+			cfg.WatchdogTick = 100 * time.Millisecond
+		}
 		svc := New(cfg, Deps{
 			Workloads:  workload.NewResolver(kube),
 			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),

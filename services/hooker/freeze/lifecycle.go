@@ -79,6 +79,8 @@ type op struct {
 	takenOver  bool // resumed for a replica that is gone
 	// resumeHooks are the post-hook runs, for Resumed.
 	resumeHooks []events.HookRun
+	// deadline is the holder's own backstop for the freeze cap (armDeadline).
+	deadline *time.Timer
 	// end is set once the end is recorded; the op then only finishes
 	// (Resumed published, lease released).
 	end *events.FreezeEnd
@@ -95,6 +97,13 @@ func (o *op) take(ctx context.Context) bool {
 }
 
 func (o *op) give() { <-o.turn }
+
+// disarm stops the deadline backstop.
+func (o *op) disarm() {
+	if o.deadline != nil {
+		o.deadline.Stop()
+	}
+}
 
 // ops is the replica's set of ops, by backupKey.
 type ops struct {

@@ -85,9 +85,10 @@ func TestRequestAgainAfterResumeFreezesNothing(t *testing.T) {
 func TestWatchdogAsksAgainAfterAFailedPostHook(t *testing.T) {
 	f := newFixture(t, Config{MaxFreeze: 300 * time.Millisecond, MaxDeliver: 2, RetryMaxDelay: 50 * time.Millisecond}, redisBlueprint("KubeExec"),
 		map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
-	// Every delivery of the first unlock and of the failure it announces:
-	// only a new request from the watchdog can resume it then.
-	f.exec.failOn, f.exec.failTimes = "CLIENT UNPAUSE", 4
+	// Every delivery of the first unlock and of the failure it announces,
+	// and the holder's own try a second past the cap: only a new request
+	// from the watchdog can resume it then.
+	f.exec.failOn, f.exec.failTimes = "CLIENT UNPAUSE", 5
 	_, col := f.request(t) // nobody snapshots: the deadline passes
 	evs := col.Until(30*time.Second, func(e events.Event) bool { return e.Kind() == events.KindResumed })
 	var unlocks []string
@@ -109,8 +110,8 @@ func TestWatchdogAsksAgainAfterAFailedPostHook(t *testing.T) {
 	if r := evs[len(evs)-1].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeStaleLock {
 		t.Fatalf("resumed %+v", r)
 	}
-	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 5 {
-		t.Fatalf("post-hook ran %d times, want 5 (four failures, then the second unlock): %q", n, f.exec.commands())
+	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 6 {
+		t.Fatalf("post-hook ran %d times, want 6 (five failures, then the second unlock): %q", n, f.exec.commands())
 	}
 	waitReleased(t, f.svc.leases)
 }
@@ -203,4 +204,26 @@ func TestRebuildRefusesAForgedRequest(t *testing.T) {
 	if _, _, err := f.svc.rebuild(t.Context(), ref); err == nil || !strings.Contains(err.Error(), "resumed") {
 		t.Fatalf("rebuild = %v, want an error naming the stored event's kind", err)
 	}
+}
+
+// The holder enforces the freeze cap itself when no unlock comes (the event
+// stream without a leader, every watchdog blind): here no watchdog runs at
+// all, and the application is resumed a moment after the deadline.
+func TestHolderResumesAtTheCapWithoutAnUnlock(t *testing.T) {
+	f := newFixture(t, Config{MaxFreeze: 300 * time.Millisecond, WatchdogTick: time.Hour}, redisBlueprint("KubeExec"), map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
+	_, col := f.request(t) // nobody snapshots, no watchdog asks
+	evs := col.Until(10*time.Second, events.IsTerminal)
+	for _, e := range evs {
+		if e.Kind() == events.KindUnlockRequested {
+			t.Fatalf("events %v: the watchdog was meant to stay silent", kinds(evs))
+		}
+	}
+	r, ok := evs[len(evs)-1].Payload.(*events.Resumed)
+	if !ok || r.Succeeded || r.Reason != events.ResumeStaleLock {
+		t.Fatalf("events %v, last %+v", kinds(evs), evs[len(evs)-1].Payload)
+	}
+	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 1 {
+		t.Fatalf("post-hook ran %d times, want 1: %q", n, f.exec.commands())
+	}
+	waitReleased(t, f.svc.leases)
 }

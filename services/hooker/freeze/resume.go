@@ -59,13 +59,22 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 		}
 		return fmt.Errorf("mark freeze resuming: %w", err)
 	}
-	if announce != nil {
+	// The failure is announced while the post-hook runs, not before it: a
+	// stream electing its leader must not keep the application frozen.
+	// Resumed waits for it, so the events keep their order.
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		if announce == nil {
+			return
+		}
 		if err := s.publishOnce(ctx, announce); err != nil {
 			// Resuming matters more than saying why: the end record and the
 			// Resumed still tell that the backup failed.
-			s.log.ErrorContext(ctx, "announce the failure before resuming", "backup_id", ref.BackupID, "err", err)
+			s.log.ErrorContext(ctx, "announce the failure", "backup_id", ref.BackupID, "err", err)
 		}
-	}
+	}()
+	defer func() { <-announced }()
 	p := o.plan
 	if o.takenOver && holdsSessions(p.pre) && reason == events.ResumeAfterSnapshot {
 		// The replica that held the lock sessions is gone, and its locks
@@ -101,6 +110,7 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 	o.end = &events.FreezeEnd{BackupID: ref.BackupID, Workload: ref.Workload, Epoch: o.hold.Epoch(), Succeeded: reason == events.ResumeAfterSnapshot,
 		Reason: reason, Resumed: true, FrozenFor: events.Duration(frozenFor), EndedAt: time.Now().UTC()}
 	o.resumeHooks = hooks
+	<-announced
 	return s.finish(ctx, o)
 }
 
@@ -117,6 +127,7 @@ func (s *Service) finish(ctx context.Context, o *op) error {
 		return err
 	}
 	o.stopKeep()
+	o.disarm()
 	if err := o.hold.Release(context.WithoutCancel(ctx)); err != nil {
 		s.log.WarnContext(ctx, "release freeze lease", "backup_id", o.ref.BackupID, "err", err)
 	}
@@ -175,8 +186,37 @@ func (s *Service) lose(ctx context.Context, o *op, cause error) {
 		s.log.WarnContext(ctx, "release lock session", "backup_id", o.ref.BackupID, "err", err)
 	}
 	o.stopKeep()
+	o.disarm()
 	o.hold = nil
 	s.ops.remove(o)
+}
+
+// deadlineGrace is how long after the freeze cap the holder waits for the
+// watchdogs' unlock before it resumes by itself.
+const deadlineGrace = time.Second
+
+// armDeadline is the holder's own backstop for the freeze cap: should the
+// watchdogs' unlock not come (the event stream electing a leader, every
+// watchdog blind to the lease bucket), the holder resumes the application
+// itself, through the same transition, a moment after the deadline.
+func (s *Service) armDeadline(o *op) {
+	hold := o.hold
+	deadline := hold.Lease().Deadline
+	o.deadline = time.AfterFunc(time.Until(deadline)+deadlineGrace, func() {
+		ctx := s.life
+		if !o.take(ctx) {
+			return
+		}
+		defer o.give()
+		if o.hold != hold || o.end != nil {
+			return // ended, or lost, meanwhile
+		}
+		s.log.WarnContext(ctx, "frozen past its cap and no unlock came: the holder resumes it", "backup_id", o.ref.BackupID, "deadline", deadline)
+		why := "frozen past its cap (deadline " + deadline.UTC().Format(time.RFC3339) + "); no unlock came, the holder resumed it"
+		if err := s.resumeHeld(ctx, o, events.ResumeStaleLock, &events.BackupFailed{BackupRef: o.ref, Step: events.StepFreeze, Reason: why, ResumePending: true}); err != nil {
+			s.log.ErrorContext(ctx, "resume past the cap", "backup_id", o.ref.BackupID, "err", err)
+		}
+	})
 }
 
 // startKeeping renews o's lease until it is released. If it is lost, the
