@@ -2,12 +2,14 @@ package chaos_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,16 +110,24 @@ func serviceBinaries(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for _, s := range chaos.ServiceNames {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, s), ".")
-		cmd.Dir = filepath.Join(root, "services", s)
-		cmd.Env = append(os.Environ(), "GOWORK=off")
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", s, err, out)
-		}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	// Built together: mostly linking, which the cores share.
+	var wg sync.WaitGroup
+	errs := make([]error, len(chaos.ServiceNames))
+	for i, s := range chaos.ServiceNames {
+		wg.Go(func() {
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, s), ".")
+			cmd.Dir = filepath.Join(root, "services", s)
+			cmd.Env = append(os.Environ(), "GOWORK=off")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("build %s: %w\n%s", s, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
