@@ -34,7 +34,7 @@ func TestChaosFast(t *testing.T) {
 // whose description contains it.
 func TestChaosMatrix(t *testing.T) {
 	if os.Getenv("FREEZEFRAME_CHAOS") == "" {
-		t.Skip("the full crash matrix takes ~20 minutes: FREEZEFRAME_CHAOS=1 (make chaos) runs it")
+		t.Skip("the full crash matrix takes ~15 minutes: FREEZEFRAME_CHAOS=1 (make chaos) runs it")
 	}
 	rows := chaos.FullMatrix()
 	if f := os.Getenv("FREEZEFRAME_CHAOS_ROWS"); f != "" {

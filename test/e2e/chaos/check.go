@@ -181,6 +181,18 @@ func (r *rowRun) check(ctx context.Context) (time.Duration, string, error) {
 		}
 	}
 
+	// The request was answered, unless its scheduler was killed for good.
+	select {
+	case err := <-r.reqErr:
+		if err != nil && !r.down[Scheduler] {
+			r.violate("request: %v", err)
+		}
+	default:
+		if !r.down[Scheduler] {
+			r.violate("request still unanswered")
+		}
+	}
+
 	// Every backup reaches a terminal event, and completes.
 	switch {
 	case r.down[Hooker]:
