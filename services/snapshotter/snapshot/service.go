@@ -220,8 +220,14 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	received := time.Now()
 	if err := s.checkFrozen(ctx, q); err != nil {
 		if errors.Is(err, events.ErrNotFrozen) {
-			// Late, redelivered or forged: nothing is cut, nothing deleted.
+			// Late, redelivered or forged: nothing is cut. What an earlier
+			// attempt of this Quiesced cut goes if the backup ended in
+			// failure (its Snapshotted was never stored, say); a backup
+			// that ended well keeps everything.
 			log.WarnContext(ctx, "not cutting: the application is not frozen for this backup", "err", err)
+			if end, eerr := s.book.Ended(ctx, q.BackupRef); eerr == nil && !end.Succeeded {
+				s.discard(ctx, q.BackupRef, log)
+			}
 			return events.Permanent(err)
 		}
 		return s.fail(ctx, q, err, log)
