@@ -86,7 +86,7 @@ func TestWatchdogAsksAgainAfterAFailedPostHook(t *testing.T) {
 	f := newFixture(t, Config{MaxFreeze: 300 * time.Millisecond, MaxDeliver: 2, RetryMaxDelay: 50 * time.Millisecond}, redisBlueprint("KubeExec"),
 		map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
 	// Every delivery of the first unlock and of the failure it announces,
-	// and the holder's own try a second past the cap: only a new request
+	// and the holder's own try just past the cap: only a new request
 	// from the watchdog can resume it then.
 	f.exec.failOn, f.exec.failTimes = "CLIENT UNPAUSE", 5
 	_, col := f.request(t) // nobody snapshots: the deadline passes

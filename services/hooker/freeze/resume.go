@@ -193,7 +193,7 @@ func (s *Service) lose(ctx context.Context, o *op, cause error) {
 
 // deadlineGrace is how long after the freeze cap the holder waits for the
 // watchdogs' unlock before it resumes by itself.
-const deadlineGrace = time.Second
+const deadlineGrace = 250 * time.Millisecond
 
 // armDeadline is the holder's own backstop for the freeze cap: should the
 // watchdogs' unlock not come (the event stream electing a leader, every
