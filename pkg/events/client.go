@@ -111,7 +111,9 @@ func (c *Client) RequestBackup(ctx context.Context, req BackupRequested) (string
 		trace.WithAttributes(attribute.String("freezeframe.backup_id", req.BackupID)))
 	defer span.End()
 	for attempt := 1; ; attempt++ {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// A scheduler answers in milliseconds; one killed while it held the
+		// request never does. The id makes a retry safe, so do not wait long.
+		rctx, cancel := context.WithTimeout(ctx, requestAttemptTimeout)
 		out := nats.NewMsg(APISubject(req.Workload.Cluster))
 		out.Data = body
 		traceContext.Inject(ctx, headerCarrier(out.Header))
@@ -295,6 +297,9 @@ func (c *Client) List(ctx context.Context, f Filter, opts SubscribeOptions) ([]E
 	}
 	return out, nil
 }
+
+// requestAttemptTimeout bounds one attempt at a backup request.
+const requestAttemptTimeout = 3 * time.Second
 
 // subscribeHeartbeat is the idle heartbeat of a subscription's consumer.
 const subscribeHeartbeat = time.Second
