@@ -101,7 +101,7 @@ demo: sandbox-build ## the main job: a sandbox, Redis under writes, a backup end
 CHAOS_ROWS ?=
 
 .PHONY: chaos
-chaos: build sandbox-build ## crash matrix: the bin/ services as separate processes on a standalone nats-server, each SIGKILLed at each step of a backup (restarted or not), redelivery and 2-replica rows; one table, fails on a violated invariant (~15 min); CHAOS_ROWS=hooker runs the matching rows
+chaos: build sandbox-build ## crash matrix: the bin/ services as separate processes on a standalone nats-server, each SIGKILLed at each step of a backup (restarted or not), redelivery and 2-replica rows; one table, fails on a violated invariant (~15 min); CHAOS_ROWS='hooker|nats' runs the matching rows
 	@cd test/e2e/chaos && FREEZEFRAME_CHAOS=1 FREEZEFRAME_CHAOS_ROWS='$(CHAOS_ROWS)' FREEZEFRAME_CHAOS_BIN=$(BIN) \
 		GOWORK=off $(GO) test -count=1 -timeout 90m -run '^TestChaosMatrix$$'
 

@@ -30,8 +30,9 @@ func TestChaosFast(t *testing.T) {
 
 // TestChaosMatrix is the full crash matrix (make chaos): every service killed
 // at every step, restarted or not, and the scenario rows. Opt-in:
-// FREEZEFRAME_CHAOS=1. FREEZEFRAME_CHAOS_ROWS=<substring> keeps only the rows
-// whose description contains it.
+// FREEZEFRAME_CHAOS=1. FREEZEFRAME_CHAOS_ROWS=<substring>[|<substring>...] keeps
+// only the rows whose description ("SIGKILL hooker / mid cut / restart")
+// contains one of them.
 func TestChaosMatrix(t *testing.T) {
 	if os.Getenv("FREEZEFRAME_CHAOS") == "" {
 		t.Skip("the full crash matrix takes ~15 minutes: FREEZEFRAME_CHAOS=1 (make chaos) runs it")
@@ -40,8 +41,11 @@ func TestChaosMatrix(t *testing.T) {
 	if f := os.Getenv("FREEZEFRAME_CHAOS_ROWS"); f != "" {
 		var keep []chaos.Row
 		for _, r := range rows {
-			if strings.Contains(r.String(), f) {
-				keep = append(keep, r)
+			for alt := range strings.SplitSeq(f, "|") {
+				if strings.Contains(r.String(), alt) {
+					keep = append(keep, r)
+					break
+				}
 			}
 		}
 		rows = keep
