@@ -46,7 +46,7 @@ func FuzzRender(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, tmpl, optKey, optVal string, secret []byte, pod string, stdout []byte) {
 		if strings.Contains(tmpl, "range") {
-			t.Skip()
+			return // not an input this target judges: see above
 		}
 		p := testParams()
 		p.Options = map[string]string{"o": optVal, optKey: optVal}

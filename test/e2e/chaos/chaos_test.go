@@ -28,31 +28,6 @@ func TestChaosFast(t *testing.T) {
 	runMatrix(t, chaos.FastMatrix())
 }
 
-// TestChaosMatrix is the full crash matrix (make chaos): every service killed
-// at every step, restarted or not, and the scenario rows. Opt-in:
-// FREEZEFRAME_CHAOS=1. FREEZEFRAME_CHAOS_ROWS=<substring>[|<substring>...] keeps
-// only the rows whose description ("SIGKILL hooker / mid cut / restart")
-// contains one of them.
-func TestChaosMatrix(t *testing.T) {
-	if os.Getenv("FREEZEFRAME_CHAOS") == "" {
-		t.Skip("the full crash matrix takes ~15 minutes: FREEZEFRAME_CHAOS=1 (make chaos) runs it")
-	}
-	rows := chaos.FullMatrix()
-	if f := os.Getenv("FREEZEFRAME_CHAOS_ROWS"); f != "" {
-		var keep []chaos.Row
-		for _, r := range rows {
-			for alt := range strings.SplitSeq(f, "|") {
-				if strings.Contains(r.String(), alt) {
-					keep = append(keep, r)
-					break
-				}
-			}
-		}
-		rows = keep
-	}
-	runMatrix(t, rows)
-}
-
 func runMatrix(t *testing.T, rows []chaos.Row) {
 	c := sandbox.Shared(t)
 	ctx := t.Context()
