@@ -19,10 +19,7 @@ import (
 // backup end through another node.
 func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 	nodes := eventstest.NewCluster(t, 3)
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.ClientURL())
-	}
+	urls := eventstest.ClientURLs(nodes)
 	admin, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
 		t.Fatal(err)
@@ -32,13 +29,7 @@ func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stream jetstream.Stream
-	eventstest.Eventually(t, 30*time.Second, "an R3 stream (cluster formed)", func() bool {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		stream, err = events.EnsureStream(ctx, adminJS, events.StreamConfig{Replicas: 3})
-		return err == nil
-	})
+	stream := eventstest.ClusterStream(t, adminJS)
 	// The worst node to lose: the stream's leader, with the waiter attached
 	// to it (and its consumer placed on it).
 	var lost int
@@ -151,11 +142,7 @@ func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 // long a frozen application waits through a failover), not asserted.
 func TestConsumerSurvivesTheLossOfItsLeader(t *testing.T) {
 	nodes := eventstest.NewCluster(t, 3)
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.ClientURL())
-	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(strings.Join(eventstest.ClientURLs(nodes), ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,12 +151,7 @@ func TestConsumerSurvivesTheLossOfItsLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventstest.Eventually(t, 30*time.Second, "an R3 stream (cluster formed)", func() bool {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		_, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
-		return err == nil
-	})
+	eventstest.ClusterStream(t, js)
 	handled := make(chan time.Time, 16)
 	cons, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "snapshotter", Kinds: []events.Kind{events.KindQuiesced}},
 		func(context.Context, events.Event) error { handled <- time.Now(); return nil }, slog.New(slog.DiscardHandler))

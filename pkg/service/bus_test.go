@@ -15,11 +15,7 @@ import (
 // fatal (they used to make every service exit).
 func TestServicesStartTogetherOnAFreshCluster(t *testing.T) {
 	nodes := eventstest.NewCluster(t, 3)
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.ClientURL())
-	}
-	c := service.Common{NATS: service.NATS{URL: strings.Join(urls, ","), Stream: "FREEZEFRAME", StreamReplicas: 3}}
+	c := service.Common{NATS: service.NATS{URL: strings.Join(eventstest.ClientURLs(nodes), ","), Stream: "FREEZEFRAME", StreamReplicas: 3}}
 	log := slog.New(slog.DiscardHandler)
 	errs := make([]error, 4)
 	var wg sync.WaitGroup

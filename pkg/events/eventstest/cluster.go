@@ -1,6 +1,7 @@
 package eventstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
 // NewCluster runs n JetStream nodes on loopback (a cluster needs three or
@@ -51,4 +55,28 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ClientURLs lists the nodes' client URLs, in order.
+func ClientURLs(nodes []*server.Server) []string {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.ClientURL()
+	}
+	return urls
+}
+
+// ClusterStream creates the backup event stream at R3 through js once the
+// cluster has formed (it refuses until then), failing the test after 30s.
+func ClusterStream(t testing.TB, js jetstream.JetStream) jetstream.Stream {
+	t.Helper()
+	var stream jetstream.Stream
+	Eventually(t, 30*time.Second, "an R3 stream (cluster formed)", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		var err error
+		stream, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
+		return err == nil
+	})
+	return stream
 }
