@@ -252,12 +252,14 @@ func (b *FreezeBook) CheckFrozen(ctx context.Context, ref BackupRef, epoch uint6
 	if err := json.Unmarshal(e.Value(), &f); err != nil {
 		return fmt.Errorf("read freeze of %s: %w", ref.Workload, err)
 	}
+	held := f.Epoch
+	if held == 0 {
+		held = e.Revision() // not written since its Create, whose revision is the epoch
+	}
 	switch {
 	case f.BackupID != ref.BackupID:
 		return notFrozen("the workload is held by backup " + f.BackupID)
-	case epoch != 0 && f.Epoch == 0 && e.Revision() != epoch, epoch != 0 && f.Epoch != 0 && f.Epoch != epoch:
-		// Epoch zero: the key has not been written since its Create, whose
-		// revision is the epoch.
+	case epoch != 0 && held != epoch:
 		return notFrozen("the workload is held by another freeze of this backup")
 	case f.State == FreezeFrozen:
 		return nil

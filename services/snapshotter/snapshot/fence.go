@@ -25,7 +25,7 @@ import (
 // errFreezeEnded marks a cut that the freeze did not outlast.
 var errFreezeEnded = errors.New("the freeze ended before the cut was confirmed; its snapshots are deleted")
 
-// frozenFor checks q's freeze. A *events.NotFrozenError (events.ErrNotFrozen)
+// checkFrozen checks q's freeze. A *events.NotFrozenError (events.ErrNotFrozen)
 // is permanent; an error reading the record is transient.
 func (s *Service) checkFrozen(ctx context.Context, q *events.Quiesced) error {
 	err := s.book.CheckFrozen(ctx, q.BackupRef, q.FreezeEpoch)
