@@ -17,7 +17,7 @@ import (
 // replica that holds the freeze, or on one that takes it over when the
 // holder is gone (holderGone, or the lease names this replica from before a
 // restart). announce, when set, is published once this replica owns the
-// resume, before the post-hook.
+// resume (its move to resuming succeeded), while the post-hook runs.
 func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason string, holderGone bool, announce *events.BackupFailed) error {
 	o := s.ops.get(ref)
 	if o == nil {
