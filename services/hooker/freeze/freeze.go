@@ -15,8 +15,8 @@ import (
 // end that froze nothing.
 func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error {
 	log := s.log.With("backup_id", req.BackupID, "workload", req.Workload.String())
-	o := s.ops.getOrAdd(req.BackupRef)
-	if !o.take(ctx) {
+	o, ok := s.ops.takeTurn(ctx, req.BackupRef)
+	if !ok {
 		return ctx.Err()
 	}
 	defer o.give()

@@ -134,6 +134,27 @@ func (o *ops) getOrAdd(ref events.BackupRef) *op {
 	return x
 }
 
+// takeTurn returns ref's op (added if there is none) with its turn taken.
+// An op removed while this caller waited for its turn belongs to a
+// transition that has finished; the caller starts over with a fresh op,
+// so it sees what that transition left (an ended record), not a stale
+// op.
+func (o *ops) takeTurn(ctx context.Context, ref events.BackupRef) (*op, bool) {
+	for {
+		x := o.getOrAdd(ref)
+		if !x.take(ctx) {
+			return nil, false
+		}
+		o.mu.Lock()
+		current := o.m[backupKey(ref)] == x
+		o.mu.Unlock()
+		if current {
+			return x, true
+		}
+		x.give()
+	}
+}
+
 // remove forgets x (and only x: a later op of the same key stays).
 func (o *ops) remove(x *op) {
 	o.mu.Lock()

@@ -16,8 +16,8 @@ import (
 // finished. nil, nil: not this replica's to resume (another live replica
 // holds it, or it ended).
 func (s *Service) takeOver(ctx context.Context, ref events.BackupRef, holderGone bool) (*op, error) {
-	o := s.ops.getOrAdd(ref)
-	if !o.take(ctx) {
+	o, ok := s.ops.takeTurn(ctx, ref)
+	if !ok {
 		return nil, ctx.Err()
 	}
 	defer o.give()
