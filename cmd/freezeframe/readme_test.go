@@ -11,10 +11,10 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/service"
 )
 
-// The README documents every configuration key; this keeps it true when a
-// key is added or renamed.
+// docs/configuration.md documents every configuration key; this keeps it
+// true when a key is added or renamed.
 func TestREADMEListsEveryConfigurationKey(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestREADMEListsEveryConfigurationKey(t *testing.T) {
 		for _, key := range strings.Fields(keys.String()) {
 			n++
 			if !bytes.Contains(readme, []byte("`"+key+"`")) {
-				t.Errorf("README.md does not document %s (%s)", key, name)
+				t.Errorf("docs/configuration.md does not document %s (%s)", key, name)
 			}
 		}
 		return nil

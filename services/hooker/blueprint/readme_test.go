@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// The README's example blueprints are what users copy: each must decode and
-// validate as the hooker would validate it.
+// The example blueprints of docs/blueprints.md are what users copy: each
+// must decode and validate as the hooker would validate it.
 func TestREADMEBlueprintsValidate(t *testing.T) {
-	readme, err := os.ReadFile("../../../README.md")
+	readme, err := os.ReadFile("../../../docs/blueprints.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestREADMEBlueprintsValidate(t *testing.T) {
 		n++
 		bp, err := Parse([]byte(doc))
 		if err != nil {
-			t.Errorf("README blueprint %d: %v", n, err)
+			t.Errorf("docs/blueprints.md blueprint %d: %v", n, err)
 			continue
 		}
 		actions := []string{ActionPrehook}
@@ -32,11 +32,11 @@ func TestREADMEBlueprintsValidate(t *testing.T) {
 			actions = append(actions, ActionPosthook)
 		}
 		if err := bp.Validate(actions...); err != nil {
-			t.Errorf("README blueprint %s: %v", bp.Name, err)
+			t.Errorf("docs/blueprints.md blueprint %s: %v", bp.Name, err)
 		}
 	}
 	if n < 4 {
-		t.Fatalf("found %d example blueprints in the README, want at least 4", n)
+		t.Fatalf("found %d example blueprints in docs/blueprints.md, want at least 4", n)
 	}
 }
 
