@@ -13,11 +13,15 @@
 //	io.freezeframe.backup.quiesced.v1         Quiesced          pre-hook done: the application is frozen
 //	io.freezeframe.backup.snapshotted.v1      Snapshotted       every volume snapshot is cut
 //	io.freezeframe.backup.resumed.v1          Resumed           post-hook done: the application runs again
+//	io.freezeframe.backup.snapshot-ready.v1   SnapshotReady     every snapshot is ready to restore; retention applied
 //	io.freezeframe.backup.failed.v1           BackupFailed      a step failed (step and reason)
 //	io.freezeframe.backup.unlock-requested.v1 UnlockRequested   a freeze must end now (watchdog, operator)
 //
-// A backup ends with Resumed, or with a BackupFailed whose ResumePending is
-// false (nothing was frozen); see [IsTerminal].
+// A backup's freeze ends with Resumed, or with a BackupFailed whose
+// ResumePending is false (nothing is left to resume); see [IsTerminal]. A
+// successful backup is complete once both its Resumed and its SnapshotReady
+// are in, in either order, and a BackupFailed with step ready after the
+// resume fails it; see [Completion] and [Client.WaitReady].
 //
 // # Subjects
 //
@@ -25,8 +29,8 @@
 //
 //	freezeframe.backup.<event>.<cluster>.<namespace>.<kind>.<name>.<backupid>
 //
-// where <event> is requested, quiesced, snapshotted, resumed, failed or
-// unlock-requested, <kind> is the lower-case workload kind (deployment,
+// where <event> is requested, quiesced, snapshotted, resumed,
+// snapshot-ready, failed or unlock-requested, <kind> is the lower-case workload kind (deployment,
 // statefulset), and dots inside a name are written as underscores (Kubernetes
 // names never contain underscores, so the mapping is reversible). NATS
 // wildcards select: "freezeframe.backup.failed.>" every failure,
@@ -62,4 +66,16 @@
 // kind and the payload's workload and backup id those of the subject. While a handler runs, the
 // consumer sends in-progress heartbeats so that a long hook or snapshot is
 // not redelivered to another replica.
+//
+// # The freeze record
+//
+// Where a backup's freeze is lives in two JetStream key-value buckets,
+// defined in freezes.go and written by the hooker: while the freeze is live,
+// the workload's key in [FreezesBucket] holds a [Freeze] in state freezing,
+// frozen or resuming, whose Epoch is the freeze's fencing token; once it
+// ended, the backup's key in [BackupsBucket] holds a [FreezeEnd] (succeeded
+// or not, why, how long frozen), written before the live key is deleted.
+// [FreezeBook] reads them for the other services: the snapshotter cuts only
+// while [FreezeBook.CheckFrozen] says frozen at the Quiesced's epoch, and
+// retention counts only backups whose end says succeeded.
 package events

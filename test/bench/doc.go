@@ -1,9 +1,10 @@
-// Package bench holds freezeframe's benchmarks (issue #8): the latency of one
-// event hop through pkg/events against raw JetStream, the orchestration
-// overhead of one backup with instant stand-ins for exec and the CSI
-// snapshot controller, and throughput with many backups at once. Parts 4 and
-// 5, on the sandbox with real exec and real VolumeSnapshots, are in
-// test/e2e/bench_test.go; make bench runs both and cmd/report reads both.
+// Package bench holds freezeframe's benchmarks: the latency of one event hop
+// through pkg/events against raw JetStream, the orchestration overhead of one
+// backup with instant stand-ins for exec and the CSI snapshot controller, and
+// throughput with many backups at once. The benchmarks on the sandbox, with
+// real exec and real VolumeSnapshots, are in test/e2e/bench_test.go; make
+// bench runs both (and pkg/events' BenchmarkHandle), and cmd/report reads
+// them all. docs/performance.md has the latest figures.
 //
 // They are benchmarks, not timed tests: nothing here fails because a shared
 // machine was slow. Figures come out as custom metrics (b.ReportMetric) in

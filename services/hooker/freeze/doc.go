@@ -16,9 +16,12 @@
 //
 // Once any pre-hook phase has started, the post-hook runs: after
 // Snapshotted; after a BackupFailed that says a resume is pending (pre-hook
-// or snapshot failure); on an UnlockRequested (watchdog, operator, or this
-// replica's own maximum-freeze timer). Every resume goes through an event,
-// so it is visible and survives a crash of the replica that froze.
+// or snapshot failure); on an UnlockRequested (a watchdog, or an operator's
+// freezeframe unlock). Those triggers are events, so they are visible and
+// survive a crash of the replica that froze. The holder also has two
+// backstops that need no event: its own timer, a moment past the freeze
+// cap when no unlock came, and the loss of NATS for half the lease's stale
+// period, when it could not hear one.
 //
 // # Fast path
 //

@@ -5,8 +5,9 @@
 // # Leases
 //
 // A hooker replica acquires a workload's lease just before the pre-hook
-// ([Store.Acquire]) and releases it once the post-hook finished
-// ([Hold.Release], or [Store.Release] from another replica). While the lease
+// ([Store.Acquire]) and, once the post-hook finished, records the freeze's
+// end and releases it ([Hold.End], [Hold.Release]; [Store.TakeOver] and
+// [Store.Release] from another replica). While the lease
 // exists no other backup can freeze the workload: Acquire fails with a
 // [*HeldError] that names the backup holding it, since when and until when.
 // The key is the workload's [events.Workload.Key] (kind normalised, so
@@ -43,16 +44,23 @@
 // Leases never expire on their own. An expired key would take the backup id
 // with it, and a watchdog restarted after the expiry could not tell which
 // backup to unlock. Staleness is judged by the watchdogs instead, from the
-// lease values they watch.
+// lease values they watch. The ends of freezes, in the backups bucket, do
+// expire: after [Config.EndedTTL], as long as the event stream keeps the
+// requests that could replay them ([EndedForever] for a stream without an
+// age limit).
 //
 // # Watchdog
 //
 // [Watchdog] runs in every hooker replica. It follows the whole bucket with
 // one watch (replaying every current lease on start, so leases that went
 // stale while no hooker ran are reconciled) and judges, every Tick, from
-// memory: a lease whose Deadline passed, or whose revision has not changed
-// for StaleAfter, is reported to the onStale callback, at most once per
-// RefireAfter per lease and replica, and again later while it stays stale.
+// memory: a lease whose Deadline passed, whose revision has not changed for
+// StaleAfter, or (with [WatchdogConfig].SnapshotStallAfter set) that is
+// frozen while no snapshotter has reported progress on its snapshot for that
+// long (the progress keys, events.SnapshotProgressKey, live in the same
+// bucket), is reported to the onStale callback with its [Cause], at most
+// once per RefireAfter per lease and replica, and again later while it stays
+// stale.
 //
 // Staleness is measured on the watchdog's own monotonic clock, counting only
 // time during which it can prove its view of the bucket is current: each

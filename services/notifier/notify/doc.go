@@ -4,7 +4,13 @@
 // [Durable] and hands every terminal event (see [events.IsTerminal]) to a
 // [Notifier]: a Resumed, or a BackupFailed after which nothing needs
 // resuming. A BackupFailed with ResumePending is not the end: the Resumed
-// that follows it is, and that is the one notified.
+// that follows it is, and that is the one notified. A BackupFailed with step
+// ready, after a successful resume, is notified too.
+//
+// The consumer also reads SnapshotReady, only to count backups in the
+// metric freezeframe_backups_total: a success once the backup is both
+// resumed and ready to restore, a failure at its terminal event, each at its
+// first delivery.
 //
 // [LogNotifier] writes one structured log record per backup. Other
 // destinations implement [Notifier] and receive the same events; [Outcome]

@@ -1,15 +1,37 @@
-// Package snapshot is the snapshotter service: on Quiesced it takes one CSI
-// VolumeSnapshot of every PersistentVolumeClaim the workload's running pods
-// mount, and publishes Snapshotted as soon as every snapshot is cut, or
-// BackupFailed (step "snapshot", ResumePending) when it cannot be. The
-// application is frozen for the whole time this package works, so every
-// path ends in one of those two events and nothing waits that need not.
+// Package snapshot is the snapshotter service: on Quiesced it snapshots
+// every PersistentVolumeClaim the workload's running pods mount (the list
+// the hooker put in Quiesced) and publishes Snapshotted as soon as every
+// snapshot is cut, or BackupFailed (step "snapshot", ResumePending) when it
+// cannot be. The application is frozen for the whole time this part works,
+// so every path ends in one of those two events and nothing waits that
+// need not. Then, with nothing frozen, it follows the snapshots until they
+// are ready to restore, publishes SnapshotReady and applies retention.
+//
+// # Volumes or a group
+//
+// Several claims on one CSI driver are cut as one VolumeGroupSnapshot (every
+// volume at the same instant) when Config.GroupSnapshots is on, the cluster
+// serves groupsnapshot.storage.k8s.io/v1, the driver has a group class and
+// no VolumeSnapshotClass was asked for;
+// the claims get the [LabelVolumeGroup] label the group selects them by.
+// Otherwise each claim gets its own VolumeSnapshot, all created at once.
+// The class comes from the Quiesced (the request, or the workload's
+// annotation), else Config.DefaultSnapshotClass, else the class annotated
+// default for the volume's driver. Claims, storage classes and snapshot
+// classes are read from informer caches, so choosing costs no API call
+// while the application is frozen.
 //
 // # Cut, not ready
 //
-// A snapshot is cut when the storage sets status.creationTime; readyToUse can
+// A snapshot is cut when the storage sets status.creationTime on its bound
+// content (VolumeSnapshotContent, or VolumeGroupSnapshotContent), a hop
+// before the snapshot controller copies it onto the snapshot; readyToUse can
 // follow minutes later (an upload on cloud providers) and does not need the
 // application frozen. Snapshotted is published at the cut, as KubeVirt does.
+// While it waits for the cut the snapshotter rewrites the workload's
+// progress key in the freeze bucket (events.SnapshotProgressKey) every
+// Config.ProgressEvery, so the hooker's watchdog can tell a stalled
+// snapshot from a slow one.
 // A snapshot whose status reports an error before then fails the backup at
 // once; one not cut within CutTimeout, or before the Quiesced event's freeze
 // deadline, fails it too.
@@ -31,21 +53,21 @@
 // # Idempotence
 //
 // Snapshot names are derived from the backup id and the claim
-// ([SnapshotName]), so a redelivered Quiesced finds the snapshots it created
+// ([SnapshotName], [GroupSnapshotName]), so a redelivered
+// Quiesced finds the snapshots it created
 // before (AlreadyExists) and waits on them instead of cutting new ones. The
 // published events have deterministic ids, so the stream drops a second
 // Snapshotted or BackupFailed of the same backup.
 //
 // # Watching
 //
-// One shared informer follows every VolumeSnapshot labelled with
-// [LabelBackupID], cluster-wide, and wakes the handlers waiting on them. No
-// handler opens its own watch or polls: between freeze and resume the only
-// Kubernetes calls are the workload lookup and the creates, made
-// concurrently. The service account needs get on deployments and
-// statefulsets, list on pods, and create, get, list and watch on
-// volumesnapshots.snapshot.storage.k8s.io (list and watch in all
-// namespaces, for the shared informer).
+// Shared informers follow every VolumeSnapshot (and VolumeGroupSnapshot)
+// labelled with [LabelBackupID] and their bound contents, cluster-wide, and
+// wake the handlers waiting on them. No handler opens its own watch or
+// polls: between freeze and resume the only Kubernetes calls are the
+// creates, made concurrently (and, for a group, labelling claims not yet
+// labelled). The calls the service account needs are listed, per service,
+// in the Helm chart's RBAC table (deploy/helm/freezeframe/README.md).
 //
 // # Retention
 //

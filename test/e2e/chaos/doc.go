@@ -10,8 +10,13 @@
 // post-hook, after Resumed), restarting it or not. Steps are seen on the event
 // stream (a raw subscription on freezeframe.backup.>), in marker files the
 // blueprint's hooks write before they sleep, and in the API proxy that holds
-// the snapshot create. Scenario rows redeliver a finished backup's events, and
-// SIGSTOP a hooker replica past its lease.
+// the snapshot create. Scenario rows redeliver a finished backup's events,
+// SIGSTOP a hooker replica past its lease, and hold the cut past the freeze
+// cap.
+//
+// The full matrix (TestChaosMatrix) is built only with -tags chaos: make
+// chaos runs it, CHAOS_ROWS selecting rows. make test runs TestChaosFast, one
+// SIGKILL per service. docs/reliability.md has the last full run.
 //
 // # Invariants
 //
