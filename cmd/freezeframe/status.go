@@ -90,7 +90,6 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func readStatus(ctx context.Context, client *events.Client, js jetstream.JetStream, bucket, namespace string, since time.Time) (status, error) {
 	st := status{Frozen: []frozenApp{}, InFlight: []backupView{}, LastResults: []backupView{}}
-	now := time.Now()
 	store, err := lease.Bind(ctx, js, bucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
@@ -102,6 +101,9 @@ func readStatus(ctx context.Context, client *events.Client, js jetstream.JetStre
 		if err != nil && len(leases) == 0 {
 			return st, err
 		}
+		// Read after the list: a freeze taken while it was read is not
+		// shown as frozen for a negative time.
+		now := time.Now()
 		for _, l := range leases {
 			if namespace != "" && l.Workload.Namespace != namespace {
 				continue

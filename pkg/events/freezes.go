@@ -76,7 +76,20 @@ type Freeze struct {
 	// RenewedAt is the holder's clock at its last renewal, for humans; the
 	// watchdog judges staleness by revision changes on its own clock.
 	RenewedAt time.Time `json:"renewedAt"`
+	// ValidUntil is how long this record vouches for the freeze: the
+	// Deadline, or half the stale period after RenewedAt, whichever comes
+	// first. Past it the holder may resume the application without first
+	// writing resuming (the bucket may be electing a leader, or out of
+	// reach), so nobody may count the application frozen on this record's
+	// word any more. Zero in records written before it existed.
+	ValidUntil time.Time `json:"validUntil,omitzero"`
 }
+
+// FreezeClockTolerance is how far apart the clocks of the hooker and of
+// the readers of its record (the snapshotter) may be: a holder resumes
+// without writing resuming only this long after ValidUntil has passed on
+// its own clock.
+const FreezeClockTolerance = 250 * time.Millisecond
 
 // MaxFreeze is the freeze cap the lease was taken with.
 func (f Freeze) MaxFreeze() time.Duration { return f.Deadline.Sub(f.AcquiredAt) }
@@ -171,6 +184,10 @@ type NotFrozenError struct {
 	Epoch uint64
 	// Why is for humans: "resuming", "held by backup X", "ended: ...".
 	Why string
+	// Held: this freeze still holds the workload, but its record is past
+	// ValidUntil. Its holder may be about to resume it; nobody may cut,
+	// and the backup should fail now rather than wait for its cap.
+	Held bool
 }
 
 func (e *NotFrozenError) Error() string {
@@ -261,6 +278,9 @@ func (b *FreezeBook) CheckFrozen(ctx context.Context, ref BackupRef, epoch uint6
 		return notFrozen("the workload is held by backup " + f.BackupID)
 	case epoch != 0 && held != epoch:
 		return notFrozen("the workload is held by another freeze of this backup")
+	case !f.ValidUntil.IsZero() && !time.Now().Before(f.ValidUntil):
+		return &NotFrozenError{Ref: ref, Epoch: epoch, Held: true,
+			Why: "its record vouches for it only until " + f.ValidUntil.UTC().Format(time.RFC3339Nano) + " (deadline passed, or the holder's renewals are overdue)"}
 	case f.State == FreezeFrozen:
 		return nil
 	case f.State == FreezeFreezing && epoch != 0:

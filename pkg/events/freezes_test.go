@@ -67,6 +67,19 @@ func TestCheckFrozenFollowsTheRecord(t *testing.T) {
 	check(epoch, "")
 	check(0, "")
 	check(epoch+7, "another freeze")
+	// A holder whose renewals are overdue, or past its cap, may resume
+	// without writing first: the record stops vouching at ValidUntil, and
+	// says the freeze still holds the workload.
+	f.ValidUntil = time.Now().Add(-time.Millisecond)
+	rev = put(rev)
+	check(epoch, "vouches for it only until")
+	var nf *events.NotFrozenError
+	if err := book.CheckFrozen(ctx, ref, epoch); !errors.As(err, &nf) || !nf.Held {
+		t.Fatalf("CheckFrozen past ValidUntil = %#v, want a NotFrozenError with Held", err)
+	}
+	f.ValidUntil = time.Now().Add(time.Minute)
+	rev = put(rev)
+	check(epoch, "")
 	f.State = events.FreezeResuming
 	put(rev)
 	check(epoch, "resuming")

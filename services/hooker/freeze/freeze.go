@@ -76,11 +76,20 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 	// freezing at its epoch as frozen, and the write costs the freeze no
 	// round trip. The turn is held until it is done, so no resume can
 	// overtake it.
+	// Neither may outlast what the record vouches for: a bucket or stream
+	// electing its leader must not hold the application frozen, and past
+	// ValidUntil no snapshotter cuts on this freeze's word anyway.
 	marked := make(chan error, 1)
-	go func() { marked <- hold.SetState(ctx, lease.StateFrozen) }()
+	go func() {
+		mctx, cancel := context.WithDeadline(ctx, hold.ValidUntil().Add(events.FreezeClockTolerance))
+		defer cancel()
+		marked <- hold.SetState(mctx, lease.StateFrozen)
+	}()
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
 		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
-	perr := s.publishOnce(ctx, q)
+	qctx, cancel := context.WithDeadline(ctx, q.FreezeDeadline)
+	perr := s.publishOnce(qctx, q)
+	cancel()
 	if err := <-marked; err != nil {
 		if errors.Is(err, lease.ErrLost) {
 			s.lose(ctx, o, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -50,15 +51,15 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 		return s.finish(ctx, o)
 	}
 	ref := o.ref
-	// → resuming, before the post-hook: the snapshotter's check after its
-	// cut relies on it, and a replica that lost the lease stops here.
-	if err := o.hold.SetState(ctx, lease.StateResuming); err != nil {
+	marked, err := s.markResuming(ctx, o, reason)
+	if err != nil {
 		if errors.Is(err, lease.ErrLost) {
 			s.lose(ctx, o, err)
 			return nil
 		}
 		return fmt.Errorf("mark freeze resuming: %w", err)
 	}
+	defer func() { _ = marked() }()
 	// The failure is announced while the post-hook runs, not before it: a
 	// stream electing its leader must not keep the application frozen.
 	// Resumed waits for it, so the events keep their order.
@@ -90,6 +91,7 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 	}
 	hooks, err := s.runAction(ctx, p, p.post, false)
 	if err != nil {
+		_ = marked()
 		// resuming → frozen: the freeze is still on, and the watchdogs keep
 		// asking (each ask a new revision, so a new event).
 		if serr := o.hold.SetState(ctx, lease.StateFrozen); serr != nil {
@@ -112,6 +114,71 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 	o.resumeHooks = hooks
 	<-announced
 	return s.finish(ctx, o)
+}
+
+// markAttempt bounds one write of the freeze record on the resume path: a
+// bucket electing its leader must not hold the application frozen for
+// the client's whole request timeout.
+const markAttempt = 500 * time.Millisecond
+
+// markResuming moves the freeze to resuming before the post-hook runs. The
+// snapshotter's check after its cut relies on it, and a replica that lost
+// the lease stops here (ErrLost). When the bucket does not answer (a leader
+// election, NATS out of reach), the post-hook runs without waiting for the
+// write (marked waits for the write, tried beside it) in two cases:
+//
+//   - after Snapshotted, while the record is valid: every cut of this
+//     backup was checked before Snapshotted went out, and while the record
+//     is valid no watchdog can have taken the freeze over;
+//   - once the record is past ValidUntil (and the clock tolerance): no
+//     snapshotter counts the application frozen on its word any more.
+//
+// Otherwise it tries again until one of them holds, so the freeze cap and
+// the stale period bound the freeze whatever the bucket does.
+func (s *Service) markResuming(ctx context.Context, o *op, reason string) (marked func() error, err error) {
+	hold := o.hold
+	for {
+		actx, cancel := context.WithTimeout(ctx, markAttempt)
+		err := hold.SetState(actx, lease.StateResuming)
+		cancel()
+		switch {
+		case err == nil:
+			return func() error { return nil }, nil
+		case errors.Is(err, lease.ErrLost), ctx.Err() != nil:
+			return nil, err
+		case reason == events.ResumeAfterSnapshot && time.Now().Before(hold.ValidUntil()),
+			!time.Now().Before(hold.ValidUntil().Add(events.FreezeClockTolerance)):
+			s.log.WarnContext(ctx, "cannot write the freeze record; resuming without waiting for it", "backup_id", o.ref.BackupID, "reason", reason,
+				"valid_until", hold.ValidUntil(), "err", err)
+			return s.markBeside(ctx, o), nil
+		}
+		s.log.WarnContext(ctx, "cannot write the freeze record yet; the post-hook waits for it", "backup_id", o.ref.BackupID, "valid_until", hold.ValidUntil(), "err", err)
+		select {
+		case <-time.After(min(100*time.Millisecond, time.Until(hold.ValidUntil().Add(events.FreezeClockTolerance)))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// markBeside tries the resuming write once more while the post-hook runs;
+// the returned func waits for it. A failure is only logged: the end recorded
+// after the post-hook says what happened.
+func (s *Service) markBeside(ctx context.Context, o *op) func() error {
+	hold := o.hold
+	done := make(chan error, 1)
+	go func() {
+		bctx, cancel := context.WithTimeout(ctx, 3*markAttempt)
+		defer cancel()
+		done <- hold.SetState(bctx, lease.StateResuming)
+	}()
+	return sync.OnceValue(func() error {
+		err := <-done
+		if err != nil {
+			s.log.WarnContext(ctx, "mark freeze resuming, tried beside the post-hook", "backup_id", o.ref.BackupID, "err", err)
+		}
+		return err
+	})
 }
 
 // finish ends a backup whose post-hook ran: its end recorded, then
@@ -193,7 +260,7 @@ func (s *Service) lose(ctx context.Context, o *op, cause error) {
 
 // deadlineGrace is how long after the freeze cap the holder waits for the
 // watchdogs' unlock before it resumes by itself.
-const deadlineGrace = 250 * time.Millisecond
+const deadlineGrace = events.FreezeClockTolerance
 
 // armDeadline is the holder's own backstop for the freeze cap: should the
 // watchdogs' unlock not come (the event stream electing a leader, every

@@ -20,9 +20,13 @@ type Hold struct {
 	s   *Store
 	key string
 
-	mu  sync.Mutex
-	l   Lease
-	rev uint64
+	// writing serialises writes, which take a round trip (or, while the
+	// bucket elects a leader, seconds); mu guards the fields and is never
+	// held across one, so reading the lease never waits for a write.
+	writing sync.Mutex
+	mu      sync.Mutex
+	l       Lease
+	rev     uint64
 	// epoch is the fencing token, written into the lease from the first
 	// write after the Create (the Create cannot know its own revision).
 	epoch    uint64
@@ -79,55 +83,85 @@ func (h *Hold) Renew(ctx context.Context) error {
 	return h.write(ctx, func(*Lease) error { return nil })
 }
 
-func (h *Hold) write(ctx context.Context, change func(*Lease) error) error {
+// ValidUntil is the ValidUntil of the last write that was stored: past it
+// (and FreezeClockTolerance more), nobody counts the freeze frozen on the
+// record's word, so this holder may resume without writing first.
+func (h *Hold) ValidUntil() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.l.ValidUntil
+}
+
+// Lost returns why the lease was lost, or nil while it is held as far as
+// this holder knows.
+func (h *Hold) Lost() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.released {
 		return fmt.Errorf("%w: released by this holder", ErrLost)
 	}
-	if h.lost != nil {
-		return h.lost
+	return h.lost
+}
+
+func (h *Hold) write(ctx context.Context, change func(*Lease) error) error {
+	h.writing.Lock()
+	defer h.writing.Unlock()
+	if err := h.Lost(); err != nil {
+		return err
 	}
-	next := h.l
+	h.mu.Lock()
+	next, rev := h.l, h.rev
+	h.mu.Unlock()
 	next.Epoch = h.epoch
 	if err := change(&next); err != nil {
 		return err
 	}
-	next.RenewedAt = now()
-	data, err := json.Marshal(next)
-	if err != nil {
-		return err
-	}
 	for range 3 {
-		rev, err := h.s.kv.Update(ctx, h.key, data, h.rev)
+		next.RenewedAt = now()
+		next.ValidUntil = h.s.cfg.validUntil(next)
+		data, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		stored, err := h.s.kv.Update(ctx, h.key, data, rev)
 		if err == nil {
-			h.l, h.rev = next, rev
+			h.mu.Lock()
+			h.l, h.rev = next, stored
+			h.mu.Unlock()
 			return nil
 		}
 		if !isConflict(err) {
-			return fmt.Errorf("write lease of %s: %w", h.l.Workload, err)
+			return fmt.Errorf("write lease of %s: %w", next.Workload, err)
 		}
 		// The revision moved. Either an earlier write of ours was stored
 		// although its reply was lost, or someone released or took the lease.
 		cur, curRev, gerr := h.s.get(ctx, h.key)
 		switch {
 		case errors.Is(gerr, ErrNotHeld):
-			h.lost = fmt.Errorf("%w: %s was released", ErrLost, h.l.Workload)
-			return h.lost
+			return h.lose(fmt.Errorf("%w: %s was released", ErrLost, next.Workload))
 		case gerr != nil:
-			return fmt.Errorf("write lease of %s: %w", h.l.Workload, gerr)
-		case cur.BackupID != h.l.BackupID || cur.Holder != h.l.Holder || !cur.AcquiredAt.Equal(h.l.AcquiredAt) || (cur.Epoch != 0 && cur.Epoch != h.epoch):
-			h.lost = fmt.Errorf("%w: %s is now held by backup %s on replica %s", ErrLost, h.l.Workload, cur.BackupID, cur.Holder)
-			return h.lost
+			return fmt.Errorf("write lease of %s: %w", next.Workload, gerr)
+		case cur.BackupID != next.BackupID || cur.Holder != next.Holder || !cur.AcquiredAt.Equal(next.AcquiredAt) || (cur.Epoch != 0 && cur.Epoch != h.epoch):
+			return h.lose(fmt.Errorf("%w: %s is now held by backup %s on replica %s", ErrLost, next.Workload, cur.BackupID, cur.Holder))
 		}
-		h.rev = curRev // ours: adopt the revision and write again
+		rev = curRev // ours: adopt the revision and write again
+		h.mu.Lock()
+		h.rev = curRev
+		h.mu.Unlock()
 	}
-	return fmt.Errorf("write lease of %s: revision kept moving", h.l.Workload)
+	return fmt.Errorf("write lease of %s: revision kept moving", next.Workload)
+}
+
+func (h *Hold) lose(err error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lost = err
+	return err
 }
 
 // Keep renews the lease every RenewEvery until ctx ends or the hold is
 // released (then it returns nil), the lease is lost (ErrLost), or no renewal
-// succeeded for half of StaleAfter (ErrStalled). A holder that cannot reach
+// succeeded for half of StaleAfter and FreezeClockTolerance (ErrStalled). A holder that cannot reach
 // NATS will not hear the watchdogs' unlocks, so it should resume the
 // application itself; at half the stale period no watchdog may yet have
 // taken the freeze over and let another backup freeze the workload, so that
@@ -161,7 +195,9 @@ func (h *Hold) Keep(ctx context.Context) error {
 			// and another backup frozen the workload since. Resuming blind
 			// could thaw that freeze; the watchdogs resume this one.
 			return fmt.Errorf("%w: no renewal of %s for %s, past the stale period: presumed taken over: %w", ErrLost, h.key, time.Since(lastOK).Round(time.Millisecond), err)
-		case time.Since(lastOK) >= cfg.StaleAfter/2:
+		case time.Since(lastOK) >= cfg.StaleAfter/2+events.FreezeClockTolerance:
+			// Past the record's ValidUntil on every clock within the
+			// tolerance: nobody cuts on its word any more.
 			return fmt.Errorf("%w: no renewal of %s for %s: %w", ErrStalled, h.key, time.Since(lastOK).Round(time.Millisecond), err)
 		}
 	}
@@ -190,22 +226,27 @@ func (h *Hold) End(ctx context.Context, end events.FreezeEnd) error {
 // recording an end: only for a lease under which nothing ran (see End).
 // Releasing twice, or a lease already gone, is not an error.
 func (h *Hold) Release(ctx context.Context) error {
+	h.writing.Lock()
+	defer h.writing.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.released {
+	released, l, rev := h.released, h.l, h.rev
+	h.mu.Unlock()
+	if released {
 		return nil
 	}
-	err := h.s.kv.Delete(ctx, h.key, jetstream.LastRevision(h.rev))
+	err := h.s.kv.Delete(ctx, h.key, jetstream.LastRevision(rev))
 	if err != nil && !isConflict(err) {
-		return fmt.Errorf("release lease of %s: %w", h.l.Workload, err)
+		return fmt.Errorf("release lease of %s: %w", l.Workload, err)
 	}
 	if err != nil {
 		// Our revision is stale (a write whose reply was lost, or a take
 		// over): release by backup id instead.
-		if err := h.s.release(ctx, h.key, h.l.Workload, h.l.BackupID); err != nil {
+		if err := h.s.release(ctx, h.key, l.Workload, l.BackupID); err != nil {
 			return err
 		}
 	}
+	h.mu.Lock()
 	h.released = true
+	h.mu.Unlock()
 	return nil
 }

@@ -145,6 +145,17 @@ type Config struct {
 // the bucket exists (for a stream that keeps its events for ever).
 const EndedForever time.Duration = -1
 
+// validUntil is how long l vouches for its freeze once written: half the
+// stale period past its renewal (a holder stalls at that point and may
+// resume by itself), never past its deadline.
+func (c Config) validUntil(l Lease) time.Time {
+	v := l.RenewedAt.Add(c.StaleAfter / 2)
+	if !l.Deadline.IsZero() && l.Deadline.Before(v) {
+		v = l.Deadline
+	}
+	return v.UTC().Round(0)
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Bucket == "" {
 		c.Bucket = DefaultBucket
@@ -269,6 +280,7 @@ func (s *Store) Acquire(ctx context.Context, l Lease) (*Hold, error) {
 	l.AcquiredAt = l.AcquiredAt.UTC().Round(0)
 	l.Deadline = l.Deadline.UTC().Round(0)
 	l.RenewedAt = t
+	l.ValidUntil = s.cfg.validUntil(l)
 	if l.State == "" {
 		l.State = StateFreezing
 	}

@@ -120,8 +120,29 @@ func TestRenewAndState(t *testing.T) {
 	if got.State != lease.StateFrozen || !got.Deadline.Equal(first.Deadline) || !got.AcquiredAt.Equal(first.AcquiredAt) || !got.RenewedAt.After(first.RenewedAt) {
 		t.Fatalf("after renew: %+v, first %+v", got, first)
 	}
+	// Each write vouches for half the stale period past its renewal.
+	if want := got.RenewedAt.Add(testCfg.StaleAfter / 2); !got.ValidUntil.Equal(want) || !h.ValidUntil().Equal(want) {
+		t.Fatalf("valid until %v (hold %v), want %v", got.ValidUntil, h.ValidUntil(), want)
+	}
 	if err := h.SetState(ctx, "thawed"); err == nil {
 		t.Fatal("unknown state accepted")
+	}
+}
+
+// A record never vouches for a freeze past its cap.
+func TestValidUntilStopsAtTheDeadline(t *testing.T) {
+	_, s := newStore(t)
+	w := workload("redis")
+	h := acquire(t, s, newLease("b-1", w, "hooker-1", 100*time.Millisecond))
+	if err := h.Renew(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.Get(t.Context(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ValidUntil.Equal(got.Deadline) {
+		t.Fatalf("valid until %v, want the deadline %v (renewed at %v)", got.ValidUntil, got.Deadline, got.RenewedAt)
 	}
 }
 

@@ -1,6 +1,7 @@
 package snapshot_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,42 @@ func TestNoCutOnceTheFreezeEnded(t *testing.T) {
 		if n := e.count(k, "bk-late"); n != 0 {
 			t.Errorf("%d %s after the freeze ended, want none", n, k)
 		}
+	}
+}
+
+// The holder's renewals are overdue: it may resume the application any
+// moment without writing first, so nothing is cut, and the backup fails
+// now (its application resumed now, not at its cap).
+func TestNoCutWhenTheRecordNoLongerVouches(t *testing.T) {
+	e := start(t, options{objects: twoClaims()})
+	ref := events.BackupRef{BackupID: "bk-overdue", Workload: db}
+	epoch := eventstest.Freeze(t, e.js, ref)
+	live, err := e.js.KeyValue(t.Context(), events.FreezesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := events.FreezeKey(db)
+	cur, err := live.Get(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f events.Freeze
+	if err := json.Unmarshal(cur.Value(), &f); err != nil {
+		t.Fatal(err)
+	}
+	f.ValidUntil = time.Now().Add(-time.Second).UTC()
+	b, _ := json.Marshal(f)
+	if _, err := live.Update(t.Context(), k, b, cur.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	e.quiesce("bk-overdue", func(q *events.Quiesced) { q.FreezeEpoch = epoch })
+	ev := e.outcome("bk-overdue")
+	failed, ok := ev.Payload.(*events.BackupFailed)
+	if !ok || failed.Step != events.StepSnapshot || !failed.ResumePending || !strings.Contains(failed.Reason, "vouches for it only until") {
+		t.Fatalf("got %s %+v, want a snapshot failure, resume pending, naming the overdue record", ev.Kind(), ev.Payload)
+	}
+	if n := e.creates(); n != 0 {
+		t.Fatalf("%d volumesnapshots created on a record that no longer vouches, want 0", n)
 	}
 }
 

@@ -219,6 +219,13 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	defer s.inFlight.add(q.BackupID)()
 	received := time.Now()
 	if err := s.checkFrozen(ctx, q); err != nil {
+		if nf := (*events.NotFrozenError)(nil); errors.As(err, &nf) && nf.Held {
+			// Still frozen, but its record no longer vouches for it (the
+			// holder's renewals are overdue, or the cap passed): nothing is
+			// cut, and the backup fails now so that the application is
+			// resumed now, not at its cap.
+			return s.fail(ctx, q, err, log)
+		}
 		if errors.Is(err, events.ErrNotFrozen) {
 			// Late, redelivered or forged: nothing is cut. What an earlier
 			// attempt of this Quiesced cut goes if the backup ended in
