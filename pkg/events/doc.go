@@ -72,10 +72,12 @@
 // Where a backup's freeze is lives in two JetStream key-value buckets,
 // defined in freezes.go and written by the hooker: while the freeze is live,
 // the workload's key in [FreezesBucket] holds a [Freeze] in state freezing,
-// frozen or resuming, whose Epoch is the freeze's fencing token; once it
+// frozen or resuming, whose Epoch is the freeze's fencing token and whose
+// ValidUntil says how long the record vouches for the freeze; once it
 // ended, the backup's key in [BackupsBucket] holds a [FreezeEnd] (succeeded
 // or not, why, how long frozen), written before the live key is deleted.
 // [FreezeBook] reads them for the other services: the snapshotter cuts only
-// while [FreezeBook.CheckFrozen] says frozen at the Quiesced's epoch, and
-// retention counts only backups whose end says succeeded.
+// while [FreezeBook.CheckFrozen] says frozen at the Quiesced's epoch and
+// before ValidUntil, and retention counts only backups whose end says
+// succeeded.
 package events

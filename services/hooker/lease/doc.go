@@ -27,7 +27,10 @@
 // Deadline back. Keep gives up with [ErrStalled] when no renewal succeeded
 // for half of [Config.StaleAfter]: a holder cut off from NATS cannot hear the
 // watchdogs' UnlockRequested, so it resumes the application itself, and at
-// half the period no watchdog may yet have taken the freeze over.
+// half the period no watchdog may yet have taken the freeze over. Every
+// write also sets ValidUntil, half the stale period past it and never past
+// the Deadline: readers (the snapshotter) count the freeze only until then,
+// so past it the holder may resume without writing first ([Hold.ValidUntil]).
 //
 // # States and ends
 //

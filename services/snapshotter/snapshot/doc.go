@@ -47,8 +47,15 @@
 // post-hook runs, so a record still frozen proves the freeze held through
 // the cut. Otherwise the snapshots are deleted and the backup fails (step
 // snapshot, "the freeze ended before the cut was confirmed"), unless the
-// backup already ended with success through another delivery. See
-// fence.go.
+// backup already ended with success through another delivery.
+//
+// A record vouches for the freeze only until its ValidUntil (events.Freeze):
+// half the stale period past its last write, never past the cap. Past it
+// the holder may resume without writing resuming first (its bucket electing
+// a leader must not keep the application frozen), so a record still held
+// but past ValidUntil counts as not frozen: nothing is cut, and the backup
+// fails at once, so that the application is resumed now rather than at its
+// cap. See fence.go.
 //
 // # Idempotence
 //
