@@ -94,6 +94,9 @@ type Cluster struct {
 
 	mu            sync.Mutex
 	procs         []*Process // in start order
+	// apiServer and apiServerArgs let RestartAPIServer start it again as it was.
+	apiServer     *Process
+	apiServerArgs []string
 	databases     []*Process
 	execProfiles  map[string]execProfile
 	podServers    map[string]*podServer // by namespace/claim

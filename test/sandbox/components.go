@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,7 +41,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.run(binAPIServer, []string{
+	args := []string{
 		"--etcd-servers", c.etcdURL,
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
@@ -56,14 +57,9 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--allow-privileged",
 		"--profiling=false",
-	}, nil)
-	if err != nil {
-		return err
 	}
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(port)
-	if err := waitFor(ctx, p, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, c.Server+"/readyz", c.token)
-	}); err != nil {
+	if err := c.runAPIServer(ctx, args); err != nil {
 		return err
 	}
 	if err := c.writeKubeconfig(); err != nil {
@@ -86,6 +82,43 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return fmt.Errorf("dynamic client: %w", err)
 	}
 	return nil
+}
+
+func (c *Cluster) runAPIServer(ctx context.Context, args []string) error {
+	p, err := c.run(binAPIServer, args, nil)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.apiServer, c.apiServerArgs = p, args
+	c.mu.Unlock()
+	return waitFor(ctx, p, 90*time.Second, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, c.Server+"/readyz", c.token)
+	})
+}
+
+// RestartAPIServer SIGKILLs kube-apiserver, waits down, and starts it again
+// with the same address, certificates and etcd (the cluster's state stays),
+// as a crashed control-plane node would come back. It returns once /readyz
+// answers, and how long the API was unreachable.
+func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) (time.Duration, error) {
+	c.mu.Lock()
+	p, args := c.apiServer, c.apiServerArgs
+	c.mu.Unlock()
+	if p == nil {
+		return 0, errors.New("restart kube-apiserver: it was never started")
+	}
+	killed := time.Now()
+	p.Kill()
+	select {
+	case <-time.After(down):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if err := c.runAPIServer(ctx, args); err != nil {
+		return 0, fmt.Errorf("restart kube-apiserver: %w", err)
+	}
+	return time.Since(killed), nil
 }
 
 func (c *Cluster) writeKubeconfig() error {

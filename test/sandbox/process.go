@@ -75,6 +75,13 @@ func (p *Process) Stop(grace time.Duration) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
+// Kill SIGKILLs the process group at once, as a crash would, and waits for
+// the leader to go.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // Log is the path of the process's log.
 func (p *Process) Log() string { return p.log }
 

@@ -28,6 +28,8 @@ const (
 	kindStopHolder
 	kindHoldCut
 	kindNATS
+	kindRestartAPI
+	kindCutExec
 )
 
 // Row is one line of the matrix.
@@ -81,6 +83,15 @@ func KillNATS(target string, step Step, restart bool) Row {
 	return Row{kind: kindNATS, Service: target, Step: step, Restart: restart}
 }
 
+// RestartAPIServer is a row that SIGKILLs kube-apiserver at step and starts
+// it again at once (etcd keeps the cluster): every watch, request and exec
+// stream of the services breaks, and nothing answers until it is ready.
+func RestartAPIServer(step Step) Row { return Row{kind: kindRestartAPI, Step: step, Restart: true} }
+
+// CutExec is a row that closes the connection of every exec stream in
+// flight at step (a hook's), as a network failure would.
+func CutExec(step Step) Row { return Row{kind: kindCutExec, Step: step} }
+
 // Fault names the row's fault as the table shows it.
 func (r Row) Fault() string {
 	switch r.kind {
@@ -92,6 +103,10 @@ func (r Row) Fault() string {
 		return "SIGSTOP holder hooker (2 replicas)"
 	case kindHoldCut:
 		return "cut held past the cap"
+	case kindRestartAPI:
+		return "SIGKILL kube-apiserver"
+	case kindCutExec:
+		return "exec stream cut"
 	}
 	return fmt.Sprintf("row kind %d", r.kind)
 }
@@ -119,7 +134,8 @@ func FullMatrix() []Row {
 	for _, k := range []string{"requested", "quiesced", "unlock-requested", "failed", "resumed"} {
 		rows = append(rows, Redeliver(k, true))
 	}
-	rows = append(rows, StopHolder(), HoldCut())
+	rows = append(rows, StopHolder(), HoldCut(),
+		RestartAPIServer(StepQuiesced), RestartAPIServer(StepPostHook), CutExec(StepPreHook), CutExec(StepPostHook))
 	return append(rows, NATSMatrix()...)
 }
 

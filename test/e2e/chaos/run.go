@@ -189,6 +189,10 @@ func (e *env) runRow(ctx context.Context, i int, row Row) Result {
 		err = r.runHoldCut(ctx)
 	case kindNATS:
 		err = r.runKillNATS(ctx)
+	case kindRestartAPI:
+		err = r.runRestartAPI(ctx)
+	case kindCutExec:
+		err = r.runCutExec(ctx)
 	}
 	if err != nil {
 		res.Err = err
@@ -518,6 +522,39 @@ func (r *rowRun) runKillNATS(ctx context.Context) error {
 	if r.row.Step == StepCut {
 		r.proxy.Release()
 	}
+	return r.waitEnd(ctx)
+}
+
+// runRestartAPI SIGKILLs kube-apiserver at the row's step and starts it
+// again.
+func (r *rowRun) runRestartAPI(ctx context.Context) error {
+	r.request(ctx)
+	if err := r.waitStep(ctx, r.row.Step); err != nil {
+		r.violate("step %q never reached (%v)", r.row.Step, err)
+		return r.waitEnd(ctx)
+	}
+	r.kills = append(r.kills, kill{"kube-apiserver", time.Now()})
+	down, err := r.e.cfg.Cluster.RestartAPIServer(ctx, 0)
+	if err != nil {
+		return err
+	}
+	r.lastFault = time.Now()
+	r.e.cfg.Log.InfoContext(ctx, "kube-apiserver restarted", "unreachable_for", down.Round(10*time.Millisecond))
+	return r.waitEnd(ctx)
+}
+
+// runCutExec cuts every exec stream in flight at the row's step (a hook's).
+func (r *rowRun) runCutExec(ctx context.Context) error {
+	r.request(ctx)
+	if err := r.waitStep(ctx, r.row.Step); err != nil {
+		r.violate("step %q never reached (%v)", r.row.Step, err)
+		return r.waitEnd(ctx)
+	}
+	if n := r.proxy.CutExecs(); n == 0 {
+		r.violate("no exec stream in flight at %q", r.row.Step)
+	}
+	r.kills = append(r.kills, kill{"exec stream", time.Now()})
+	r.lastFault = time.Now()
 	return r.waitEnd(ctx)
 }
 

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,31 @@ type APIProxy struct {
 	held    int
 	seen    int
 	changed chan struct{}
+	// execs are the client connections of exec streams in flight, so that
+	// CutExecs can cut them as a dropped connection would.
+	execs map[net.Conn]struct{}
+}
+
+type connKey struct{}
+
+// IsExec matches an exec into a pod: a hook's stream.
+func IsExec(r *http.Request) bool {
+	return strings.HasSuffix(r.URL.Path, "/exec")
+}
+
+// CutExecs closes the connection of every exec stream in flight, as a
+// network failure or an API server going away would, and returns how many
+// it cut.
+func (p *APIProxy) CutExecs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for c := range p.execs {
+		_ = c.Close()
+		delete(p.execs, c)
+		n++
+	}
+	return n
 }
 
 // StartAPIProxy starts a proxy to the cluster of cfg on a free loopback port and writes
@@ -82,7 +108,9 @@ current-context: proxy
 		lis.Close()
 		return nil, fmt.Errorf("api proxy: %w", err)
 	}
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve)}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}}
 	go func() { _ = p.srv.Serve(lis) }()
 	return p, nil
 }
@@ -168,6 +196,19 @@ func (p *APIProxy) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "held by the e2e API proxy", http.StatusServiceUnavailable)
 			return
 		}
+	}
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && IsExec(r) {
+		p.mu.Lock()
+		if p.execs == nil {
+			p.execs = map[net.Conn]struct{}{}
+		}
+		p.execs[c] = struct{}{}
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			delete(p.execs, c)
+			p.mu.Unlock()
+		}()
 	}
 	p.proxy.ServeHTTP(w, r)
 }
