@@ -138,7 +138,7 @@ func (e *Executor) Exec(ctx context.Context, r Request) (Result, error) {
 		return res, nil
 	case errors.As(err, &exitErr):
 		res.ExitCode = exitErr.Code
-		return res, &ExitError{Code: exitErr.Code, Stderr: lastLine(res.Stderr)}
+		return res, &ExitError{Code: exitErr.Code, Stderr: LastLine(res.Stderr)}
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("exec in %s/%s container %s: %w", r.Namespace, r.Pod, r.Container, context.Cause(ctx))
 	default:
@@ -153,9 +153,10 @@ func teeTo(buf io.Writer, w io.Writer) io.Writer {
 	return io.MultiWriter(buf, w)
 }
 
-// lastLine keeps error messages short: the last non-empty line of stderr
-// usually says what went wrong.
-func lastLine(b []byte) string {
+// LastLine is the last non-empty line of b, at most 300 bytes of it: the
+// line of a command's stderr that usually says what went wrong, short
+// enough for an error message.
+func LastLine(b []byte) string {
 	b = bytes.TrimRight(b, "\n\r ")
 	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
 		b = b[i+1:]

@@ -90,7 +90,7 @@ func (e *localExec) Exec(ctx context.Context, r podexec.Request) (podexec.Result
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.ExitCode = 128 + int(ws.Signal()) // as a container runtime reports it
 		}
-		return res, &podexec.ExitError{Code: res.ExitCode, Stderr: lastLine(res.Stderr)}
+		return res, &podexec.ExitError{Code: res.ExitCode, Stderr: podexec.LastLine(res.Stderr)}
 	case err != nil:
 		return res, fmt.Errorf("exec: %w", err)
 	}

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -269,7 +268,7 @@ func (s *Session) exitDetail() string {
 	}
 	line := s.errTail.lastLine()
 	if line == "" {
-		line = lastLine(s.res.Stderr)
+		line = podexec.LastLine(s.res.Stderr)
 	}
 	if line != "" {
 		d += " (last stderr line: " + line + ")"
@@ -473,18 +472,5 @@ func (t *tail) Write(p []byte) (int, error) {
 func (t *tail) lastLine() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return lastLine(t.buf)
-}
-
-// lastLine keeps messages short: the last non-empty line of stderr usually
-// says what went wrong.
-func lastLine(b []byte) string {
-	b = bytes.TrimRight(b, "\n\r ")
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	if len(b) > 300 {
-		b = b[:300]
-	}
-	return string(b)
+	return podexec.LastLine(t.buf)
 }
