@@ -288,10 +288,11 @@ func (s *Service) endOf(ctx context.Context, ref events.BackupRef, wait time.Dur
 	}
 }
 
-// prune applies the retention of sn's workload: it keeps the newest
-// SnapshotsToKeep complete backups and deletes the snapshots of older
-// complete ones. Complete means every snapshot ready and the freeze ended
-// with success (the freeze record says so): only those are consistent. A
+// prune applies the retention of sn's workload by events.Retain, the rule
+// that `freezeframe backups` shows too: it keeps the newest SnapshotsToKeep
+// complete backups and deletes the snapshots of older complete ones.
+// Complete means every snapshot ready and the freeze ended with success
+// (the freeze record says so): only those are consistent. A
 // backup in flight (being cut, not ready, not ended, here or on another
 // replica) is never deleted and does not count; a backup whose freeze ended
 // in failure never counts, and its leftover snapshots are deleted. This
@@ -302,43 +303,49 @@ func (s *Service) prune(ctx context.Context, sn *events.Snapshotted, thisEnded b
 	if keep <= 0 {
 		return nil, nil
 	}
-	var pruned []string
-	var errs []error
-	kept := 0
+	taken := 0
 	if thisEnded {
-		kept = 1
+		taken = 1
 	}
+	var others []backup
+	var judged []events.RetainedBackup
+	endReason := map[string]string{}
 	for _, b := range s.backupsOf(sn.Workload) {
 		// This backup is kept, wherever the caches (which may not have
 		// caught up with the readiness the wait just saw) place it.
 		if b.id == sn.BackupID {
 			continue
 		}
-		if !b.complete || s.inFlight.has(b.id) {
-			continue
+		r := events.RetainedBackup{ID: b.id, CutAt: b.cutAt, Complete: b.complete, InFlight: s.inFlight.has(b.id)}
+		if r.Complete && !r.InFlight {
+			// Not ended, or unknown: never deleted, never counted.
+			if end, err := s.book.Ended(ctx, events.BackupRef{BackupID: b.id, Workload: sn.Workload}); err == nil {
+				r.Ended, r.Succeeded = true, end.Succeeded
+				endReason[b.id] = end.Reason
+			}
 		}
-		end, err := s.book.Ended(ctx, events.BackupRef{BackupID: b.id, Workload: sn.Workload})
-		if err != nil {
-			continue // not ended, or unknown: never deleted, never counted
-		}
-		if !end.Succeeded {
+		others = append(others, b)
+		judged = append(judged, r)
+	}
+	var pruned []string
+	var errs []error
+	for i, verdict := range events.Retain(keep, taken, judged) {
+		b := others[i]
+		switch verdict {
+		case events.RetentionDiscard:
 			if err := s.deleteBackup(ctx, b); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			log.InfoContext(ctx, "deleted the snapshots of a failed backup", "failed_backup", b.id, "snapshots", b.names(), "reason", end.Reason)
-			continue
+			log.InfoContext(ctx, "deleted the snapshots of a failed backup", "failed_backup", b.id, "snapshots", b.names(), "reason", endReason[b.id])
+		case events.RetentionPrune:
+			if err := s.deleteBackup(ctx, b); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			log.InfoContext(ctx, "retention deleted an older backup", "pruned_backup", b.id, "snapshots", b.names(), "snapshots_to_keep", keep)
+			pruned = append(pruned, b.id)
 		}
-		if kept < keep {
-			kept++
-			continue
-		}
-		if err := s.deleteBackup(ctx, b); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.InfoContext(ctx, "retention deleted an older backup", "pruned_backup", b.id, "snapshots", b.names(), "snapshots_to_keep", keep)
-		pruned = append(pruned, b.id)
 	}
 	return pruned, errors.Join(errs...)
 }
