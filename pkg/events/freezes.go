@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -224,20 +225,83 @@ func NewFreezeBook(js jetstream.JetStream, liveBucket string) *FreezeBook {
 
 func (b *FreezeBook) buckets(ctx context.Context) (live, ended jetstream.KeyValue, err error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.live == nil {
-		if b.live, err = b.js.KeyValue(ctx, b.bucket); err != nil {
-			b.live = nil
+	live, ended = b.live, b.ended
+	b.mu.Unlock()
+	// Bound without the lock: a bind waiting for NATS must not hold up
+	// readers of buckets already bound.
+	bind := func(name string) (kv jetstream.KeyValue, err error) {
+		err = retryRead(ctx, func(ctx context.Context) error {
+			kv, err = b.js.KeyValue(ctx, name)
+			return err
+		})
+		return kv, err
+	}
+	if live == nil {
+		if live, err = bind(b.bucket); err != nil {
 			return nil, nil, fmt.Errorf("freeze bucket %s: %w", b.bucket, err)
 		}
 	}
-	if b.ended == nil {
-		if b.ended, err = b.js.KeyValue(ctx, BackupsBucket); err != nil {
-			b.ended = nil
+	if ended == nil {
+		if ended, err = bind(BackupsBucket); err != nil {
 			return nil, nil, fmt.Errorf("backups bucket %s: %w", BackupsBucket, err)
 		}
 	}
-	return b.live, b.ended, nil
+	b.mu.Lock()
+	b.live, b.ended = live, ended
+	b.mu.Unlock()
+	return live, ended, nil
+}
+
+// Bind binds the buckets now, retrying until they exist (the hooker
+// creates them) or ctx ends, so that the first backup's check does not pay
+// for it inside its freeze.
+func (b *FreezeBook) Bind(ctx context.Context) error {
+	for {
+		_, _, err := b.buckets(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// recordAttempt bounds one read of the freeze buckets. A request sent just
+// before the server it went to died gets no reply, and nats.go waits out
+// its whole timeout for it; the next attempt goes over the reconnected
+// connection, or to another replica.
+const recordAttempt = time.Second
+
+// retryRead runs read in attempts of recordAttempt until it returns an
+// answer (nil, or any error but a timeout or no responders) or ctx ends.
+func retryRead(ctx context.Context, read func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, recordAttempt)
+		err := read(actx)
+		timedOut := actx.Err() != nil
+		cancel()
+		unanswered := timedOut || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		if err == nil || !unanswered || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// getEntry reads key from kv, retrying unanswered reads (retryRead).
+func getEntry(ctx context.Context, kv jetstream.KeyValue, key string) (e jetstream.KeyValueEntry, err error) {
+	err = retryRead(ctx, func(ctx context.Context) error {
+		e, err = kv.Get(ctx, key)
+		return err
+	})
+	return e, err
 }
 
 // CheckFrozen returns nil when ref's freeze is frozen at epoch (any epoch
@@ -255,7 +319,7 @@ func (b *FreezeBook) CheckFrozen(ctx context.Context, ref BackupRef, epoch uint6
 		return err
 	}
 	notFrozen := func(why string) error { return &NotFrozenError{Ref: ref, Epoch: epoch, Why: why} }
-	e, err := live.Get(ctx, k)
+	e, err := getEntry(ctx, live, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
 		if end, eerr := readEnd(ctx, ended, ref); eerr == nil {
@@ -311,7 +375,7 @@ func readEnd(ctx context.Context, kv jetstream.KeyValue, ref BackupRef) (FreezeE
 	if err != nil {
 		return FreezeEnd{}, err
 	}
-	e, err := kv.Get(ctx, k)
+	e, err := getEntry(ctx, kv, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return FreezeEnd{}, fmt.Errorf("backup %s of %s: %w", ref.BackupID, ref.Workload, ErrNotEnded)
 	}

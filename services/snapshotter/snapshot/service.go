@@ -182,6 +182,9 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	// redelivery: no reason to delay a shutdown for it.
 	ready.ShutdownGrace = readyShutdownGrace
 	s.book = events.NewFreezeBook(js, "")
+	// Bound now, not inside the first backup's freeze (the hooker may
+	// create the buckets after this starts).
+	go func() { _ = s.book.Bind(ctx) }()
 	s.progress = &progressReporter{book: s.book, replica: s.cfg.Replica, every: s.cfg.ProgressEvery, log: s.log}
 	cutCons, err := events.NewConsumer(ctx, js, cuts, s.handle, s.log)
 	if err != nil {

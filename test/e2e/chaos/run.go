@@ -284,6 +284,10 @@ func (r *rowRun) serviceEnv(kind, name string) []string {
 			"LEASE_RENEW_EVERY=250ms", "LEASE_STALE_AFTER="+leaseStaleAfter.String(),
 			"SNAPSHOT_STALL_AFTER="+snapshotStall.String(), "WATCHDOG_TICK=100ms",
 			"POD_NAME="+name, "HOOK_TIMEOUT=20s")
+		if r.row.kind == kindCutExec {
+			// Its exec streams go through the proxy, which cuts them.
+			env = append(env, "KUBECONFIG="+r.proxy.Kubeconfig)
+		}
 	case Snapshotter:
 		// The snapshotter goes through the proxy, which can hold its cut.
 		env = append(env, "KUBECONFIG="+r.proxy.Kubeconfig, "ACK_WAIT="+ackWait.String(),
