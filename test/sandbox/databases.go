@@ -241,7 +241,7 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 // the cluster, or earlier by Server.Stop. Starting one on a snapshot's copy is how a
 // backup is checked.
 func (c *Cluster) RunServer(ctx context.Context, kind, dataDir, password string) (*Server, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}

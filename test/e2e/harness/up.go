@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // UpOptions configures a `freezeframe up` process.
@@ -59,7 +59,7 @@ func StartUp(ctx context.Context, opts UpOptions) (*Up, error) {
 		opts.Cluster = "e2e"
 	}
 	if opts.NATSPort == 0 {
-		p, err := freePort()
+		p, err := sandbox.FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("start freezeframe up: %w", err)
 		}
@@ -292,13 +292,4 @@ func cleanEnv() []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
