@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,8 +33,31 @@ var (
 	KanisterBlueprintResource = schema.GroupVersionResource{Group: blueprint.GroupKanister, Version: "v1alpha1", Resource: "blueprints"}
 )
 
-// ErrBlueprintNotFound is returned when no namespace holds the blueprint.
+// ErrBlueprintNotFound is returned when no namespace holds the blueprint
+// (as a *BlueprintNotFoundError, which says where it was looked for).
 var ErrBlueprintNotFound = errors.New("blueprint not found")
+
+// BlueprintNotFoundError lists every namespace searched for a blueprint that
+// none of them holds. It matches ErrBlueprintNotFound.
+type BlueprintNotFoundError struct {
+	Name string
+	// Namespaces were searched in this order: the workload's own first.
+	Namespaces []string
+	// Forbidden are the searched namespaces the hooker may not read
+	// blueprints in (RBAC that does not cover them).
+	Forbidden []string
+}
+
+func (e *BlueprintNotFoundError) Error() string {
+	msg := fmt.Sprintf("%s: no %s or %s Blueprint %q in namespaces %s", ErrBlueprintNotFound,
+		blueprint.GroupFreezeframe, blueprint.GroupKanister, e.Name, strings.Join(e.Namespaces, ", "))
+	if len(e.Forbidden) > 0 {
+		msg += fmt.Sprintf(" (not allowed to read blueprints in %s)", strings.Join(e.Forbidden, ", "))
+	}
+	return msg
+}
+
+func (e *BlueprintNotFoundError) Unwrap() error { return ErrBlueprintNotFound }
 
 // KubeBlueprints reads Blueprint resources with a dynamic client. Every
 // backup reads its blueprint again (the hooker may only get blueprints, not
@@ -40,8 +65,8 @@ var ErrBlueprintNotFound = errors.New("blueprint not found")
 // kept per object and resourceVersion, and shared read-only by the backups
 // that use it.
 type KubeBlueprints struct {
-	client   dynamic.Interface
-	fallback string
+	client dynamic.Interface
+	shared []string // searched after the workload's namespace, in order
 
 	mu      sync.Mutex
 	decoded map[blueprintKey]decodedBlueprint
@@ -103,39 +128,68 @@ func sameContent(a, b any) bool {
 // does not fit is decoded on every read, as before.
 const maxDecodedBlueprints = 1024
 
-// NewKubeBlueprints reads blueprints through client; fallback is the
-// namespace searched after the workload's own.
-func NewKubeBlueprints(client dynamic.Interface, fallback string) *KubeBlueprints {
-	return &KubeBlueprints{client: client, fallback: fallback, decoded: map[blueprintKey]decodedBlueprint{}}
+// NewKubeBlueprints reads blueprints through client, from the workload's
+// namespace, then from each of the shared namespaces in order (the
+// hooker's HOOKER_BLUEPRINT_NAMESPACES).
+func NewKubeBlueprints(client dynamic.Interface, shared ...string) *KubeBlueprints {
+	return &KubeBlueprints{client: client, shared: slices.Clone(shared), decoded: map[blueprintKey]decodedBlueprint{}}
 }
 
-// Blueprint looks for name in the workload's namespace, then in the
-// fallback namespace, as our resource and as Kanister's; kanisterFirst
-// prefers Kanister's resource (the workload used Kanister's annotation).
+// Blueprint looks for name in the workload's namespace, then in the shared
+// namespaces, as our resource and as Kanister's; kanisterFirst prefers
+// Kanister's resource (the workload used Kanister's annotation). The first
+// found wins. When none holds it the error is a *BlueprintNotFoundError.
 func (k *KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, kanisterFirst bool) (*blueprint.Blueprint, error) {
 	resources := []schema.GroupVersionResource{BlueprintResource, KanisterBlueprintResource}
 	if kanisterFirst {
 		resources[0], resources[1] = resources[1], resources[0]
 	}
-	namespaces := []string{namespace}
-	if k.fallback != "" && k.fallback != namespace {
-		namespaces = append(namespaces, k.fallback)
+	notFound := &BlueprintNotFoundError{Name: name, Namespaces: []string{namespace}}
+
+	// 1. The workload's own namespace. A step of its own: which namespaces
+	// may bring their own blueprints is for this step alone to decide.
+	// Every error here is the backup's error.
+	if bp, err := k.find(ctx, namespace, name, resources); bp != nil || err != nil {
+		return bp, err
 	}
-	for _, ns := range namespaces {
-		for _, gvr := range resources {
-			key := blueprintKey{gvr: gvr, namespace: ns, name: name}
-			u, err := k.client.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				k.forget(key)
-				continue // not there, or that CRD is not installed
-			}
-			if err != nil {
-				return nil, fmt.Errorf("get blueprint %s/%s (%s): %w", ns, name, gvr.Group, err)
-			}
-			return k.decode(key, u)
+
+	// 2. The shared namespaces, where the operator, Kanister and K10 keep
+	// blueprints. RBAC restricted to some namespaces need not cover them
+	// all: one the hooker may not read holds nothing it could use, and the
+	// failure says so.
+	for _, ns := range k.shared {
+		if ns == namespace {
+			continue // searched in step 1
+		}
+		notFound.Namespaces = append(notFound.Namespaces, ns)
+		bp, err := k.find(ctx, ns, name, resources)
+		if apierrors.IsForbidden(err) {
+			notFound.Forbidden = append(notFound.Forbidden, ns)
+			continue
+		}
+		if bp != nil || err != nil {
+			return bp, err
 		}
 	}
-	return nil, fmt.Errorf("%w: %q in namespaces %v", ErrBlueprintNotFound, name, namespaces)
+	return nil, notFound
+}
+
+// find reads name in ns as each resource in turn; nil and no error when
+// none of them has it (or its CRD is not installed).
+func (k *KubeBlueprints) find(ctx context.Context, ns, name string, resources []schema.GroupVersionResource) (*blueprint.Blueprint, error) {
+	for _, gvr := range resources {
+		key := blueprintKey{gvr: gvr, namespace: ns, name: name}
+		u, err := k.client.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			k.forget(key)
+			continue // not there, or that CRD is not installed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get blueprint %s/%s (%s): %w", ns, name, gvr.Group, err)
+		}
+		return k.decode(key, u)
+	}
+	return nil, nil
 }
 
 // decode returns the blueprint u holds, decoded once per resourceVersion.

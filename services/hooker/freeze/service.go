@@ -179,6 +179,14 @@ func consumerToken(s string) string {
 
 // Run builds a hooker against the cluster in cfg and runs it until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	blueprintNamespaces, err := cfg.blueprintNamespaces(serviceAccountNamespaceFile)
+	if err != nil {
+		return err
+	}
+	if w := cfg.blueprintNamespaceWarning(); w != "" {
+		log.WarnContext(ctx, w, "blueprint_namespaces", blueprintNamespaces)
+	}
+	log.InfoContext(ctx, "blueprints are looked for in the workload's namespace, then in the blueprint namespaces", "blueprint_namespaces", blueprintNamespaces)
 	bus, err := service.OpenBus(ctx, cfg.Common, "hooker", log)
 	if err != nil {
 		return err
@@ -201,7 +209,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	s := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kc),
-		Blueprints: NewKubeBlueprints(dc, cfg.BlueprintNamespace),
+		Blueprints: NewKubeBlueprints(dc, blueprintNamespaces...),
 		Objects:    NewKubeObjects(kc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,

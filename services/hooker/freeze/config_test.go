@@ -1,0 +1,109 @@
+package freeze
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/freezeframe/freezeframe/pkg/service"
+)
+
+// The blueprint namespaces, read from the environment as the hooker reads
+// them: with nothing set, freezeframe's own namespace, then Kanister's and
+// K10's, so that a blueprint pasted from their documentation is found.
+func TestBlueprintNamespacesFromEnvironment(t *testing.T) {
+	keys := []string{
+		"HOOKER_BLUEPRINT_NAMESPACES", "BLUEPRINT_NAMESPACES",
+		"HOOKER_BLUEPRINT_NAMESPACE", "BLUEPRINT_NAMESPACE",
+		"HOOKER_POD_NAMESPACE", "POD_NAMESPACE",
+	}
+	dir := t.TempDir()
+	saFile := filepath.Join(dir, "namespace")
+	if err := os.WriteFile(saFile, []byte("backup-system\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noFile := filepath.Join(dir, "absent")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		saFile  string
+		want    []string
+		warning string // a substring of the start-up warning; "" for none
+		wantErr string
+	}{
+		{name: "nothing set, not in a pod", saFile: noFile,
+			want: []string{"freezeframe", "kanister", "kasten-io"}},
+		{name: "nothing set, in a pod", saFile: saFile,
+			want: []string{"backup-system", "kanister", "kasten-io"}},
+		{name: "POD_NAMESPACE", env: map[string]string{"POD_NAMESPACE": "ff"}, saFile: saFile,
+			want: []string{"ff", "kanister", "kasten-io"}},
+		{name: "HOOKER_POD_NAMESPACE wins", env: map[string]string{"POD_NAMESPACE": "ff", "HOOKER_POD_NAMESPACE": "ff-hooker"}, saFile: noFile,
+			want: []string{"ff-hooker", "kanister", "kasten-io"}},
+		{name: "running in kanister's namespace", env: map[string]string{"POD_NAMESPACE": "kanister"}, saFile: noFile,
+			want: []string{"kanister", "kasten-io"}},
+		{name: "list, trimmed, duplicates dropped", env: map[string]string{"HOOKER_BLUEPRINT_NAMESPACES": "team-a, kasten-io ,,team-a"}, saFile: saFile,
+			want: []string{"team-a", "kasten-io"}},
+		{name: "unprefixed list", env: map[string]string{"BLUEPRINT_NAMESPACES": "shared"}, saFile: saFile,
+			want: []string{"shared"}},
+		{name: "deprecated single namespace", env: map[string]string{"HOOKER_BLUEPRINT_NAMESPACE": "kanister"}, saFile: saFile,
+			want: []string{"kanister"}, warning: "deprecated: set HOOKER_BLUEPRINT_NAMESPACES"},
+		{name: "deprecated one ignored beside the list", env: map[string]string{"HOOKER_BLUEPRINT_NAMESPACE": "old", "HOOKER_BLUEPRINT_NAMESPACES": "new,kasten-io"}, saFile: saFile,
+			want: []string{"new", "kasten-io"}, warning: "ignored"},
+		{name: "not a namespace name", env: map[string]string{"HOOKER_BLUEPRINT_NAMESPACES": "ok,Team_A"}, saFile: saFile,
+			wantErr: `"Team_A" is not a namespace name`},
+		{name: "only separators", env: map[string]string{"HOOKER_BLUEPRINT_NAMESPACES": " , "}, saFile: saFile,
+			wantErr: "names no namespace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range keys {
+				t.Setenv(k, "") // restored after the test
+				os.Unsetenv(k)
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var cfg Config
+			if _, err := service.Load("HOOKER", &cfg, nil, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.blueprintNamespaces(tt.saFile)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("blueprint namespaces %q, want %q", got, tt.want)
+			}
+			w := cfg.blueprintNamespaceWarning()
+			if (tt.warning == "") != (w == "") || !strings.Contains(w, tt.warning) {
+				t.Errorf("warning %q, want one with %q", w, tt.warning)
+			}
+		})
+	}
+}
+
+// --help says which key is deprecated, and what the default list is.
+func TestBlueprintNamespacesHelp(t *testing.T) {
+	var out strings.Builder
+	if err := service.Usage("HOOKER", &Config{}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"HOOKER_BLUEPRINT_NAMESPACES", "kanister and kasten-io",
+		"HOOKER_BLUEPRINT_NAMESPACE ", "deprecated, use BLUEPRINT_NAMESPACES",
+		"HOOKER_POD_NAMESPACE",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help does not say %q:\n%s", want, out.String())
+		}
+	}
+}
