@@ -114,32 +114,6 @@ func (h *harness) scheduler(dyn *dynfake.FakeDynamicClient) *policy.Scheduler {
 		policy.NewStreamHistory(h.js, events.DefaultStream), policy.SystemClock{}, log)
 }
 
-// stored returns every event on the stream.
-func (h *harness) stored(t *testing.T) []events.Event {
-	t.Helper()
-	s, err := h.js.Stream(t.Context(), events.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []events.Event
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Decode(m.Header, m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
 func summary(evs []events.Event) []string {
 	var out []string
 	for _, e := range evs {
@@ -171,8 +145,8 @@ func TestTicks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !next.Equal(at("2026-03-01T01:00:00Z")) || len(h.stored(t)) != 0 {
-		t.Fatalf("before the first tick: next %v, stream %v", next, summary(h.stored(t)))
+	if !next.Equal(at("2026-03-01T01:00:00Z")) || len(eventstest.Stored(t, h.js, events.Filter{})) != 0 {
+		t.Fatalf("before the first tick: next %v, stream %v", next, summary(eventstest.Stored(t, h.js, events.Filter{})))
 	}
 	if st := status(t, dyn, "nightly"); st.NextScheduleTime == nil || !st.NextScheduleTime.Time.Equal(next) || st.LastScheduleTime != nil {
 		t.Errorf("status %+v", st)
@@ -181,7 +155,7 @@ func TestTicks(t *testing.T) {
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T01:00:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	got := h.stored(t)
+	got := eventstest.Stored(t, h.js, events.Filter{})
 	if want := []string{"requested pg", "requested redis"}; !slices.Equal(summary(got), want) {
 		t.Fatalf("first tick published %v, want %v", summary(got), want)
 	}
@@ -201,13 +175,13 @@ func TestTicks(t *testing.T) {
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T01:40:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.stored(t)); n != 2 {
+	if n := len(eventstest.Stored(t, h.js, events.Filter{})); n != 2 {
 		t.Fatalf("stream holds %d events after a reconcile between ticks, want 2", n)
 	}
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T02:00:01Z")); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.stored(t)); n != 4 {
+	if n := len(eventstest.Stored(t, h.js, events.Filter{})); n != 4 {
 		t.Fatalf("stream holds %d events after the second tick, want 4", n)
 	}
 
@@ -252,14 +226,14 @@ func TestTimeZones(t *testing.T) {
 			if _, err := s.Reconcile(t.Context(), tt.before); err != nil {
 				t.Fatal(err)
 			}
-			if n := len(h.stored(t)); n != 0 {
+			if n := len(eventstest.Stored(t, h.js, events.Filter{})); n != 0 {
 				t.Fatalf("a minute before the tick: %d events", n)
 			}
 			next, err := s.Reconcile(t.Context(), tt.wantTick)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := len(h.stored(t)); n != 2 {
+			if n := len(eventstest.Stored(t, h.js, events.Filter{})); n != 2 {
 				t.Fatalf("at the tick: %d events, want 2", n)
 			}
 			st := status(t, dyn, "daily")
@@ -281,7 +255,7 @@ func TestMissedTickRunsOnce(t *testing.T) {
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T05:30:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	got := h.stored(t)
+	got := eventstest.Stored(t, h.js, events.Filter{})
 	if len(got) != 2 {
 		t.Fatalf("after downtime: %v, want one request per workload", summary(got))
 	}
@@ -300,7 +274,7 @@ func TestMissedTickRunsOnce(t *testing.T) {
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T05:45:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.stored(t)); n != 2 {
+	if n := len(eventstest.Stored(t, h.js, events.Filter{})); n != 2 {
 		t.Errorf("a second reconcile after downtime published again: %d events", n)
 	}
 }
@@ -321,7 +295,7 @@ func TestTwoSchedulersOneRequest(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got, want := summary(h.stored(t)), []string{"requested pg", "requested redis"}; !slices.Equal(got, want) {
+	if got, want := summary(eventstest.Stored(t, h.js, events.Filter{})), []string{"requested pg", "requested redis"}; !slices.Equal(got, want) {
 		t.Errorf("stream holds %v, want %v", got, want)
 	}
 }
@@ -347,10 +321,10 @@ func TestPausedAndRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := summary(h.stored(t)), []string{"failed cache", "requested redis", "requested web"}; !slices.Equal(got, want) {
+	if got, want := summary(eventstest.Stored(t, h.js, events.Filter{})), []string{"failed cache", "requested redis", "requested web"}; !slices.Equal(got, want) {
 		t.Errorf("stream holds %v, want %v (paused publishes nothing, kinds restrict, no blueprint is refused)", got, want)
 	}
-	for _, ev := range h.stored(t) {
+	for _, ev := range eventstest.Stored(t, h.js, events.Filter{}) {
 		if f, ok := ev.Payload.(*events.BackupFailed); ok && (f.Step != events.StepRequest || !strings.Contains(f.Reason, "no blueprint") || !events.IsTerminal(ev)) {
 			t.Errorf("refusal %+v", f)
 		}

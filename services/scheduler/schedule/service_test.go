@@ -125,34 +125,6 @@ func (h *harness) raw(t *testing.T, body string) events.BackupRequestReply {
 	return reply
 }
 
-// stored is every event on the stream. The scheduler replies only after the
-// stream acknowledged what it published, so after a reply this is final.
-func (h *harness) stored(t *testing.T) []events.Event {
-	t.Helper()
-	ctx := t.Context()
-	stream, err := h.js.Stream(ctx, events.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []events.Event
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatalf("get message %d: %v", seq, err)
-		}
-		ev, err := events.Decode(m.Header, m.Data)
-		if err != nil {
-			t.Fatalf("decode message %d: %v", seq, err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
 func TestRequestBackup(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -180,7 +152,9 @@ func TestRequestBackup(t *testing.T) {
 			if id != tt.req.BackupID {
 				t.Errorf("reply backup id %q, want %q", id, tt.req.BackupID)
 			}
-			got := h.stored(t)
+			// The scheduler replies only after the stream acknowledged what
+			// it published, so after a reply the stream is final.
+			got := eventstest.Stored(t, h.js, events.Filter{})
 			if len(got) != 1 {
 				t.Fatalf("stream holds %d events, want 1: %v", len(got), got)
 			}
@@ -232,7 +206,7 @@ func TestRetriedRequestPublishesOnce(t *testing.T) {
 			t.Fatalf("attempt %d: refusal: %v", attempt, err)
 		}
 	}
-	got := h.stored(t)
+	got := eventstest.Stored(t, h.js, events.Filter{})
 	if len(got) != 2 || got[0].Kind() != events.KindRequested || got[0].BackupID() != "bk-1" || got[1].Kind() != events.KindFailed || got[1].BackupID() != "bk-2" {
 		t.Fatalf("stream holds %v, want one requested bk-1 and one failed bk-2", got)
 	}
@@ -267,7 +241,7 @@ func TestInvalidRequest(t *testing.T) {
 			if reply.Error == "" || reply.BackupID != tt.wantID {
 				t.Errorf("reply %+v, want an error for backup %q", reply, tt.wantID)
 			}
-			got := h.stored(t)
+			got := eventstest.Stored(t, h.js, events.Filter{})
 			switch {
 			case tt.wantFailed:
 				if len(got) != 1 || got[0].Kind() != events.KindFailed || got[0].BackupID() != tt.wantID || !events.IsTerminal(got[0]) {
@@ -292,7 +266,7 @@ func TestKubernetesUnreachable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "retry") {
 		t.Fatalf("RequestBackup: %v, want the Kubernetes error and a hint to retry", err)
 	}
-	if got := h.stored(t); len(got) != 0 {
+	if got := eventstest.Stored(t, h.js, events.Filter{}); len(got) != 0 {
 		t.Errorf("stream holds %v, want nothing", got)
 	}
 }
