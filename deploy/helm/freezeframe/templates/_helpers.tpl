@@ -65,12 +65,36 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
+Namespaces the hooker searches for a blueprint after the workload's own, as JSON:
+"all" is HOOKER_BLUEPRINT_NAMESPACES, in order; "required" are those it is always granted
+blueprint reads in when rbac.namespaces restricts it; "optional" those granted only if they
+exist at install or upgrade (the Kanister and K10 defaults, which most clusters lack).
+*/}}
+{{- define "freezeframe.blueprintNamespaces" -}}
+{{- $h := .Values.hooker }}
+{{- $required := list }}
+{{- $optional := list }}
+{{- if $h.blueprintNamespaces }}
+{{- $required = $h.blueprintNamespaces }}
+{{- else if $h.blueprintNamespace }}
+{{- /* deprecated: one namespace instead of the list */}}
+{{- $required = list $h.blueprintNamespace }}
+{{- else }}
+{{- $required = list .Release.Namespace }}
+{{- $optional = without (list "kanister" "kasten-io") .Release.Namespace }}
+{{- end }}
+{{- dict "all" (concat $required $optional | uniq) "required" ($required | uniq) "optional" $optional | toJson }}
+{{- end }}
+
+{{/*
 RBAC rule sets per service, from what each service calls (see the README's RBAC table).
 "namespaced: true" sets follow rbac.namespaces; the others are always cluster-wide, either
 because the resource is cluster-scoped or because the service lists it in all namespaces.
-"alsoIn" adds namespaces to a namespaced set when rbac.namespaces is set.
+"alsoIn" adds namespaces to a namespaced set when rbac.namespaces is set; "alsoInIfPresent"
+adds those among them that exist (a lookup: `helm template` sees none).
 */}}
 {{- define "freezeframe.ruleSets" -}}
+{{- $bp := include "freezeframe.blueprintNamespaces" . | fromJson }}
 scheduler:
 - name: workloads
   namespaced: true
@@ -108,9 +132,10 @@ hooker:
     verbs: [create, get]
 - name: blueprints
   namespaced: true
-  alsoIn: [{{ .Values.hooker.blueprintNamespace | default .Release.Namespace | quote }}]
+  alsoIn: {{ $bp.required | toJson }}
+  alsoInIfPresent: {{ $bp.optional | toJson }}
   rules:
-  # Looked up by name in the workload's namespace, then the blueprint namespace.
+  # Looked up by name in the workload's namespace, then in each blueprint namespace.
   - apiGroups: [freezeframe.io, cr.kanister.io]
     resources: [blueprints]
     verbs: [get]
