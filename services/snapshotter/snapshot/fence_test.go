@@ -12,6 +12,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
 )
 
 // The watchdog unlocked the application while no snapshotter ran; the
@@ -103,7 +104,7 @@ func TestCutDeletedWhenTheFreezeEndsDuringIt(t *testing.T) {
 // A Quiesced redelivered long after its backup completed (past its freeze
 // deadline) neither cuts nor deletes anything.
 func TestLateQuiescedKeepsACompletedBackup(t *testing.T) {
-	e := start(t, options{objects: twoClaims(), ctrl: controller{readyAtCut: true}})
+	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}})
 	e.quiesce("bk-done", nil)
 	e.untilKinds("bk-done", events.KindSnapshotReady)
 	e.quiesce("bk-done", func(q *events.Quiesced) { q.FreezeDeadline = time.Now().Add(-time.Minute) }, events.WithID("bk-done.quiesced.late"))
@@ -120,7 +121,7 @@ func TestLateQuiescedKeepsACompletedBackup(t *testing.T) {
 // inside its freeze but ended in failure (an unlock came before the resume
 // it asked for) neither counts nor stays, and costs no good backup.
 func TestRetentionCountsOnlyBackupsThatEndedWell(t *testing.T) {
-	e := start(t, options{objects: twoClaims(), ctrl: controller{readyAtCut: true}})
+	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}})
 	e.quiesce("bk-good", func(q *events.Quiesced) { q.SnapshotsToKeep = 1 })
 	e.untilKinds("bk-good", events.KindSnapshotReady)
 	// bk-bad: its end is recorded as failed while the record still says

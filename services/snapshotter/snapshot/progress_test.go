@@ -10,6 +10,7 @@ import (
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
 )
 
 // While it waits for the cut, the snapshotter reports progress to the
@@ -18,7 +19,7 @@ func TestProgressReportedWhileCutting(t *testing.T) {
 	e := start(t, options{
 		objects: twoClaims(),
 		cfg:     snapshot.Config{CutTimeout: 3 * time.Second, ProgressEvery: 50 * time.Millisecond, Replica: "snapshotter-7"},
-		ctrl:    controller{neverCut: map[string]bool{"wal": true}},
+		ctrl:    snapshottest.ControllerOptions{NeverCut: map[string]bool{"wal": true}},
 	})
 	// The hooker creates the bucket; here the test does.
 	kv, err := e.js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: events.FreezesBucket})

@@ -12,6 +12,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
 )
 
 // untilKinds collects backupID's events until one of kinds arrives.
@@ -38,7 +39,9 @@ func TestSnapshotReadyFollowsTheCut(t *testing.T) {
 	eventstest.Consistently(t, 200*time.Millisecond, "no snapshot-ready before readiness", func() bool {
 		return e.count(events.KindSnapshotReady, "bk-ready") == 0
 	})
-	close(e.ctrl.release)
+	if err := e.ctrl.MarkReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	evs := e.untilKinds("bk-ready", events.KindSnapshotReady, events.KindFailed)
 	r, ok := evs[len(evs)-1].Payload.(*events.SnapshotReady)
 	if !ok {
@@ -100,7 +103,7 @@ func TestNotReadyInTimeFailsStepReady(t *testing.T) {
 }
 
 func TestRetentionKeepsTheNewestN(t *testing.T) {
-	e := start(t, options{objects: twoClaims(), ctrl: controller{readyAtCut: true}})
+	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}})
 	// bk-0 is in flight (cut, never ready): it neither counts nor goes.
 	e.quiesce("bk-0", func(q *events.Quiesced) { q.Volumes = []string{"data"} })
 	e.untilKinds("bk-0", events.KindSnapshotReady)

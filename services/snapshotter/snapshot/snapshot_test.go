@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
+	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
 )
 
 const (
@@ -51,7 +51,7 @@ type env struct {
 	hooker *events.Publisher
 	kube   *kubefake.Clientset
 	snaps  *snapfake.Clientset
-	ctrl   *controller
+	ctrl   *snapshottest.Controller
 }
 
 type options struct {
@@ -60,7 +60,9 @@ type options struct {
 	// storage are the cluster's claims, storage classes and snapshot
 	// classes; nil: defaultStorage().
 	storage *storage
-	ctrl    controller
+	// ctrl is how the stand-in snapshot controller answers; snapshots are
+	// cut at cutTime.
+	ctrl snapshottest.ControllerOptions
 	// reactors run before the fake's object tracker, to inject API errors.
 	reactors []k8stesting.ReactionFunc
 }
@@ -92,8 +94,10 @@ func start(t *testing.T, o options) *env {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	e.ctrl = &o.ctrl
-	e.ctrl.start(ctx, t, e.snaps, &wg)
+	if o.ctrl.CutTime.IsZero() {
+		o.ctrl.CutTime = cutTime
+	}
+	e.ctrl = snapshottest.NewController(t, e.snaps, o.ctrl)
 	// The hooker ends each freeze once resumed; retention reads those ends.
 	eventstest.StandInHooker(ctx, t, client, js)
 
@@ -201,89 +205,6 @@ func poll(t *testing.T, what string, cond func() bool) {
 	eventstest.Eventually(t, timeout, what, cond)
 }
 
-// controller stands in for the CSI snapshot controller: it cuts every new
-// VolumeSnapshot, and marks it ready only once released, so a test can see
-// that Snapshotted does not wait for readiness.
-type controller struct {
-	// failFor makes the snapshot of a claim report this error instead of a cut.
-	failFor map[string]string
-	// neverCut leaves the snapshot of a claim uncut.
-	neverCut map[string]bool
-	// readyAtCut makes snapshots ready to use as soon as they are cut.
-	readyAtCut bool
-
-	release chan struct{} // closed: mark every cut snapshot ready
-}
-
-func (c *controller) start(ctx context.Context, t *testing.T, snaps *snapfake.Clientset, wg *sync.WaitGroup) {
-	t.Helper()
-	c.release = make(chan struct{})
-	w, err := snaps.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.ResultChan():
-				if !ok {
-					return
-				}
-				if s, isSnap := ev.Object.(*snapv1.VolumeSnapshot); isSnap && ev.Type == watch.Added {
-					if err := c.reconcile(ctx, snaps, s.DeepCopy()); err != nil && ctx.Err() == nil {
-						t.Errorf("stand-in snapshot controller: %v", err)
-					}
-				}
-			}
-		}
-	})
-	wg.Go(func() {
-		select {
-		case <-ctx.Done():
-		case <-c.release:
-			c.markReady(ctx, t, snaps)
-		}
-	})
-}
-
-func (c *controller) reconcile(ctx context.Context, snaps *snapfake.Clientset, s *snapv1.VolumeSnapshot) error {
-	api := snaps.SnapshotV1().VolumeSnapshots(s.Namespace)
-	pvc := *s.Spec.Source.PersistentVolumeClaimName
-	switch {
-	case c.neverCut[pvc]:
-		return nil
-	case c.failFor[pvc] != "":
-		msg := c.failFor[pvc]
-		s.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Time: &metav1.Time{Time: cutTime}, Message: &msg}}
-	default:
-		content, ready := "snapcontent-"+s.Name, c.readyAtCut
-		s.Status = &snapv1.VolumeSnapshotStatus{BoundVolumeSnapshotContentName: &content, CreationTime: &metav1.Time{Time: cutTime}, ReadyToUse: &ready}
-	}
-	_, err := api.UpdateStatus(ctx, s, metav1.UpdateOptions{})
-	return err
-}
-
-func (c *controller) markReady(ctx context.Context, t *testing.T, snaps *snapfake.Clientset) {
-	l, err := snaps.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Errorf("list: %v", err)
-		return
-	}
-	for _, s := range l.Items {
-		if s.Status == nil || s.Status.CreationTime == nil {
-			continue
-		}
-		ready := true
-		s.Status.ReadyToUse = &ready
-		if _, err := snaps.SnapshotV1().VolumeSnapshots(s.Namespace).UpdateStatus(ctx, &s, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
-			t.Errorf("mark ready: %v", err)
-		}
-	}
-}
-
 // Cluster objects.
 
 func deployment(name string) *appsv1.Deployment {
@@ -379,7 +300,9 @@ func TestSnapshotted(t *testing.T) {
 	}
 
 	// Readiness comes later and changes nothing for the backup.
-	close(e.ctrl.release)
+	if err := e.ctrl.MarkReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	poll(t, "snapshots ready", func() bool {
 		for _, vs := range e.snapshots() {
 			if r := vs.Status.ReadyToUse; r == nil || !*r {
@@ -507,7 +430,7 @@ func TestFailures(t *testing.T) {
 		name       string
 		objects    []runtime.Object
 		cfg        snapshot.Config
-		ctrl       controller
+		ctrl       snapshottest.ControllerOptions
 		reactors   []k8stesting.ReactionFunc
 		quiesced   func(*events.Quiesced)
 		wantReason string
@@ -534,7 +457,7 @@ func TestFailures(t *testing.T) {
 		{
 			name:       "snapshot error status",
 			objects:    twoClaims(),
-			ctrl:       controller{failFor: map[string]string{"wal": "csi: backend refused snapshot"}},
+			ctrl:       snapshottest.ControllerOptions{Fail: map[string]string{"wal": "csi: backend refused snapshot"}},
 			wantReason: "csi: backend refused snapshot",
 			wantCreate: true,
 		},
@@ -542,7 +465,7 @@ func TestFailures(t *testing.T) {
 			name:       "cut timeout",
 			objects:    twoClaims(),
 			cfg:        snapshot.Config{CutTimeout: 300 * time.Millisecond},
-			ctrl:       controller{neverCut: map[string]bool{"wal": true}},
+			ctrl:       snapshottest.ControllerOptions{NeverCut: map[string]bool{"wal": true}},
 			wantReason: "snapshots not cut within 300ms: shop/" + snapshot.SnapshotName("bk-fail", "wal") + " (pvc wal)",
 			wantCreate: true,
 		},

@@ -8,9 +8,9 @@
 //
 //   - Exec sees both hook commands, so it records when the pre-hook ended
 //     and when the post-hook started, per workload;
-//   - Cuts is the snapshot controller: it cuts each VolumeSnapshot right
-//     after it is created, and records when the create call arrived and when
-//     the cut status was written, per workload.
+//   - Cuts is the snapshot controller (snapshottest.Controller): it cuts
+//     each VolumeSnapshot right after it is created, and records when the
+//     create call arrived and when the cut status was written, per workload.
 //
 // Freeze overhead is then (post-hook start - pre-hook end) - (cut - create):
 // the time the application stays frozen beyond what the storage itself

@@ -38,7 +38,7 @@ const Cluster = "bench"
 type Rig struct {
 	Client    *events.Client
 	Exec      *Exec
-	Cuts      *Cuts
+	Cuts      *snapshottest.Controller
 	Workloads []events.Workload
 
 	leases *lease.Store
@@ -111,7 +111,8 @@ func Start(tb testing.TB, o Options) *Rig {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Exec = newExec()
-	r.Cuts = newCuts(ctx, snaps)
+	// Installed after deepWatches, so it sees each create first.
+	r.Cuts = snapshottest.NewController(tb, snaps, snapshottest.ControllerOptions{ReadyAtCut: true})
 	r.fakes = append(r.fakes, kube, snaps, dyn)
 
 	var wg sync.WaitGroup

@@ -1,7 +1,9 @@
 // Package snapshottest gives tests that run the snapshotter against fake
 // clientsets the storage a real cluster has: bound claims on a CSI storage
-// class, and a default VolumeSnapshotClass for its driver. Without them the
-// snapshotter refuses to snapshot, as it would in a real cluster.
+// class, a default VolumeSnapshotClass for its driver, and a stand-in for the
+// CSI snapshot controller that cuts the snapshots (Controller). Without them
+// the snapshotter refuses to snapshot, or waits for a cut that never comes,
+// as it would in a real cluster.
 package snapshottest
 
 import (
