@@ -20,6 +20,7 @@ Usage:
   freezeframe backup KIND/NAME -n NS     request a backup; --wait follows it to the end
   freezeframe events [filters]           list backup events; --follow keeps listening
   freezeframe status [-n NS]             what is frozen now and for how long, backups in flight, last result per workload
+  freezeframe backups [-n NS]            every backup per workload: how it ended, its snapshots, retention's plan
   freezeframe unlock KIND/NAME -n NS     resume a frozen application now (asks first unless --yes)
   freezeframe help [COMMAND]             show help
 
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdEvents(ctx, rest, stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, rest, stdout, stderr)
+	case "backups":
+		err = cmdBackups(ctx, rest, stdout, stderr, kubeSnapshots)
 	case "unlock":
 		err = cmdUnlock(ctx, rest, os.Stdin, stdout, stderr)
 	case "help", "--help", "-h":
