@@ -80,4 +80,13 @@
 // while [FreezeBook.CheckFrozen] says frozen at the Quiesced's epoch and
 // before ValidUntil, and retention counts only backups whose end says
 // succeeded.
+//
+// # The catalog
+//
+// [Client.Backups] lists every backup of the selected workloads
+// ([Catalog]), joining the events, the freeze ends ([ListFreezeEnds]) and
+// the snapshots a [SnapshotLister] reads from the cluster: the end decides
+// whether a backup succeeded, the cluster whether its snapshots are still
+// there and ready. Each backup's retention plan comes from [Retain], the
+// rule the snapshotter applies when a backup becomes ready.
 package events
