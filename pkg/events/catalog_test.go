@@ -268,3 +268,41 @@ func equal[T comparable](a, b []T) bool {
 	}
 	return true
 }
+
+// A group snapshot: the group and its members, named by SnapshotReady (or,
+// before it, by the cluster), each with its state.
+func TestCatalogGroupSnapshot(t *testing.T) {
+	h := &history{t: t}
+	ref := events.BackupRef{BackupID: "bk-g", Workload: shopDB}
+	cut := []events.Snapshot{{Namespace: "shop", PVC: "data-0", CutAt: t0}, {Namespace: "shop", PVC: "data-1", CutAt: t0}}
+	h.add(t0, &events.BackupRequested{BackupRef: ref})
+	h.add(t0, &events.Snapshotted{BackupRef: ref, Mode: events.SnapshotModeGroup, Group: "ffg-bk-g", Snapshots: cut, SnapshotsToKeep: 3})
+	h.add(t0, &events.Resumed{BackupRef: ref, Reason: events.ResumeAfterSnapshot, Succeeded: true})
+	end := events.FreezeEnd{BackupID: "bk-g", Workload: shopDB, Succeeded: true, Resumed: true, Reason: events.ResumeAfterSnapshot}
+	member := func(name, pvc string, ready bool) events.ClusterSnapshot {
+		return events.ClusterSnapshot{Kind: events.SnapshotKindVolume, Namespace: "shop", Name: name, BackupID: "bk-g", WorkloadKind: "StatefulSet", WorkloadName: "db",
+			PVC: pvc, Group: "ffg-bk-g", CutAt: t0, ReadyToUse: ready}
+	}
+	group := events.ClusterSnapshot{Kind: events.SnapshotKindGroup, Namespace: "shop", Name: "ffg-bk-g", BackupID: "bk-g", WorkloadKind: "StatefulSet", WorkloadName: "db", CutAt: t0, ReadyToUse: true}
+	snaps := []events.ClusterSnapshot{group, member("snapshot-aaa", "data-0", true), member("snapshot-bbb", "data-1", false)}
+
+	// Cut, not ready yet: the members are named by the cluster.
+	b := byID(t, events.NewCatalog(events.BackupsFilter{}, h.evs, []events.FreezeEnd{end}, snaps, true), shopDB)["bk-g"]
+	var got []string
+	for _, s := range b.Snapshots {
+		got = append(got, s.Kind+"/"+s.Name+"="+string(s.State))
+	}
+	want := []string{"VolumeGroupSnapshot/ffg-bk-g=ready", "VolumeSnapshot/snapshot-aaa=ready", "VolumeSnapshot/snapshot-bbb=not-ready"}
+	if b.Outcome != events.OutcomeCut || !equal(got, want) || b.Restorable || b.Retention != events.PlanNotCounted {
+		t.Errorf("group being made ready: %s %v %v %s; want cut %v", b.Outcome, got, b.Restorable, b.Retention, want)
+	}
+
+	// Ready: SnapshotReady names the members.
+	ready := []events.Snapshot{{Name: "snapshot-aaa", Namespace: "shop", PVC: "data-0", CutAt: t0, ReadyAt: t0}, {Name: "snapshot-bbb", Namespace: "shop", PVC: "data-1", CutAt: t0, ReadyAt: t0}}
+	h.add(t0.Add(time.Second), &events.SnapshotReady{BackupRef: ref, Mode: events.SnapshotModeGroup, Group: "ffg-bk-g", Snapshots: ready})
+	snaps[2].ReadyToUse = true
+	b = byID(t, events.NewCatalog(events.BackupsFilter{}, h.evs, []events.FreezeEnd{end}, snaps, true), shopDB)["bk-g"]
+	if b.Outcome != events.OutcomeConsistent || len(b.Snapshots) != 3 || !b.Restorable || b.Retention != events.PlanKeep || b.Mode != events.SnapshotModeGroup {
+		t.Errorf("group ready: %+v", b)
+	}
+}
