@@ -130,14 +130,15 @@ func (c *Controller) cutOne(namespace, name string) {
 		content, ready := "snapcontent-"+s.Name, c.opts.ReadyAtCut
 		s.Status = &snapv1.VolumeSnapshotStatus{BoundVolumeSnapshotContentName: &content, CreationTime: &metav1.Time{Time: at}, ReadyToUse: &ready}
 	}
-	if _, err := api.UpdateStatus(c.tb.Context(), s, metav1.UpdateOptions{}); err != nil {
-		c.report(err)
-		return
-	}
+	// Stamped before the write: once it lands the backup may end at once,
+	// and Took must not return the previous cut then.
 	now := time.Now()
 	c.mu.Lock()
 	c.cut[namespace] = now
 	c.mu.Unlock()
+	if _, err := api.UpdateStatus(c.tb.Context(), s, metav1.UpdateOptions{}); err != nil {
+		c.report(err)
+	}
 }
 
 // report keeps an API error for the end of the test, unless the test is
@@ -197,7 +198,7 @@ func (c *Controller) Release() {
 }
 
 // Took returns when the latest snapshot in namespace was asked for (its
-// create call) and when its cut was written.
+// create call) and when its cut status was written.
 func (c *Controller) Took(namespace string) (created, cut time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
