@@ -22,54 +22,10 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
-	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
 
 const password = "s3cr3t-Pa55"
-
-// recordingExec stands in for exec into pods: it records each command and
-// fails those that contain failOn.
-type recordingExec struct {
-	mu     sync.Mutex
-	cmds   []string
-	failOn string
-	// failTimes, when set, makes failOn fail only that many times.
-	failTimes int
-	failed    int
-	block     string // commands containing this block until ctx ends
-}
-
-func (r *recordingExec) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
-	cmd := strings.Join(req.Command, " ")
-	r.mu.Lock()
-	r.cmds = append(r.cmds, req.Pod+"/"+req.Container+": "+cmd)
-	r.mu.Unlock()
-	if r.block != "" && strings.Contains(cmd, r.block) {
-		<-ctx.Done()
-		return podexec.Result{}, context.Cause(ctx)
-	}
-	if r.failOn != "" && strings.Contains(cmd, r.failOn) && r.fails() {
-		return podexec.Result{ExitCode: 1}, &podexec.ExitError{Code: 1, Stderr: "auth failed for password " + password}
-	}
-	return podexec.Result{}, nil
-}
-
-// fails reports whether a failOn command fails this time.
-func (r *recordingExec) fails() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.failTimes > 0 && r.failed >= r.failTimes {
-		return false
-	}
-	r.failed++
-	return true
-}
-
-func (r *recordingExec) commands() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.cmds...)
-}
 
 func redisBlueprint(preFunc string) *unstructured.Unstructured {
 	phase := func(name, cmd string) map[string]any {
@@ -99,7 +55,7 @@ func redisBlueprint(preFunc string) *unstructured.Unstructured {
 type fixture struct {
 	client *events.Client
 	js     jetstream.JetStream
-	exec   *recordingExec
+	exec   *podexectest.Recorder
 	svc    *Service
 	logs   *strings.Builder
 	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
@@ -147,7 +103,8 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&logMu, logs}, nil))
-	ex := &recordingExec{}
+	// A failed hook prints the password, which no message may repeat.
+	ex := &podexectest.Recorder{Stderr: "auth failed for password " + password}
 	client, err := events.NewClient(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +198,7 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 		"redis-7d9f/redis: redis-cli -a " + password + " CLIENT PAUSE 60000 WRITE",
 		"redis-7d9f/redis: redis-cli -a " + password + " CLIENT UNPAUSE",
 	}
-	got := f.exec.commands()
+	got := f.exec.Commands()
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("commands %q, want %q", got, want)
 	}
@@ -253,15 +210,15 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 	if ev, quiet := col.Quiet(500 * time.Millisecond); !quiet {
 		t.Fatalf("late unlock produced %s", ev.Kind())
 	}
-	if n := len(f.exec.commands()); n != 2 {
-		t.Fatalf("late unlock ran hooks again: %q", f.exec.commands())
+	if n := len(f.exec.Commands()); n != 2 {
+		t.Fatalf("late unlock ran hooks again: %q", f.exec.Commands())
 	}
 	_ = id
 }
 
 func TestPrehookFailureResumesAndFails(t *testing.T) {
 	f := newFixture(t, Config{}, redisBlueprint("KubeExec"), map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
-	f.exec.failOn = "CLIENT PAUSE"
+	f.exec.Fail("CLIENT PAUSE", 0)
 	_, col := f.request(t)
 	evs := col.Until(10*time.Second, events.IsTerminal)
 	got := kinds(evs)
@@ -279,7 +236,7 @@ func TestPrehookFailureResumesAndFails(t *testing.T) {
 	if r := evs[2].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterPrehookFailed {
 		t.Errorf("resumed %+v", r)
 	}
-	if cmds := f.exec.commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "CLIENT UNPAUSE") {
+	if cmds := f.exec.Commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "CLIENT UNPAUSE") {
 		t.Fatalf("post-hook did not run after a failed pre-hook: %q", cmds)
 	}
 }
@@ -318,7 +275,7 @@ func TestFailuresBeforeFreezeNameTheCause(t *testing.T) {
 					t.Errorf("reason %q does not mention %q", failed.Reason, w)
 				}
 			}
-			if cmds := f.exec.commands(); len(cmds) != 0 {
+			if cmds := f.exec.Commands(); len(cmds) != 0 {
 				t.Fatalf("hooks ran although the backup failed before freezing: %q", cmds)
 			}
 		})
@@ -346,7 +303,7 @@ func TestMaxFreezeForcesResume(t *testing.T) {
 
 func TestHungHookIsCancelledAtItsTimeout(t *testing.T) {
 	f := newFixture(t, Config{HookTimeout: 200 * time.Millisecond}, redisBlueprint("KubeExec"), map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
-	f.exec.block = "CLIENT PAUSE"
+	f.exec.Block("CLIENT PAUSE")
 	_, col := f.request(t)
 	evs := col.Until(10*time.Second, events.IsTerminal)
 	var failed *events.BackupFailed

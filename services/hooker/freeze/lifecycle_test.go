@@ -67,8 +67,8 @@ func TestRequestAgainAfterResumeFreezesNothing(t *testing.T) {
 	if ev, quiet := col.Quiet(time.Second); !quiet {
 		t.Fatalf("the replayed request produced %s %+v", ev.Kind(), ev.Payload)
 	}
-	if n := countContaining(f.exec.commands(), "CLIENT PAUSE"); n != 1 {
-		t.Fatalf("pre-hook ran %d times, want 1: %q", n, f.exec.commands())
+	if n := countContaining(f.exec.Commands(), "CLIENT PAUSE"); n != 1 {
+		t.Fatalf("pre-hook ran %d times, want 1: %q", n, f.exec.Commands())
 	}
 	if _, _, err := f.svc.leases.Get(t.Context(), redisWorkload); !errors.Is(err, lease.ErrNotHeld) {
 		t.Fatalf("the workload is held after the replay: %v", err)
@@ -88,7 +88,7 @@ func TestWatchdogAsksAgainAfterAFailedPostHook(t *testing.T) {
 	// Every delivery of the first unlock and of the failure it announces,
 	// and the holder's own try just past the cap: only a new request
 	// from the watchdog can resume it then.
-	f.exec.failOn, f.exec.failTimes = "CLIENT UNPAUSE", 5
+	f.exec.Fail("CLIENT UNPAUSE", 5)
 	_, col := f.request(t) // nobody snapshots: the deadline passes
 	evs := col.Until(30*time.Second, func(e events.Event) bool { return e.Kind() == events.KindResumed })
 	var unlocks []string
@@ -110,8 +110,8 @@ func TestWatchdogAsksAgainAfterAFailedPostHook(t *testing.T) {
 	if r := evs[len(evs)-1].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeStaleLock {
 		t.Fatalf("resumed %+v", r)
 	}
-	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 6 {
-		t.Fatalf("post-hook ran %d times, want 6 (five failures, then the second unlock): %q", n, f.exec.commands())
+	if n := countContaining(f.exec.Commands(), "CLIENT UNPAUSE"); n != 6 {
+		t.Fatalf("post-hook ran %d times, want 6 (five failures, then the second unlock): %q", n, f.exec.Commands())
 	}
 	waitReleased(t, f.svc.leases)
 }
@@ -151,8 +151,8 @@ func TestReplicaThatLostItsLeaseDoesNotResume(t *testing.T) {
 	if ev, quiet := col.Quiet(time.Second); !quiet {
 		t.Fatalf("the replica that lost its lease went on: %s %+v", ev.Kind(), ev.Payload)
 	}
-	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 0 {
-		t.Fatalf("the replica that lost its lease ran the post-hook: %q", f.exec.commands())
+	if n := countContaining(f.exec.Commands(), "CLIENT UNPAUSE"); n != 0 {
+		t.Fatalf("the replica that lost its lease ran the post-hook: %q", f.exec.Commands())
 	}
 	if l, _, err := f.svc.leases.Get(ctx, redisWorkload); err != nil || l.BackupID != "later" || l.State != lease.StateFrozen {
 		t.Fatalf("the later freeze was disturbed: %+v %v", l, err)
@@ -182,7 +182,7 @@ func TestOneIDForTwoWorkloads(t *testing.T) {
 			t.Fatalf("workload %d: events %v", i, kinds(evs))
 		}
 	}
-	cmds := f.exec.commands()
+	cmds := f.exec.Commands()
 	for _, pod := range []string{"redis-7d9f", "cache-5b2c"} {
 		if countContaining(cmds, pod+"/redis: redis-cli -a "+password+" CLIENT PAUSE") != 1 || countContaining(cmds, pod+"/redis: redis-cli -a "+password+" CLIENT UNPAUSE") != 1 {
 			t.Fatalf("pod %s was not frozen and resumed once: %q", pod, cmds)
@@ -222,8 +222,8 @@ func TestHolderResumesAtTheCapWithoutAnUnlock(t *testing.T) {
 	if !ok || r.Succeeded || r.Reason != events.ResumeStaleLock {
 		t.Fatalf("events %v, last %+v", kinds(evs), evs[len(evs)-1].Payload)
 	}
-	if n := countContaining(f.exec.commands(), "CLIENT UNPAUSE"); n != 1 {
-		t.Fatalf("post-hook ran %d times, want 1: %q", n, f.exec.commands())
+	if n := countContaining(f.exec.Commands(), "CLIENT UNPAUSE"); n != 1 {
+		t.Fatalf("post-hook ran %d times, want 1: %q", n, f.exec.Commands())
 	}
 	waitReleased(t, f.svc.leases)
 }

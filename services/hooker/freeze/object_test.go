@@ -21,7 +21,7 @@ func TestTemplatesReadTheWorkloadObject(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Kind() != events.KindQuiesced {
 		t.Fatalf("got %s %+v, want quiesced", last.Kind(), last.Payload)
 	}
-	if got := f.exec.commands(); len(got) != 1 || got[0] != "redis-7d9f/redis: echo Deployment/redis" {
+	if got := f.exec.Commands(); len(got) != 1 || got[0] != "redis-7d9f/redis: echo Deployment/redis" {
 		t.Fatalf("commands %q, want the pre-hook rendered from .Object", got)
 	}
 }

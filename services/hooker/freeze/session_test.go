@@ -1,55 +1,15 @@
 package freeze
 
 import (
-	"bufio"
-	"context"
-	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
-	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
-
-// sqlClient stands in for a database client run by exec with stdin open: it
-// answers "LOCK" with a ready line, records every line, and exits on EOF
-// (or, once die is closed, at once, as if the database had restarted).
-type sqlClient struct {
-	mu    sync.Mutex
-	lines []string
-	die   chan struct{}
-}
-
-func (c *sqlClient) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
-	if req.Stdin == nil {
-		return podexec.Result{}, nil
-	}
-	sc := bufio.NewScanner(req.Stdin)
-	for sc.Scan() {
-		line := sc.Text()
-		c.mu.Lock()
-		c.lines = append(c.lines, line)
-		c.mu.Unlock()
-		if strings.Contains(line, "LOCK TABLES") && !strings.Contains(line, "UNLOCK") {
-			io.WriteString(req.Stdout, "FREEZEFRAME-LOCKED\n")
-			if c.die != nil {
-				<-c.die
-				return podexec.Result{ExitCode: 1}, &podexec.ExitError{Code: 1, Stderr: "server gone"}
-			}
-		}
-	}
-	return podexec.Result{}, ctx.Err()
-}
-
-func (c *sqlClient) received() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.lines...)
-}
 
 func sessionBlueprint() *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
@@ -70,7 +30,13 @@ func sessionBlueprint() *unstructured.Unstructured {
 	}}
 }
 
-func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
+// newDBClient is a client that answers the blueprint's lock as mariadb
+// would.
+func newDBClient() *podexectest.DBClient {
+	return &podexectest.DBClient{Ready: []string{"FREEZEFRAME-LOCKED\n"}}
+}
+
+func runSessionBackup(t *testing.T, client *podexectest.DBClient) []events.Event {
 	t.Helper()
 	f := newFixture(t, Config{}, sessionBlueprint(), map[string]string{AnnotationBlueprint: "mariadb-hooks"})
 	f.svc.exec = client
@@ -84,11 +50,11 @@ func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
 	if !f.svc.sessions.Has(backupKey(qp.BackupRef)) {
 		t.Fatal("the lock session is not held after Quiesced")
 	}
-	if got := client.received(); len(got) != 1 || !strings.Contains(got[0], "FLUSH TABLES") {
+	if got := client.Lines(); len(got) != 1 || !strings.Contains(got[0], "FLUSH TABLES") {
 		t.Fatalf("session input before resume %q", got)
 	}
-	if client.die != nil {
-		close(client.die)
+	if client.Crash != nil {
+		close(client.Crash)
 		lost := f.svc.sessions.Sessions(backupKey(qp.BackupRef))[0].Lost()
 		select {
 		case <-lost:
@@ -107,20 +73,22 @@ func runSessionBackup(t *testing.T, client *sqlClient) []events.Event {
 }
 
 func TestSessionHeldUntilResume(t *testing.T) {
-	client := &sqlClient{}
+	client := newDBClient()
 	evs := runSessionBackup(t, client)
 	last := evs[len(evs)-1]
 	if r, ok := last.Payload.(*events.Resumed); !ok || !r.Succeeded {
 		t.Fatalf("want a successful resume, got %v %+v", kinds(evs), last.Payload)
 	}
-	got := client.received()
+	got := client.Lines()
 	if len(got) != 2 || got[1] != "UNLOCK TABLES;" {
 		t.Fatalf("session input %q, want the lock then UNLOCK TABLES before EOF", got)
 	}
 }
 
 func TestLostSessionFailsTheBackup(t *testing.T) {
-	evs := runSessionBackup(t, &sqlClient{die: make(chan struct{})})
+	client := newDBClient()
+	client.Crash = make(chan struct{})
+	evs := runSessionBackup(t, client)
 	got := kinds(evs)
 	want := []events.Kind{events.KindSnapshotted, events.KindFailed, events.KindResumed}
 	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {

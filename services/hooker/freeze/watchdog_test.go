@@ -65,7 +65,7 @@ func TestAnotherReplicaResumesWhenTheHolderDies(t *testing.T) {
 	if unlock == nil || !unlock.HolderGone || unlock.Holder != "hooker-a" || !strings.Contains(unlock.Reason, "hooker-a") {
 		t.Errorf("unlock %+v", unlock)
 	}
-	cmds := f.exec.commands()
+	cmds := f.exec.Commands()
 	if len(cmds) != 2 || !strings.Contains(cmds[1], "CLIENT UNPAUSE") {
 		t.Fatalf("post-hook not run by the surviving replica: %q", cmds)
 	}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/freezeframe/freezeframe/services/hooker/podexec"
-
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
 
 // These tests hold FLUSH TABLES WITH READ LOCK in a real MariaDB, through a
@@ -41,67 +39,6 @@ func TestMain(m *testing.M) {
 		os.Exit(runHolder())
 	}
 	os.Exit(m.Run())
-}
-
-// localExec runs Request.Command as a local process with stdin, stdout and
-// stderr wired, and kills it when ctx ends. Like a pod exec, closing the
-// stream (here: the process holding it dying) closes the command's stdin
-// but does not kill it.
-type localExec struct {
-	started chan *localProc // receives each command once started, if set
-}
-
-type localProc struct {
-	cmd *exec.Cmd
-	// stdin is the command's stdin; closing it is what a closed exec stream
-	// does to the command.
-	stdin io.WriteCloser
-}
-
-func (e *localExec) Exec(ctx context.Context, r podexec.Request) (podexec.Result, error) {
-	cmd := exec.CommandContext(ctx, r.Command[0], r.Command[1:]...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = tee(&stdout, r.Stdout), tee(&stderr, r.Stderr)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return podexec.Result{}, fmt.Errorf("pipe stdin: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return podexec.Result{}, fmt.Errorf("start command: %w", err)
-	}
-	go func() {
-		if r.Stdin != nil {
-			// Ends at EOF, or when the command is gone (Wait closes the pipe).
-			_, _ = io.Copy(stdin, r.Stdin)
-		}
-		stdin.Close()
-	}()
-	if e.started != nil {
-		e.started <- &localProc{cmd: cmd, stdin: stdin}
-	}
-	err = cmd.Wait()
-	res := podexec.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
-	var exitErr *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return res, fmt.Errorf("exec: %w", context.Cause(ctx))
-	case errors.As(err, &exitErr):
-		res.ExitCode = exitErr.ExitCode()
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.ExitCode = 128 + int(ws.Signal()) // as a container runtime reports it
-		}
-		return res, &podexec.ExitError{Code: res.ExitCode, Stderr: podexec.LastLine(res.Stderr)}
-	case err != nil:
-		return res, fmt.Errorf("exec: %w", err)
-	}
-	return res, nil
-}
-
-func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
-	if w == nil {
-		return buf
-	}
-	return io.MultiWriter(buf, w)
 }
 
 // mariadb is a throwaway mariadbd on a random loopback port.
@@ -332,12 +269,12 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 	tests := []struct {
 		name string
 		// end ends the session the way the case is about.
-		end      func(t *testing.T, s *Session, p *localProc)
+		end      func(t *testing.T, s *Session, p *podexectest.LocalProc)
 		wantLost bool
 	}{
 		{
 			name: "released",
-			end: func(t *testing.T, s *Session, _ *localProc) {
+			end: func(t *testing.T, s *Session, _ *podexectest.LocalProc) {
 				if err := s.Release(t.Context()); err != nil {
 					t.Fatalf("Release: %v", err)
 				}
@@ -347,13 +284,13 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 			// What a hooker crash looks like from the pod: the stream closes
 			// and the client reads EOF, without UNLOCK TABLES.
 			name:     "stream closed",
-			end:      func(t *testing.T, _ *Session, p *localProc) { p.stdin.Close() },
+			end:      func(t *testing.T, _ *Session, p *podexectest.LocalProc) { p.Stdin.Close() },
 			wantLost: true,
 		},
 		{
 			name: "client killed",
-			end: func(t *testing.T, _ *Session, p *localProc) {
-				if err := p.cmd.Process.Kill(); err != nil {
+			end: func(t *testing.T, _ *Session, p *podexectest.LocalProc) {
+				if err := p.Cmd.Process.Kill(); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -363,14 +300,14 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := m.rows(t)
-			ex := &localExec{started: make(chan *localProc, 1)}
+			ex := &podexectest.Local{Started: make(chan *podexectest.LocalProc, 1)}
 			began := time.Now()
 			s, err := Start(t.Context(), ex, m.sessionSpec())
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
 			locked := time.Since(began)
-			proc := <-ex.started
+			proc := <-ex.Started
 			t.Cleanup(func() { s.Release(context.WithoutCancel(t.Context())) })
 
 			done := m.insert(t)
@@ -464,7 +401,7 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 		spec := m.sessionSpec()
 		spec.Command = m.clientCommand("-N") // no --unbuffered
 		spec.ReadyTimeout = time.Second
-		_, err := Start(t.Context(), &localExec{}, spec)
+		_, err := Start(t.Context(), &podexectest.Local{}, spec)
 		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "--unbuffered") {
 			t.Fatalf("err = %v, want ErrTimeout with the --unbuffered hint", err)
 		}
@@ -479,7 +416,7 @@ func runHolder() int {
 	m := &mariadb{port: port, client: os.Getenv(holderClientEnv)}
 	// The process's own lifetime is the session's: nothing cancels it but
 	// the kill.
-	s, err := Start(context.Background(), &localExec{}, m.sessionSpec())
+	s, err := Start(context.Background(), &podexectest.Local{}, m.sessionSpec())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -5,10 +5,12 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
 
 func TestRegistry(t *testing.T) {
-	start := func(f *fakeClient) *Session {
+	start := func(f *podexectest.DBClient) *Session {
 		t.Helper()
 		s, err := Start(t.Context(), f, testSpec())
 		if err != nil {
@@ -16,7 +18,7 @@ func TestRegistry(t *testing.T) {
 		}
 		return s
 	}
-	primary, replica, other := &fakeClient{}, &fakeClient{}, &fakeClient{}
+	primary, replica, other := &podexectest.DBClient{}, &podexectest.DBClient{}, &podexectest.DBClient{}
 	var r Registry // the zero value is ready
 	r.Add("b1", start(primary))
 	r.Add("b1", start(replica))
@@ -35,10 +37,10 @@ func TestRegistry(t *testing.T) {
 	if err := r.Release(t.Context(), "b1"); err != nil {
 		t.Fatalf("Release(b1): %v", err)
 	}
-	if !isClosed(primary.done()) || !isClosed(replica.done()) {
+	if !isClosed(primary.Done()) || !isClosed(replica.Done()) {
 		t.Error("Release(b1) returned with a command still running")
 	}
-	if isClosed(other.done()) {
+	if isClosed(other.Done()) {
 		t.Error("Release(b1) ended b2's session")
 	}
 	if r.Has("b1") {
@@ -53,10 +55,10 @@ func TestRegistry(t *testing.T) {
 	}
 
 	// A lost session is reported at release, and forgotten all the same.
-	crashing := &fakeClient{crash: make(chan struct{})}
+	crashing := &podexectest.DBClient{Crash: make(chan struct{})}
 	lost := start(crashing)
 	r.Add("b3", lost)
-	close(crashing.crash)
+	close(crashing.Crash)
 	waitClosed(t, lost.Lost(), 5*time.Second, "Lost")
 	if err := r.Release(t.Context(), "b3"); !errors.Is(err, ErrLost) {
 		t.Errorf("Release(b3) = %v, want ErrLost", err)
@@ -68,7 +70,7 @@ func TestRegistry(t *testing.T) {
 	if err := r.ReleaseAll(t.Context()); err != nil {
 		t.Fatalf("ReleaseAll: %v", err)
 	}
-	if !isClosed(other.done()) || len(r.Backups()) != 0 {
+	if !isClosed(other.Done()) || len(r.Backups()) != 0 {
 		t.Errorf("ReleaseAll left sessions: %v", r.Backups())
 	}
 }

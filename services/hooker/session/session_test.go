@@ -1,133 +1,16 @@
 package session
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
-
-// exitSpec is how the fake client ends.
-type exitSpec struct {
-	code   int
-	stderr string
-}
-
-// fakeClient stands in for a database client run in a pod: it reads
-// statements from stdin line by line, answers a line that takes the lock
-// ("LOCK" without "UNLOCK") with a ready line, and exits when stdin ends, as
-// mariadb and psql do. Options make it misbehave.
-type fakeClient struct {
-	silent         bool      // never prints the ready line
-	onFirstLine    *exitSpec // exits after reading the first line
-	exitAfterReady bool      // prints the ready line, then exits (ignores the rest of stdin)
-	ignoreEOF      bool      // keeps running after stdin ends, until its stream is closed
-	onEOF          exitSpec  // how it exits once stdin ended
-	crash          chan struct{}
-	readyPieces    []string // the ready output, written in these pieces
-
-	once   sync.Once
-	mu     sync.Mutex
-	lines  []string
-	ctx    context.Context
-	exited chan struct{} // closed when Exec returns
-}
-
-func (f *fakeClient) init() { f.once.Do(func() { f.exited = make(chan struct{}) }) }
-
-// done is closed when Exec has returned.
-func (f *fakeClient) done() <-chan struct{} {
-	f.init()
-	return f.exited
-}
-
-func (f *fakeClient) Exec(ctx context.Context, r podexec.Request) (podexec.Result, error) {
-	f.init()
-	defer close(f.exited)
-	f.mu.Lock()
-	f.ctx = ctx
-	f.mu.Unlock()
-
-	lines := make(chan string)
-	eof := make(chan struct{})
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		sc := bufio.NewScanner(r.Stdin)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-stop:
-				return
-			}
-		}
-		close(eof)
-	}()
-	exit := func(e exitSpec) (podexec.Result, error) {
-		if e.stderr != "" {
-			fmt.Fprintln(r.Stderr, e.stderr)
-		}
-		if e.code != 0 {
-			return podexec.Result{ExitCode: e.code}, &podexec.ExitError{Code: e.code, Stderr: e.stderr}
-		}
-		return podexec.Result{}, nil
-	}
-	for {
-		select {
-		case l := <-lines:
-			f.mu.Lock()
-			f.lines = append(f.lines, l)
-			n := len(f.lines)
-			f.mu.Unlock()
-			if n == 1 && f.onFirstLine != nil {
-				return exit(*f.onFirstLine)
-			}
-			if strings.Contains(l, "LOCK") && !strings.Contains(l, "UNLOCK") && !f.silent {
-				pieces := f.readyPieces
-				if pieces == nil {
-					pieces = []string{"LOCKED\n"}
-				}
-				for _, p := range pieces {
-					io.WriteString(r.Stdout, p)
-				}
-				if f.exitAfterReady {
-					return exit(exitSpec{})
-				}
-			}
-		case <-eof:
-			if f.ignoreEOF {
-				eof = nil
-				continue
-			}
-			return exit(f.onEOF)
-		case <-f.crash:
-			return exit(exitSpec{code: 137, stderr: "ERROR 2013 (HY000): Lost connection to server during query"})
-		case <-ctx.Done():
-			return podexec.Result{}, fmt.Errorf("exec in %s/%s: %w", r.Namespace, r.Pod, context.Cause(ctx))
-		}
-	}
-}
-
-func (f *fakeClient) gotLines() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.lines...)
-}
-
-// execCtx is the context the session gave Exec.
-func (f *fakeClient) execCtx() context.Context {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ctx
-}
 
 func testSpec() Spec {
 	return Spec{
@@ -162,7 +45,7 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 func TestStartAndRelease(t *testing.T) {
-	f := &fakeClient{}
+	f := &podexectest.DBClient{}
 	s, err := Start(t.Context(), f, testSpec())
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -170,7 +53,7 @@ func TestStartAndRelease(t *testing.T) {
 	if isClosed(s.Lost()) || s.Err() != nil {
 		t.Fatalf("session lost right after Start: %v", s.Err())
 	}
-	if isClosed(f.done()) {
+	if isClosed(f.Done()) {
 		t.Fatal("the command exited while the session is held")
 	}
 
@@ -189,28 +72,28 @@ func TestStartAndRelease(t *testing.T) {
 	if err := s.Release(t.Context()); err != nil {
 		t.Errorf("Release again: %v", err)
 	}
-	if !isClosed(f.done()) {
+	if !isClosed(f.Done()) {
 		t.Error("Release returned before the command exited")
 	}
 	if isClosed(s.Lost()) || s.Err() != nil {
 		t.Errorf("a released session counts as lost: %v", s.Err())
 	}
 	want := []string{"FLUSH TABLES WITH READ LOCK; SELECT 'LOCKED';", "UNLOCK TABLES;"}
-	if got := f.gotLines(); strings.Join(got, "|") != strings.Join(want, "|") {
+	if got := f.Lines(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("stdin = %q, want %q", got, want)
 	}
 }
 
 // The session must outlive the pre-hook call that started it.
 func TestSessionOutlivesStartContext(t *testing.T) {
-	f := &fakeClient{}
+	f := &podexectest.DBClient{}
 	ctx, cancel := context.WithCancel(t.Context())
 	s, err := Start(ctx, f, testSpec())
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	cancel() // cancellation propagates synchronously: no wait needed
-	if err := f.execCtx().Err(); err != nil {
+	if err := f.ExecContext().Err(); err != nil {
 		t.Fatalf("cancelling Start's context ended the exec: %v", err)
 	}
 	if err := s.Release(t.Context()); err != nil {
@@ -225,7 +108,7 @@ func TestStartErrors(t *testing.T) {
 	cancel()
 	tests := []struct {
 		name     string
-		client   *fakeClient
+		client   *podexectest.DBClient
 		ctx      context.Context
 		timeout  time.Duration
 		wantIs   error
@@ -233,32 +116,32 @@ func TestStartErrors(t *testing.T) {
 	}{
 		{
 			name:     "never ready",
-			client:   &fakeClient{silent: true},
+			client:   &podexectest.DBClient{Silent: true},
 			timeout:  100 * time.Millisecond,
 			wantIs:   ErrTimeout,
 			wantText: []string{"start session in db/mariadb-0 container mariadb: ready pattern not matched in time (100ms)", "printed nothing on stdout", "--unbuffered"},
 		},
 		{
 			name:     "exits early",
-			client:   &fakeClient{onFirstLine: &exitSpec{code: 1, stderr: "ERROR 1045 (28000): Access denied for user 'root' (password " + secret + ")"}},
+			client:   &podexectest.DBClient{OnFirstLine: &podexectest.Exit{Code: 1, Stderr: "ERROR 1045 (28000): Access denied for user 'root' (password " + secret + ")"}},
 			wantIs:   ErrExited,
 			wantText: []string{"command exited before the session was held: it exited with status 1 (last stderr line: ERROR 1045 (28000): Access denied for user 'root' (password [REDACTED]))"},
 		},
 		{
 			name:     "exits without the ready line",
-			client:   &fakeClient{silent: true, onFirstLine: &exitSpec{}},
+			client:   &podexectest.DBClient{Silent: true, OnFirstLine: &podexectest.Exit{}},
 			wantIs:   ErrNoMatch,
 			wantText: []string{"command exited without printing the ready pattern: it exited with status 0 after 0 bytes on stdout"},
 		},
 		{
 			name:     "ready pattern on stderr does not count",
-			client:   &fakeClient{silent: true, onFirstLine: &exitSpec{code: 1, stderr: "ERROR 1064: near 'LOCKED'\nLOCKED"}},
+			client:   &podexectest.DBClient{Silent: true, OnFirstLine: &podexectest.Exit{Code: 1, Stderr: "ERROR 1064: near 'LOCKED'\nLOCKED"}},
 			wantIs:   ErrExited,
 			wantText: []string{"status 1"},
 		},
 		{
 			name:     "context cancelled",
-			client:   &fakeClient{silent: true},
+			client:   &podexectest.DBClient{Silent: true},
 			ctx:      cancelled,
 			wantIs:   context.Canceled,
 			wantText: []string{"start session in db/mariadb-0 container mariadb: context canceled"},
@@ -295,7 +178,7 @@ func TestStartErrors(t *testing.T) {
 				t.Errorf("err is not redacted: %v", err)
 			}
 			// Nothing may stay held after a failed Start.
-			if !isClosed(tt.client.done()) {
+			if !isClosed(tt.client.Done()) {
 				t.Error("Start returned an error while the command still runs")
 			}
 		})
@@ -306,7 +189,7 @@ func TestStartErrors(t *testing.T) {
 // does not read stdin) drops its lock as it goes. Start reports it when it
 // sees the exit in time; otherwise the session is lost right away.
 func TestExitRightAfterReady(t *testing.T) {
-	f := &fakeClient{exitAfterReady: true}
+	f := &podexectest.DBClient{ExitAfterReady: true}
 	s, err := Start(t.Context(), f, testSpec())
 	if err != nil {
 		if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "right after printing the ready pattern") {
@@ -323,12 +206,12 @@ func TestExitRightAfterReady(t *testing.T) {
 func TestLost(t *testing.T) {
 	tests := []struct {
 		name    string
-		client  *fakeClient
+		client  *podexectest.DBClient
 		maxHold time.Duration
 		wantIs  []error
 	}{
-		{name: "client dies", client: &fakeClient{crash: make(chan struct{})}, wantIs: []error{ErrLost}},
-		{name: "held past MaxHold", client: &fakeClient{}, maxHold: 50 * time.Millisecond, wantIs: []error{ErrLost, ErrMaxHold}},
+		{name: "client dies", client: &podexectest.DBClient{Crash: make(chan struct{})}, wantIs: []error{ErrLost}},
+		{name: "held past MaxHold", client: &podexectest.DBClient{}, maxHold: 50 * time.Millisecond, wantIs: []error{ErrLost, ErrMaxHold}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,8 +221,8 @@ func TestLost(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
-			if tt.client.crash != nil {
-				close(tt.client.crash)
+			if tt.client.Crash != nil {
+				close(tt.client.Crash)
 			}
 			waitClosed(t, s.Lost(), 5*time.Second, "Lost")
 			for _, want := range tt.wantIs {
@@ -360,21 +243,21 @@ func TestLost(t *testing.T) {
 func TestReleaseErrors(t *testing.T) {
 	tests := []struct {
 		name     string
-		client   *fakeClient
+		client   *podexectest.DBClient
 		ctxLimit time.Duration
 		wantIs   []error
 		wantText string
 	}{
 		{
 			name:     "command does not exit: stream closed at the deadline",
-			client:   &fakeClient{ignoreEOF: true},
+			client:   &podexectest.DBClient{IgnoreEOF: true},
 			ctxLimit: 100 * time.Millisecond,
 			wantIs:   []error{ErrRelease, context.DeadlineExceeded},
 			wantText: "the command did not exit before context deadline exceeded; closed its exec stream instead",
 		},
 		{
 			name:     "release input fails",
-			client:   &fakeClient{onEOF: exitSpec{code: 1, stderr: "ERROR 1064 (42000): You have an error in your SQL syntax"}},
+			client:   &podexectest.DBClient{OnEOF: podexectest.Exit{Code: 1, Stderr: "ERROR 1064 (42000): You have an error in your SQL syntax"}},
 			ctxLimit: 5 * time.Second,
 			wantIs:   []error{ErrRelease},
 			wantText: "the command exited with status 1 (last stderr line: ERROR 1064 (42000): You have an error in your SQL syntax)",
@@ -398,7 +281,7 @@ func TestReleaseErrors(t *testing.T) {
 				t.Errorf("Release = %v\nwant it to contain %q", err, tt.wantText)
 			}
 			// Either way the command's session is over.
-			if !isClosed(tt.client.done()) {
+			if !isClosed(tt.client.Done()) {
 				t.Error("Release returned while the command still runs")
 			}
 			if isClosed(s.Lost()) {
@@ -425,12 +308,12 @@ func TestSpecCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := testSpec()
 			tt.modify(&spec)
-			f := &fakeClient{}
+			f := &podexectest.DBClient{}
 			_, err := Start(t.Context(), f, spec)
 			if err == nil || err.Error() != tt.want {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
-			if f.execCtx() != nil {
+			if f.ExecContext() != nil {
 				t.Error("the command ran despite an invalid spec")
 			}
 		})
@@ -466,7 +349,7 @@ func TestReadyPatternMatching(t *testing.T) {
 	}
 
 	// Through a session: the ready line arrives in two writes.
-	f := &fakeClient{readyPieces: []string{"FREEZEFRAME", "-LOCKED\n"}}
+	f := &podexectest.DBClient{Ready: []string{"FREEZEFRAME", "-LOCKED\n"}}
 	spec := testSpec()
 	spec.ReadyPattern = re
 	s, err := Start(t.Context(), f, spec)

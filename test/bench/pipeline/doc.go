@@ -6,8 +6,8 @@
 // in for, both instant, and both stamp the moments the freeze overhead is
 // computed from:
 //
-//   - Exec sees both hook commands, so it records when the pre-hook ended
-//     and when the post-hook started, per workload;
+//   - Exec (podexectest.Recorder) sees both hook commands, so it records
+//     when the pre-hook ended and when the post-hook started, per workload;
 //   - Cuts is the snapshot controller (snapshottest.Controller): it cuts
 //     each VolumeSnapshot right after it is created, and records when the
 //     create call arrived and when the cut status was written, per workload.

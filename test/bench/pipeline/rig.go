@@ -26,6 +26,7 @@ import (
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint/blueprinttest"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot/snapshottest"
@@ -37,7 +38,7 @@ const Cluster = "bench"
 // Rig is a running pipeline.
 type Rig struct {
 	Client    *events.Client
-	Exec      *Exec
+	Exec      *podexectest.Recorder
 	Cuts      *snapshottest.Controller
 	Workloads []events.Workload
 
@@ -110,7 +111,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	deepWatches(snaps)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	r.Exec = newExec()
+	r.Exec = &podexectest.Recorder{}
 	// Installed after deepWatches, so it sees each create first.
 	r.Cuts = snapshottest.NewController(tb, snaps, snapshottest.ControllerOptions{ReadyAtCut: true})
 	r.fakes = append(r.fakes, kube, snaps, dyn)
@@ -241,12 +242,14 @@ func (r *Rig) Next(ctx context.Context) (Outcome, error) {
 // FreezeOverhead is how long the workload in namespace stayed frozen in its
 // latest backup beyond the snapshot's own time, and that snapshot time.
 func (r *Rig) FreezeOverhead(namespace string) (overhead, frozen, cut time.Duration, err error) {
-	preEnd, postStart := r.Exec.Frozen(namespace)
+	// The stand-in execs are instant: the pre-hook ends as it starts.
+	pre, okPre := r.Exec.Last(namespace, "CLIENT PAUSE")
+	post, okPost := r.Exec.Last(namespace, "CLIENT UNPAUSE")
 	created, cutAt := r.Cuts.Took(namespace)
-	if preEnd.IsZero() || postStart.IsZero() || created.IsZero() || cutAt.IsZero() {
+	if !okPre || !okPost || created.IsZero() || cutAt.IsZero() {
 		return 0, 0, 0, fmt.Errorf("%s: hooks or snapshot not seen", namespace)
 	}
-	frozen, cut = postStart.Sub(preEnd), cutAt.Sub(created)
+	frozen, cut = post.At.Sub(pre.At), cutAt.Sub(created)
 	return frozen - cut, frozen, cut, nil
 }
 

@@ -1,0 +1,103 @@
+package podexectest
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+)
+
+// Call is one command a Recorder ran.
+type Call struct {
+	Namespace, Pod, Container string
+	Command                   []string
+	// At is when Exec was called.
+	At time.Time
+}
+
+// Recorder stands in for exec into pods: it records each command and
+// succeeds at once, printing nothing, unless told to fail or block it.
+// Its zero value is ready to use.
+type Recorder struct {
+	// Stderr is what a failed command printed; "failed" when empty.
+	Stderr string
+
+	mu        sync.Mutex
+	calls     []Call
+	failOn    string
+	failTimes int
+	failed    int
+	block     string
+}
+
+// Fail makes the commands that contain substr exit with status 1 and
+// Stderr, the first times of them (every one when times is 0).
+func (r *Recorder) Fail(substr string, times int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failOn, r.failTimes, r.failed = substr, times, 0
+}
+
+// Block makes the commands that contain substr run until their context
+// ends, as a hook that hangs does.
+func (r *Recorder) Block(substr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.block = substr
+}
+
+// Exec records the command, then fails or blocks it as told.
+func (r *Recorder) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
+	cmd := strings.Join(req.Command, " ")
+	r.mu.Lock()
+	r.calls = append(r.calls, Call{Namespace: req.Namespace, Pod: req.Pod, Container: req.Container, Command: req.Command, At: time.Now()})
+	block := r.block != "" && strings.Contains(cmd, r.block)
+	fail := !block && r.failOn != "" && strings.Contains(cmd, r.failOn) && (r.failTimes == 0 || r.failed < r.failTimes)
+	if fail {
+		r.failed++
+	}
+	stderr := r.Stderr
+	r.mu.Unlock()
+	switch {
+	case block:
+		<-ctx.Done()
+		return podexec.Result{}, context.Cause(ctx)
+	case fail:
+		if stderr == "" {
+			stderr = "failed"
+		}
+		return podexec.Result{ExitCode: 1, Stderr: []byte(stderr)}, &podexec.ExitError{Code: 1, Stderr: stderr}
+	}
+	return podexec.Result{}, nil
+}
+
+// Calls returns the commands run so far, in order.
+func (r *Recorder) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
+}
+
+// Commands returns the commands run so far, in order, each as
+// "pod/container: command args".
+func (r *Recorder) Commands() []string {
+	var out []string
+	for _, c := range r.Calls() {
+		out = append(out, c.Pod+"/"+c.Container+": "+strings.Join(c.Command, " "))
+	}
+	return out
+}
+
+// Last returns the latest command run in namespace that contains substr.
+func (r *Recorder) Last(namespace, substr string) (Call, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.calls) - 1; i >= 0; i-- {
+		if c := r.calls[i]; c.Namespace == namespace && strings.Contains(strings.Join(c.Command, " "), substr) {
+			return c, true
+		}
+	}
+	return Call{}, false
+}
