@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 )
@@ -41,13 +42,34 @@ func (s *Service) endedWell(ctx context.Context, ref events.BackupRef) bool {
 	return err == nil && end.Succeeded
 }
 
-// discardUnlessGood deletes what a backup created, unless the backup ended
-// with success: a late or duplicate delivery must never delete a good
-// backup's snapshots.
-func (s *Service) discardUnlessGood(ctx context.Context, ref events.BackupRef, log *slog.Logger) {
-	if s.endedWell(ctx, ref) {
-		log.InfoContext(ctx, "backup ended with success meanwhile; its snapshots are kept")
-		return
+// discardPatience is how long a failed backup's clean-up keeps trying
+// while the API server does not answer (a restart takes seconds). The
+// application is being resumed meanwhile: the wait costs no freeze.
+const discardPatience = time.Minute
+
+// discardPersistently deletes what a failed backup created, trying again
+// for up to discardPatience. With unlessGood, a backup that ended with
+// success meanwhile keeps everything: a late or duplicate delivery must
+// never delete a good backup's snapshots. A clean-up that kept failing is
+// returned, for a redelivery to try again.
+func (s *Service) discardPersistently(ctx context.Context, ref events.BackupRef, unlessGood bool, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardPatience)
+	defer cancel()
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		if unlessGood && s.endedWell(ctx, ref) {
+			log.InfoContext(ctx, "backup ended with success meanwhile; its snapshots are kept")
+			return nil
+		}
+		err := s.discard(ctx, ref, log)
+		if err == nil {
+			return nil
+		}
+		log.WarnContext(ctx, "could not delete the snapshots of the failed backup yet", "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			log.ErrorContext(ctx, "could not delete the snapshots of the failed backup; delete them by hand", "selector", LabelBackupID+"="+LabelValue(ref.BackupID), "err", err)
+			return err
+		}
 	}
-	s.discard(ctx, ref, log)
 }

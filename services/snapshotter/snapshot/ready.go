@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -53,8 +54,7 @@ func (s *Service) handleSnapshotted(ctx context.Context, ev events.Event) error 
 		// Cut inside the freeze, but the backup failed (an unlock came
 		// before the resume it asked for): not a backup to keep or count.
 		log.WarnContext(ctx, "the backup failed after its cut; its snapshots are deleted", "reason", end.Reason)
-		s.discard(ctx, sn.BackupRef, log)
-		return nil
+		return s.discard(ctx, sn.BackupRef, log)
 	}
 	pruned, perr := s.prune(ctx, sn, ended, log)
 	if perr != nil {
@@ -176,19 +176,54 @@ func (s *Service) failReady(ctx context.Context, sn *events.Snapshotted, err err
 	return nil
 }
 
-// discard deletes whatever a failed backup created, best effort: its
-// VolumeSnapshots and its VolumeGroupSnapshot.
-func (s *Service) discard(ctx context.Context, ref events.BackupRef, log *slog.Logger) {
-	for _, b := range s.backupsOf(ref.Workload) {
-		if b.id != ref.BackupID {
-			continue
-		}
-		if err := s.deleteBackup(ctx, b); err != nil {
-			log.WarnContext(ctx, "could not delete the snapshots of the failed backup; delete them by hand", "selector", LabelBackupID+"="+LabelValue(ref.BackupID), "err", err)
-			return
-		}
-		log.InfoContext(ctx, "deleted the snapshots of the failed backup", "snapshots", b.names())
+// discard deletes whatever a failed backup created: its VolumeSnapshots
+// and its VolumeGroupSnapshot, as the API server lists them now, not as the
+// watches last saw them (a create answered late, after an API server
+// restart, may not have reached them yet). An error means something may be
+// left: the caller returns it, so that its event is redelivered and the
+// discard tried again.
+func (s *Service) discard(ctx context.Context, ref events.BackupRef, log *slog.Logger) error {
+	kind, err := events.NormalizeKind(ref.Workload.Kind)
+	if err != nil {
+		return err
 	}
+	selector := labels.SelectorFromSet(ownLabels(ref, kind)).String()
+	b := backup{id: ref.BackupID, namespace: ref.Workload.Namespace}
+	vs, err := s.deps.Snapshots.SnapshotV1().VolumeSnapshots(b.namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return fmt.Errorf("list the snapshots of failed backup %s: %w", ref.BackupID, err)
+	}
+	for _, v := range vs.Items {
+		if v.Annotations[AnnotationBackupID] == ref.BackupID {
+			b.volumes = append(b.volumes, v.Name)
+		}
+	}
+	if s.groupCuts != nil {
+		gs, err := s.deps.Snapshots.GroupsnapshotV1().VolumeGroupSnapshots(b.namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return fmt.Errorf("list the group snapshots of failed backup %s: %w", ref.BackupID, err)
+		}
+		for _, g := range gs.Items {
+			if g.Annotations[AnnotationBackupID] == ref.BackupID {
+				// Its members go with it, and are listed above only to be
+				// deleted by it.
+				gb := backup{id: ref.BackupID, namespace: b.namespace, group: g.Name}
+				if err := s.deleteBackup(ctx, gb); err != nil {
+					return fmt.Errorf("delete the snapshots of failed backup %s: %w", ref.BackupID, err)
+				}
+				log.InfoContext(ctx, "deleted the snapshots of the failed backup", "snapshots", gb.names())
+				return nil
+			}
+		}
+	}
+	if len(b.volumes) == 0 {
+		return nil
+	}
+	if err := s.deleteBackup(ctx, b); err != nil {
+		return fmt.Errorf("delete the snapshots of failed backup %s: %w", ref.BackupID, err)
+	}
+	log.InfoContext(ctx, "deleted the snapshots of the failed backup", "snapshots", b.names())
+	return nil
 }
 
 // backup is one backup's snapshots of a workload, as the watches see them.

@@ -236,7 +236,9 @@ func (s *Service) handle(ctx context.Context, ev events.Event) error {
 			// that ended well keeps everything.
 			log.WarnContext(ctx, "not cutting: the application is not frozen for this backup", "err", err)
 			if end, eerr := s.book.Ended(ctx, q.BackupRef); eerr == nil && !end.Succeeded {
-				s.discard(ctx, q.BackupRef, log)
+				if derr := s.discardPersistently(ctx, q.BackupRef, false, log); derr != nil {
+					return derr
+				}
 			}
 			return events.Permanent(err)
 		}
@@ -478,8 +480,7 @@ func (s *Service) fail(ctx context.Context, q *events.Quiesced, err error, log *
 	// A snapshot cut after the application was resumed would look like a
 	// good backup and not be one: whatever this backup created goes, once
 	// the resume is under way.
-	s.discardUnlessGood(pctx, q.BackupRef, log)
-	return nil
+	return s.discardPersistently(ctx, q.BackupRef, true, log)
 }
 
 // endSpan ends a span, marking it failed when err is not nil.
