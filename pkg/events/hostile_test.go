@@ -36,6 +36,14 @@ func validPayload(k events.Kind, ref events.BackupRef) events.Payload {
 		return &events.BackupFailed{BackupRef: ref, Step: events.StepSnapshot, Reason: "boom"}
 	case events.KindUnlockRequested:
 		return &events.UnlockRequested{BackupRef: ref, Reason: "test"}
+	case events.KindRestoreRequested:
+		return &events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", TargetNamespace: "restored",
+			Volumes: []events.RestoreVolume{{PVC: "data", Snapshot: "snap-data", Claim: "data"}}}
+	case events.KindRestored:
+		return &events.Restored{BackupRef: ref, RestoreID: "rs-1", TargetNamespace: "restored", Consistent: true,
+			Claims: []events.RestoredClaim{{Namespace: "restored", Name: "data", PVC: "data", Snapshot: "snap-data", Volume: "pv-1", Capacity: "1Gi", BoundAt: at}}}
+	case events.KindRestoreFailed:
+		return &events.RestoreFailed{BackupRef: ref, RestoreID: "rs-1", Reason: "boom"}
 	}
 	panic("no payload for kind " + string(k))
 }

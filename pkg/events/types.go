@@ -10,13 +10,16 @@ import (
 // Type names, reverse-DNS and versioned: a breaking change to a payload is a
 // new version, published side by side with the old until consumers moved.
 const (
-	TypeBackupRequested = "io.freezeframe.backup.requested.v1"
-	TypeQuiesced        = "io.freezeframe.backup.quiesced.v1"
-	TypeSnapshotted     = "io.freezeframe.backup.snapshotted.v1"
-	TypeResumed         = "io.freezeframe.backup.resumed.v1"
-	TypeBackupFailed    = "io.freezeframe.backup.failed.v1"
-	TypeUnlockRequested = "io.freezeframe.backup.unlock-requested.v1"
-	TypeSnapshotReady   = "io.freezeframe.backup.snapshot-ready.v1"
+	TypeBackupRequested  = "io.freezeframe.backup.requested.v1"
+	TypeQuiesced         = "io.freezeframe.backup.quiesced.v1"
+	TypeSnapshotted      = "io.freezeframe.backup.snapshotted.v1"
+	TypeResumed          = "io.freezeframe.backup.resumed.v1"
+	TypeBackupFailed     = "io.freezeframe.backup.failed.v1"
+	TypeUnlockRequested  = "io.freezeframe.backup.unlock-requested.v1"
+	TypeSnapshotReady    = "io.freezeframe.backup.snapshot-ready.v1"
+	TypeRestoreRequested = "io.freezeframe.backup.restore-requested.v1"
+	TypeRestored         = "io.freezeframe.backup.restored.v1"
+	TypeRestoreFailed    = "io.freezeframe.backup.restore-failed.v1"
 )
 
 // Kind is the short name of an event type, as it appears in subjects.
@@ -31,21 +34,29 @@ const (
 	KindFailed          Kind = "failed"
 	KindUnlockRequested Kind = "unlock-requested"
 	KindSnapshotReady   Kind = "snapshot-ready"
+	// A restore of a backup: asked for, done (every claim bound), failed.
+	KindRestoreRequested Kind = "restore-requested"
+	KindRestored         Kind = "restored"
+	KindRestoreFailed    Kind = "restore-failed"
 )
 
 var kindByType = map[string]Kind{
-	TypeBackupRequested: KindRequested,
-	TypeQuiesced:        KindQuiesced,
-	TypeSnapshotted:     KindSnapshotted,
-	TypeResumed:         KindResumed,
-	TypeBackupFailed:    KindFailed,
-	TypeUnlockRequested: KindUnlockRequested,
-	TypeSnapshotReady:   KindSnapshotReady,
+	TypeBackupRequested:  KindRequested,
+	TypeQuiesced:         KindQuiesced,
+	TypeSnapshotted:      KindSnapshotted,
+	TypeResumed:          KindResumed,
+	TypeBackupFailed:     KindFailed,
+	TypeUnlockRequested:  KindUnlockRequested,
+	TypeSnapshotReady:    KindSnapshotReady,
+	TypeRestoreRequested: KindRestoreRequested,
+	TypeRestored:         KindRestored,
+	TypeRestoreFailed:    KindRestoreFailed,
 }
 
 // Kinds lists every event kind in pipeline order.
 func Kinds() []Kind {
-	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindSnapshotReady, KindFailed, KindUnlockRequested}
+	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindSnapshotReady, KindFailed, KindUnlockRequested,
+		KindRestoreRequested, KindRestored, KindRestoreFailed}
 }
 
 // KindOf returns the kind of a CloudEvents type, or false for a type this
@@ -432,6 +443,12 @@ func newPayload(eventType string) (Payload, bool) {
 		return &UnlockRequested{}, true
 	case TypeSnapshotReady:
 		return &SnapshotReady{}, true
+	case TypeRestoreRequested:
+		return &RestoreRequested{}, true
+	case TypeRestored:
+		return &Restored{}, true
+	case TypeRestoreFailed:
+		return &RestoreFailed{}, true
 	}
 	return nil, false
 }
