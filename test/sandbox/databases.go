@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -241,45 +242,71 @@ func (c *Cluster) startDatabase(ctx context.Context, kind, image string, opts Da
 // the cluster, or earlier by Server.Stop. Starting one on a snapshot's copy is how a
 // backup is checked.
 func (c *Cluster) RunServer(ctx context.Context, kind, dataDir, password string) (*Server, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	runDir, err := os.MkdirTemp(filepath.Join(c.StateDir), "db-"+kind+"-")
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", kind, err)
 	}
-	if err := os.Chmod(runDir, 0o777); err != nil {
-		return nil, fmt.Errorf("run %s: %w", kind, err)
-	}
-	s := &Server{Kind: kind, Host: "127.0.0.1", Port: port, Password: password, DataDir: dataDir}
-	var cmd *exec.Cmd
-	var ready func(context.Context) (bool, error)
-	switch kind {
-	case Redis:
-		cmd, ready, err = s.redis(runDir)
-	case MariaDB:
-		cmd, ready, err = s.mariadb(ctx, runDir)
-	case Postgres:
-		cmd, ready, err = s.postgres(ctx, runDir)
-	default:
-		return nil, fmt.Errorf("run %s: unknown kind", kind)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("run %s: %w", kind, err)
-	}
-	s.proc, err = Spawn(filepath.Base(runDir), c.logDir, cmd)
+	s, err := startServer(ctx, kind, dataDir, password, runDir, c.logDir)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	c.databases = append(c.databases, s.proc)
 	c.mu.Unlock()
-	if err := waitFor(ctx, s.proc, 60*time.Second, kind+" ready", ready); err != nil {
+	return s, nil
+}
+
+// StartServer starts a database server as RunServer does, without a cluster: for a test
+// that needs a real server and nothing else (a lock held through a session). Its socket,
+// client configuration and log go in runDir, whose path must be short (a unix socket's
+// path is at most 107 bytes). The caller stops it with Server.Stop; if the process that
+// started it dies first, the server goes too.
+func StartServer(ctx context.Context, kind, dataDir, password, runDir string) (*Server, error) {
+	return startServer(ctx, kind, dataDir, password, runDir, runDir)
+}
+
+// startServer starts the server with its log in logDir, on another port if the one it
+// picked was taken meanwhile.
+func startServer(ctx context.Context, kind, dataDir, password, runDir, logDir string) (*Server, error) {
+	if err := os.Chmod(runDir, 0o777); err != nil { // PostgreSQL runs as postgres
+		return nil, fmt.Errorf("run %s: %w", kind, err)
+	}
+	for attempt := 1; ; attempt++ {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{Kind: kind, Host: "127.0.0.1", Port: port, Password: password, DataDir: dataDir}
+		var cmd *exec.Cmd
+		var ready func(context.Context) (bool, error)
+		switch kind {
+		case Redis:
+			cmd, ready, err = s.redis(runDir)
+		case MariaDB:
+			cmd, ready, err = s.mariadb(ctx, runDir)
+		case Postgres:
+			cmd, ready, err = s.postgres(ctx, runDir)
+		default:
+			return nil, fmt.Errorf("run %s: unknown kind", kind)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("run %s: %w", kind, err)
+		}
+		s.proc, err = Spawn(fmt.Sprintf("%s-%d", filepath.Base(runDir), attempt), logDir, cmd)
+		if err != nil {
+			return nil, err
+		}
+		err = waitFor(ctx, s.proc, 60*time.Second, kind+" ready", ready)
+		if err == nil {
+			return s, nil
+		}
 		s.Stop()
+		// The port was free when picked, but another process may have bound it first.
+		if log, _ := os.ReadFile(s.proc.Log()); attempt < 3 && bytes.Contains(log, []byte("Address already in use")) {
+			continue
+		}
 		return nil, err
 	}
-	return s, nil
 }
 
 func (s *Server) redis(runDir string) (*exec.Cmd, func(context.Context) (bool, error), error) {
@@ -329,7 +356,7 @@ func (s *Server) mariadb(ctx context.Context, runDir string) (*exec.Cmd, func(co
 		if asRoot {
 			args = append(args, "--user=root")
 		}
-		if out, err := exec.CommandContext(ctx, "mariadb-install-db", args...).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, sbin("mariadb-install-db"), args...).CombinedOutput(); err != nil {
 			return nil, nil, fmt.Errorf("mariadb-install-db: %w: %s", err, out)
 		}
 	}
@@ -348,7 +375,7 @@ func (s *Server) mariadb(ctx context.Context, runDir string) (*exec.Cmd, func(co
 	if asRoot {
 		args = append(args, "--user=root")
 	}
-	cmd := exec.Command("mariadbd", args...)
+	cmd := exec.Command(sbin("mariadbd"), args...)
 	ready := func(ctx context.Context) (bool, error) {
 		out, err := clientCmd(ctx, s.Env, "mariadb", "-N", "-e", "SELECT 1")
 		return err == nil && strings.TrimSpace(out) == "1", errOr(err, out)
@@ -419,6 +446,25 @@ func (s *Server) postgres(ctx context.Context, runDir string) (*exec.Cmd, func(c
 		return err == nil && strings.TrimSpace(out) == "1", errOr(err, out)
 	}
 	return cmd, ready, nil
+}
+
+// sbin finds a server's binary on PATH or in the sbin directories, which are often not
+// on a user's PATH (mariadbd); the bare name when it is nowhere, for exec to say so.
+func sbin(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p
+		}
+	}
+	return name
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // clientCmd runs a database client with env added, for readiness checks.

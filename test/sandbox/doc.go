@@ -31,6 +31,8 @@
 // environment, so `redis-cli`, `mariadb` and `psql` reach it without flags. StartRedis,
 // StartMariaDB and StartPostgres create such a Deployment with its PVC and Secret. A
 // VolumeSnapshot of the PVC copies the directory; RunServer on that copy checks it.
+// StartServer starts a server without a cluster, for a test that needs a real database
+// and nothing else.
 //
 // # Group snapshots
 //

@@ -1,6 +1,11 @@
 //go:build linux
 
-package session
+// Package mariadb_test holds a lock session in a real MariaDB, started as the
+// sandbox starts the servers behind its pods. It is a package of its own, not
+// a test of package session, because it imports the sandbox's module: the
+// modules that import the hooker's packages (the CLI, the benchmarks) then
+// need nothing of it.
+package mariadb_test
 
 import (
 	"bufio"
@@ -18,8 +23,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
+	"github.com/freezeframe/freezeframe/services/hooker/session"
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // These tests hold FLUSH TABLES WITH READ LOCK in a real MariaDB, through a
@@ -41,116 +47,39 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// mariadb is a throwaway mariadbd on a random loopback port.
+// mariadb is a throwaway mariadbd on a random loopback port, started as the
+// sandbox starts the servers behind its pods; root has no password.
 type mariadb struct {
 	port   int
 	client string
 }
 
-func findBinary(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	// mariadbd lives in sbin, often not on a test's PATH.
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	// make test installs it (test/sandbox/build.sh): a missing server is a
-	// broken set-up, not a reason to prove nothing.
-	t.Fatalf("%s not found: run `make sandbox-build` or apt-get install mariadb-server mariadb-client", name)
-	return ""
-}
-
 func startMariaDB(t *testing.T) *mariadb {
 	t.Helper()
-	server, installDB := findBinary(t, "mariadbd"), findBinary(t, "mariadb-install-db")
-	m := &mariadb{client: findBinary(t, "mariadb")}
-
+	client, err := exec.LookPath("mariadb")
+	if err != nil {
+		// make test installs it (test/sandbox/build.sh): a missing client is
+		// a broken set-up, not a reason to prove nothing.
+		t.Fatalf("mariadb client not found (%v): run `make sandbox-build` or apt-get install mariadb-server mariadb-client", err)
+	}
 	// Not t.TempDir(): the unix socket's path must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "ffmdb-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
-	var asRoot []string
-	if os.Geteuid() == 0 {
-		asRoot = []string{"--user=root"} // mariadbd refuses to run as root otherwise
-	}
 	began := time.Now()
-	install := exec.CommandContext(t.Context(), installDB, append([]string{"--no-defaults", "--datadir=" + data,
-		"--auth-root-authentication-method=normal", "--skip-test-db"}, asRoot...)...)
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	srv, err := sandbox.StartServer(t.Context(), sandbox.MariaDB, filepath.Join(dir, "data"), "", dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// The port is free when picked, but another process may take it before
-	// mariadbd binds it: try again with another.
-	for attempt := 1; ; attempt++ {
-		m.port = eventstest.FreePort(t)
-		errLog := filepath.Join(dir, fmt.Sprintf("err-%d.log", attempt))
-		cmd := exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data,
-			"--bind-address=127.0.0.1", "--port=" + strconv.Itoa(m.port),
-			"--socket=" + filepath.Join(dir, "sock"), "--pid-file=" + filepath.Join(dir, "pid"),
-			"--log-error=" + errLog, "--skip-name-resolve", "--innodb-buffer-pool-size=16M"}, asRoot...)...)
-		// If the test binary dies, the server must not outlive it.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start mariadbd: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait() // how it ended is in its error log
-			close(exited)
-		}()
-		stop := func() {
-			_ = cmd.Process.Kill() // fails only if it already exited
-			<-exited
-		}
-		err := m.waitReady(t, exited, 60*time.Second)
-		if err == nil {
-			t.Cleanup(stop)
-			break
-		}
-		stop()
-		logText, _ := os.ReadFile(errLog)
-		if attempt < 3 && bytes.Contains(logText, []byte("Address already in use")) {
-			continue
-		}
-		t.Fatalf("mariadbd: %v\n%s", err, logText)
-	}
+	t.Cleanup(srv.Stop)
+	m := &mariadb{port: srv.Port, client: client}
 	if _, err := m.query(t.Context(), "CREATE DATABASE app; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("mariadbd ready on 127.0.0.1:%d in %s", m.port, time.Since(began).Round(time.Millisecond))
 	return m
-}
-
-// waitReady polls the server until it answers, it exits, or d passes.
-func (m *mariadb) waitReady(t *testing.T, exited <-chan struct{}, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		_, err := m.query(ctx, "SELECT 1")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready within %s: %w", d, err)
-		}
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		case <-tick.C:
-		}
-	}
 }
 
 // clientCommand is the mariadb client's command line for this server.
@@ -184,8 +113,8 @@ func (m *mariadb) rows(t *testing.T) int {
 	return n
 }
 
-func (m *mariadb) sessionSpec() Spec {
-	return Spec{
+func (m *mariadb) sessionSpec() session.Spec {
+	return session.Spec{
 		Namespace: "db", Pod: "mariadb-0", Container: "mariadb",
 		Command:      m.clientCommand("-N", "--unbuffered"),
 		Stdin:        "FLUSH TABLES WITH READ LOCK; SELECT 'FREEZEFRAME-LOCKED';\n",
@@ -269,12 +198,12 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 	tests := []struct {
 		name string
 		// end ends the session the way the case is about.
-		end      func(t *testing.T, s *Session, p *podexectest.LocalProc)
+		end      func(t *testing.T, s *session.Session, p *podexectest.LocalProc)
 		wantLost bool
 	}{
 		{
 			name: "released",
-			end: func(t *testing.T, s *Session, _ *podexectest.LocalProc) {
+			end: func(t *testing.T, s *session.Session, _ *podexectest.LocalProc) {
 				if err := s.Release(t.Context()); err != nil {
 					t.Fatalf("Release: %v", err)
 				}
@@ -284,12 +213,12 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 			// What a hooker crash looks like from the pod: the stream closes
 			// and the client reads EOF, without UNLOCK TABLES.
 			name:     "stream closed",
-			end:      func(t *testing.T, _ *Session, p *podexectest.LocalProc) { p.Stdin.Close() },
+			end:      func(t *testing.T, _ *session.Session, p *podexectest.LocalProc) { p.Stdin.Close() },
 			wantLost: true,
 		},
 		{
 			name: "client killed",
-			end: func(t *testing.T, _ *Session, p *podexectest.LocalProc) {
+			end: func(t *testing.T, _ *session.Session, p *podexectest.LocalProc) {
 				if err := p.Cmd.Process.Kill(); err != nil {
 					t.Fatal(err)
 				}
@@ -302,7 +231,7 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 			before := m.rows(t)
 			ex := &podexectest.Local{Started: make(chan *podexectest.LocalProc, 1)}
 			began := time.Now()
-			s, err := Start(t.Context(), ex, m.sessionSpec())
+			s, err := session.Start(t.Context(), ex, m.sessionSpec())
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
@@ -321,12 +250,20 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 				t.Errorf("rows = %d, want %d", got, before+1)
 			}
 			if tt.wantLost {
-				waitClosed(t, s.Lost(), 10*time.Second, "Lost")
-				if !errors.Is(s.Err(), ErrLost) {
-					t.Errorf("Err() = %v, want ErrLost", s.Err())
+				select {
+				case <-s.Lost():
+				case <-time.After(10 * time.Second):
+					t.Fatal("the session is not lost 10s after its client went")
 				}
-			} else if isClosed(s.Lost()) {
-				t.Errorf("released session counts as lost: %v", s.Err())
+				if !errors.Is(s.Err(), session.ErrLost) {
+					t.Errorf("Err() = %v, want session.ErrLost", s.Err())
+				}
+			} else {
+				select {
+				case <-s.Lost():
+					t.Errorf("released session counts as lost: %v", s.Err())
+				default:
+				}
 			}
 			t.Logf("lock taken in %s; INSERT seen waiting for it after %s; %s took %s; INSERT completed %s after that",
 				locked.Round(time.Microsecond), blocked.Round(time.Microsecond), tt.name, endTook.Round(time.Microsecond), unblocked.Round(time.Microsecond))
@@ -401,9 +338,9 @@ func TestMariaDBSessionHoldsFTWRL(t *testing.T) {
 		spec := m.sessionSpec()
 		spec.Command = m.clientCommand("-N") // no --unbuffered
 		spec.ReadyTimeout = time.Second
-		_, err := Start(t.Context(), &podexectest.Local{}, spec)
-		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "--unbuffered") {
-			t.Fatalf("err = %v, want ErrTimeout with the --unbuffered hint", err)
+		_, err := session.Start(t.Context(), &podexectest.Local{}, spec)
+		if !errors.Is(err, session.ErrTimeout) || !strings.Contains(err.Error(), "--unbuffered") {
+			t.Fatalf("err = %v, want session.ErrTimeout with the --unbuffered hint", err)
 		}
 		waitInsert(t, m.insert(t))
 	})
@@ -416,7 +353,7 @@ func runHolder() int {
 	m := &mariadb{port: port, client: os.Getenv(holderClientEnv)}
 	// The process's own lifetime is the session's: nothing cancels it but
 	// the kill.
-	s, err := Start(context.Background(), &podexectest.Local{}, m.sessionSpec())
+	s, err := session.Start(context.Background(), &podexectest.Local{}, m.sessionSpec())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
