@@ -536,6 +536,8 @@ func TestServiceAccountBackup(t *testing.T) {
 			{"get", core, "pods", "exec", appNS, "", false},
 			{"get", core, "secrets", "", appNS, demo.Secret, false},
 			{"patch", core, "persistentvolumeclaims", "", appNS, "", true},
+			{"create", core, "persistentvolumeclaims", "", appNS, "", true},
+			{"create", "snapshot.storage.k8s.io", "volumesnapshotcontents", "", "", "", true},
 			{"delete", core, "persistentvolumeclaims", "", appNS, "", false},
 			{"update", core, "persistentvolumeclaims", "", appNS, "", false},
 			{"delete", "snapshot.storage.k8s.io", "volumesnapshotcontents", "", "", "", false},

@@ -31,6 +31,8 @@ type Config struct {
 	RetryMaxDelay             time.Duration `envconfig:"RETRY_MAX_DELAY" default:"2s" desc:"longest backoff between attempts after a transient API error (from 100ms, doubling); the application stays frozen meanwhile"`
 	ProgressEvery             time.Duration `envconfig:"PROGRESS_EVERY" default:"1s" desc:"how often the snapshotter tells the watchdogs (key _snapshot.<workload> in the freeze lease bucket) that a frozen workload's snapshot is progressing; a key silent for the hooker's HOOKER_SNAPSHOT_STALL_AFTER resumes the application"`
 	Replica                   string        `envconfig:"REPLICA" desc:"this replica's name in progress reports; empty: the host name"`
+	RestoreBindTimeout        time.Duration `envconfig:"RESTORE_BIND_TIMEOUT" default:"10m" desc:"how long the claims of a restore may take to be bound before the restore fails (RestoreFailed; the claims are left in place)"`
+	RestoreConcurrency        int           `envconfig:"RESTORE_CONCURRENCY" default:"16" desc:"restores handled at once per replica"`
 	WatchSyncTimeout          time.Duration `envconfig:"WATCH_SYNC_TIMEOUT" default:"1m" desc:"how long the VolumeSnapshot watch may take to sync at start before the service gives up (usually missing RBAC list/watch on volumesnapshots)"`
 }
 
@@ -61,6 +63,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Replica == "" {
 		c.Replica, _ = os.Hostname()
+	}
+	if c.RestoreBindTimeout <= 0 {
+		c.RestoreBindTimeout = 10 * time.Minute
+	}
+	if c.RestoreConcurrency <= 0 {
+		c.RestoreConcurrency = 16
 	}
 	if c.WatchSyncTimeout <= 0 {
 		c.WatchSyncTimeout = time.Minute

@@ -76,7 +76,8 @@ type Deps struct {
 // Service handles Quiesced events: it snapshots the workload's volumes and
 // publishes Snapshotted or BackupFailed; then it follows each Snapshotted
 // until the snapshots are ready, publishes SnapshotReady and applies the
-// workload's retention.
+// workload's retention. It also restores backups: RestoreRequested becomes
+// claims from the snapshots, then Restored or RestoreFailed (restore.go).
 type Service struct {
 	cfg     Config
 	deps    Deps
@@ -194,23 +195,31 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return err
 	}
+	restores := common
+	restores.Durable, restores.Kinds, restores.Concurrency = RestoreDurable, []events.Kind{events.KindRestoreRequested}, s.cfg.RestoreConcurrency
+	restores.ShutdownGrace = readyShutdownGrace // a redelivered restore finds what it made
+	restoreCons, err := events.NewConsumer(ctx, js, restores, s.handleRestore, s.log)
+	if err != nil {
+		return err
+	}
 	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "ready_timeout", s.cfg.ReadyTimeout,
 		"group_snapshots", s.groupCuts != nil, "default_snapshot_class", s.cfg.DefaultSnapshotClass, "snapshots_to_keep", s.cfg.SnapshotsToKeep)
 	stream := s.cfg.NATS.Stream
 	if stream == "" {
 		stream = events.DefaultStream
 	}
-	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, Durable, ReadyDurable)
+	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, Durable, ReadyDurable, RestoreDurable)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = lag.Unregister() }()
 	s.cfg.Runtime.Probe.Ready(js.Conn())
 	defer s.cfg.Runtime.Probe.NotReady()
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- cutCons.Run(ctx) }()
 	go func() { errs <- readyCons.Run(ctx) }()
-	return errors.Join(<-errs, <-errs)
+	go func() { errs <- restoreCons.Run(ctx) }()
+	return errors.Join(<-errs, <-errs, <-errs)
 }
 
 func (s *Service) handle(ctx context.Context, ev events.Event) error {

@@ -159,6 +159,11 @@ snapshotter:
   - apiGroups: [snapshot.storage.k8s.io]
     resources: [volumesnapshotclasses, volumesnapshotcontents]
     verbs: [get, list, watch]
+  # A restore into another namespace copies a snapshot there as a pre-provisioned
+  # VolumeSnapshotContent (deletionPolicy Retain) over the same storage snapshot.
+  - apiGroups: [snapshot.storage.k8s.io]
+    resources: [volumesnapshotcontents]
+    verbs: [create]
   - apiGroups: [groupsnapshot.storage.k8s.io]
     resources: [volumegroupsnapshotclasses, volumegroupsnapshotcontents]
     verbs: [get, list, watch]
@@ -179,10 +184,12 @@ snapshotter:
   - apiGroups: [groupsnapshot.storage.k8s.io]
     resources: [volumegroupsnapshots]
     verbs: [get, create, delete]
-  # A group snapshot selects its claims by label: the snapshotter labels them.
+  # A group snapshot selects its claims by label: the snapshotter labels them. A restore
+  # creates claims from snapshots (in the target namespace, with the VolumeSnapshot
+  # create above when it copies a snapshot there).
   - apiGroups: [""]
     resources: [persistentvolumeclaims]
-    verbs: [get, patch]
+    verbs: [get, patch, create]
   # The workload resolver, when a Quiesced event carries no volumes.
   - apiGroups: [apps]
     resources: [deployments, statefulsets]
