@@ -30,6 +30,9 @@ type Report struct {
 // stream is returned, so that the notification is retried.
 func BuildReport(ctx context.Context, h History, ev events.Event, o Outcome) (Report, error) {
 	r := Report{Outcome: o}
+	if o.Restore != nil {
+		return r, nil // the restore's own event says it all
+	}
 	ref := events.BackupRef{BackupID: o.BackupID, Workload: o.Workload}
 	look := func(k events.Kind) (events.Event, bool, error) {
 		e, err := h.Lookup(ctx, k, ref)
@@ -132,6 +135,9 @@ func (r Report) failure() string {
 // Message lays the report out for Slack: Block Kit for the channel, and a
 // one-line text for notifications and screen readers.
 func (r Report) Message() slack.Message {
+	if r.Restore != nil {
+		return r.restoreMessage()
+	}
 	var m slack.Message
 	ctx := r.contextLine()
 	switch {
@@ -223,4 +229,55 @@ func (r Report) contextLine() string {
 		return "freezeframe"
 	}
 	return "freezeframe · " + strings.Join(parts, " · ")
+}
+
+// restoreMessage lays out the end of a restore.
+func (r Report) restoreMessage() slack.Message {
+	var m slack.Message
+	rs := r.Restore
+	at := "freezeframe"
+	if !r.At.IsZero() {
+		at += " · " + r.At.UTC().Format(time.RFC3339)
+	}
+	var b strings.Builder
+	for _, c := range rs.Claims {
+		switch {
+		case c.Volume != "":
+			fmt.Fprintf(&b, "• `%s` bound to `%s` (%s) ← `%s` (PVC `%s`)\n", c.Name, c.Volume, orDash(c.Capacity), c.Snapshot, c.PVC)
+		case c.WaitsForConsumer:
+			fmt.Fprintf(&b, "• `%s` ← `%s` (PVC `%s`), bound when a pod uses it\n", c.Name, c.Snapshot, c.PVC)
+		default:
+			fmt.Fprintf(&b, "• `%s` ← `%s` (PVC `%s`), not bound\n", c.Name, c.Snapshot, c.PVC)
+		}
+	}
+	if r.Succeeded {
+		consistent := "consistent"
+		if !rs.Consistent {
+			consistent = "NOT consistent (restored with --allow-inconsistent)"
+		}
+		m.Text = fmt.Sprintf(":leftwards_arrow_with_hook: Restore succeeded: backup %s of %s, %d claim(s) bound in namespace %s in %s; the backup is %s. Restore %s.",
+			r.BackupID, r.workload(), len(rs.Claims), rs.TargetNamespace, rs.Took.Round(time.Millisecond), consistent, rs.RestoreID)
+		m.Blocks = []slack.Block{
+			slack.Section(":leftwards_arrow_with_hook: *Restore succeeded* · " + r.workloadMd()),
+			slack.Fields("*Into namespace*\n`"+rs.TargetNamespace+"`", fmt.Sprintf("*Claims*\n%d", len(rs.Claims)),
+				"*Backup*\n`"+r.BackupID+"` ("+consistent+")", "*Took*\n"+rs.Took.Round(time.Millisecond).String()),
+		}
+		if b.Len() > 0 {
+			m.Blocks = append(m.Blocks, slack.Section(strings.TrimSpace(b.String())))
+		}
+		m.Blocks = append(m.Blocks, slack.Context(at+" · restore "+rs.RestoreID))
+		return m
+	}
+	m.Text = fmt.Sprintf(":x: Restore failed: backup %s of %s into namespace %s: %s. Restore %s.",
+		r.BackupID, r.workload(), rs.TargetNamespace, r.Reason, rs.RestoreID)
+	m.Blocks = []slack.Block{
+		slack.Section(":x: *Restore failed* · " + r.workloadMd()),
+		slack.Fields("*Into namespace*\n`"+orDash(rs.TargetNamespace)+"`", "*Reason*\n"+orDash(r.Reason), "*Backup*\n`"+r.BackupID+"`",
+			fmt.Sprintf("*Claims made*\n%d (left in place)", len(rs.Claims))),
+	}
+	if b.Len() > 0 {
+		m.Blocks = append(m.Blocks, slack.Section(strings.TrimSpace(b.String())))
+	}
+	m.Blocks = append(m.Blocks, slack.Context(at+" · restore "+rs.RestoreID))
+	return m
 }

@@ -41,6 +41,13 @@ func (n *LogNotifier) Notify(ctx context.Context, ev events.Event) error {
 	if !o.Succeeded {
 		level, msg = slog.LevelWarn, "backup failed"
 	}
+	if r := o.Restore; r != nil {
+		attrs = append(attrs, slog.String("restore_id", r.RestoreID), slog.String("target_namespace", r.TargetNamespace), slog.Int("claims", len(r.Claims)))
+		msg = "restore succeeded"
+		if !o.Succeeded {
+			msg = "restore failed"
+		}
+	}
 	if o.ForcedUnlock {
 		level = slog.LevelWarn
 	}

@@ -43,6 +43,9 @@ func (s *Service) countBackup(ctx context.Context, ev events.Event) {
 	if d, ok := events.DeliveryOf(ctx); ok && d.Attempt > 1 {
 		return
 	}
+	if events.RestoreIDOf(ev) != "" {
+		return // a restore is not a backup
+	}
 	switch p := ev.Payload.(type) {
 	case *events.SnapshotReady:
 		if s.completes(ctx, ev, events.KindResumed) {

@@ -26,10 +26,32 @@ type Outcome struct {
 	ForcedUnlock bool
 	// At is when the backup ended.
 	At time.Time
+	// Restore is set when the outcome is a restore's (Restored or
+	// RestoreFailed), not a backup's.
+	Restore *RestoreOutcome
 }
 
-// OutcomeOf summarises a terminal event; false for any other event.
+// RestoreOutcome is how a restore of the backup ended.
+type RestoreOutcome struct {
+	RestoreID       string
+	TargetNamespace string
+	Claims          []events.RestoredClaim
+	// Consistent: the backup restored was consistent.
+	Consistent bool
+	Took       time.Duration
+}
+
+// OutcomeOf summarises a terminal event of a backup, or the end of a
+// restore; false for any other event.
 func OutcomeOf(ev events.Event) (Outcome, bool) {
+	switch p := ev.Payload.(type) {
+	case *events.Restored:
+		return Outcome{BackupID: p.BackupID, Workload: p.Workload, Succeeded: true, At: ev.Time(),
+			Restore: &RestoreOutcome{RestoreID: p.RestoreID, TargetNamespace: p.TargetNamespace, Claims: p.Claims, Consistent: p.Consistent, Took: p.Took.Std()}}, true
+	case *events.RestoreFailed:
+		return Outcome{BackupID: p.BackupID, Workload: p.Workload, Reason: p.Reason, At: ev.Time(),
+			Restore: &RestoreOutcome{RestoreID: p.RestoreID, TargetNamespace: p.TargetNamespace, Claims: p.Claims}}, true
+	}
 	if !events.IsTerminal(ev) {
 		return Outcome{}, false
 	}

@@ -14,9 +14,10 @@ import (
 // Durable is the consumer the notifier replicas share.
 const Durable = "notifier"
 
-// Notifier tells people that a backup ended.
+// Notifier tells people that a backup or a restore ended.
 type Notifier interface {
-	// Notify is called with each terminal event, at least once. An error is
+	// Notify is called with each terminal event of a backup, and each
+	// Restored and RestoreFailed, at least once. An error is
 	// retried with backoff; one wrapped with events.Permanent is not.
 	Notify(ctx context.Context, ev events.Event) error
 }
@@ -42,7 +43,8 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		Stream:  s.cfg.NATS.Stream,
 		Durable: Durable,
 		// SnapshotReady only to count a backup complete (countBackup).
-		Kinds:         []events.Kind{events.KindResumed, events.KindFailed, events.KindSnapshotReady},
+		Kinds: []events.Kind{events.KindResumed, events.KindFailed, events.KindSnapshotReady,
+			events.KindRestored, events.KindRestoreFailed},
 		Concurrency:   s.cfg.Concurrency,
 		ShutdownGrace: s.cfg.ShutdownTimeout,
 	}, s.handle, s.log)
@@ -60,12 +62,18 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	defer func() { _ = lag.Unregister() }()
 	s.cfg.Runtime.Probe.Ready(js.Conn())
-	s.log.InfoContext(ctx, "notifying terminal backup events", "consumer", Durable)
+	s.log.InfoContext(ctx, "notifying terminal backup and restore events", "consumer", Durable)
 	return c.Run(ctx)
 }
 
 func (s *Service) handle(ctx context.Context, ev events.Event) error {
 	s.countBackup(ctx, ev)
+	if id := events.RestoreIDOf(ev); id != "" {
+		if err := s.notifier.Notify(ctx, ev); err != nil {
+			return fmt.Errorf("notify end of restore %s of backup %s: %w", id, ev.BackupID(), err)
+		}
+		return nil
+	}
 	if !events.IsTerminal(ev) {
 		return nil // a Resumed follows and ends the backup
 	}

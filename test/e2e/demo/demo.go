@@ -55,15 +55,18 @@ type Result struct {
 	// holding its content.
 	Snapshot     *snapv1.VolumeSnapshot
 	SnapshotPath string
-	// CLIOutput is what `freezeframe backup --wait` printed.
-	CLIOutput string
+	// CLIOutput is what `freezeframe backup --wait` printed, RestoreOutput what
+	// `freezeframe restore --wait` printed.
+	CLIOutput     string
+	RestoreOutput string
 	Verdict   consistency.Verdict
 }
 
 // Run brings up the sandbox (unless given one), deploys the demo application and its
 // Blueprint, runs `freezeframe up`, backs the application up with `freezeframe backup
-// --wait` while a writer writes numbered keys, and proves the snapshot consistent by
-// starting a fresh Redis on its copy. It returns an error when anything fails; an
+// --wait` while a writer writes numbered keys, restores it with `freezeframe restore
+// --wait` into another namespace, and proves it consistent by starting a fresh Redis (a
+// pod of the same Deployment) on the restored claim. It returns an error when anything fails; an
 // inconsistent snapshot is no error, its Verdict says so.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.Out == nil {
@@ -323,17 +326,36 @@ func (d *run) backup(ctx context.Context) (*Result, error) {
 	d.logf("content: %s (a copy of the PVC's directory, made by the sandbox CSI driver)", res.SnapshotPath)
 	d.listFiles(res.SnapshotPath)
 
-	d.step("prove it: a fresh Redis on a copy of the snapshot, checked against what the writer had acknowledged")
-	restore := filepath.Join(d.work, "restore-"+randomHex(4))
-	if out, err := exec.CommandContext(ctx, "cp", "-a", res.SnapshotPath, restore).CombinedOutput(); err != nil {
-		return res, fmt.Errorf("copy snapshot: %w: %s", err, out)
+	d.step("restore it: freezeframe restore makes a claim from the snapshot, in another namespace")
+	target := d.ns + "-restored"
+	if err := d.cluster.EnsureNamespace(ctx, target); err != nil {
+		return res, err
 	}
-	fresh, err := d.cluster.RunServer(ctx, sandbox.Redis, filepath.Join(restore, sandbox.Redis), d.pass)
+	d.logf("$ kubectl create namespace %s", target)
+	d.logf("$ freezeframe restore %s --to-namespace %s --wait", res.BackupID, target)
+	cmd = exec.CommandContext(ctx, d.bin, "restore", res.BackupID, "--to-namespace", target, "--wait", "--timeout", "5m", "--kubeconfig", d.cluster.Kubeconfig)
+	cmd.Env = append(os.Environ(), d.up.Env()...)
+	var rcli bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&rcli, shown)
+	cmd.Stderr = shown
+	if err := cmd.Run(); err != nil {
+		d.logf("\nfreezeframe up's log, last lines:\n%s", d.up.LogTail(30))
+		return res, fmt.Errorf("freezeframe restore: %w", err)
+	}
+	res.RestoreOutput = rcli.String()
+
+	d.step("prove it: a fresh Redis on the restored claim, checked against what the writer had acknowledged")
+	applied, err := harness.Apply(ctx, d.cluster, RestoredAppManifests(target, d.pass))
 	if err != nil {
 		return res, err
 	}
-	defer fresh.Stop()
-	d.logf("redis-server on %s:%d with the snapshot's data (a copy of it: the snapshot stays untouched)", fresh.Host, fresh.Port)
+	d.logf("%s", applied)
+	fresh, vol, err := d.cluster.DatabaseFor(ctx, target, Claim)
+	if err != nil {
+		return res, err
+	}
+	d.logf("pod of deployment %s/%s runs on claim %s (volume %s); behind it a fresh redis-server on %s:%d, data in %s",
+		target, Workload, Claim, vol.PV, fresh.Host, fresh.Port, fresh.DataDir)
 	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	present, err := consistency.RedisNumberedKeys(kctx, fresh.Host+":"+strconv.Itoa(fresh.Port), d.pass, "k")
 	cancel()
@@ -343,7 +365,7 @@ func (d *run) backup(ctx context.Context) (*Result, error) {
 	res.Verdict = consistency.Check(writes, present, freeze)
 	d.logf("%s", strings.TrimRight(res.Verdict.Summary(), "\n"))
 	if res.Verdict.Consistent {
-		d.logf("\nVERDICT: consistent: the snapshot holds exactly k:1..k:%d, every write acknowledged before the pause; k:%d, held by the pause, and every later write are not in it",
+		d.logf("\nVERDICT: consistent: the restored claim holds exactly k:1..k:%d, every write acknowledged before the pause; k:%d, held by the pause, and every later write are not in it",
 			res.Verdict.MaxInSnapshot, res.Verdict.Held)
 	} else {
 		d.logf("\nVERDICT: NOT consistent: %s", strings.Join(res.Verdict.Problems, "; "))

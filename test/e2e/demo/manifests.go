@@ -121,3 +121,45 @@ func AppManifests(ns, password string) string {
 func BlueprintManifest(ns string) string {
 	return RedisBlueprint{Namespace: ns, Name: "redis-hooks", Secret: "{{ .Deployment.Name }}", Key: "redis-password"}.YAML()
 }
+
+// restoredApp is the demo application again, in the namespace a backup was restored
+// into: its Secret and its Deployment, on the claim the restore made (same name, as a
+// restore into another namespace keeps it), without the Blueprint binding.
+const restoredApp = `apiVersion: v1
+kind: Secret
+metadata: {name: redis, namespace: __NS__}
+stringData: {redis-password: __PASSWORD__}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, namespace: __NS__}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata:
+      labels: {app: redis}
+      annotations:
+        sandbox.freezeframe.dev/database: redis
+        sandbox.freezeframe.dev/password-secret: redis/redis-password
+        sandbox.freezeframe.dev/volume: data
+    spec:
+      containers:
+      - name: redis
+        image: redis:7
+        args: [--appendonly, "yes", --appendfsync, always, --requirepass, $(REDIS_PASSWORD)]
+        env:
+        - name: REDIS_PASSWORD
+          valueFrom: {secretKeyRef: {name: redis, key: redis-password}}
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes:
+      - name: data
+        persistentVolumeClaim: {claimName: redis-data}
+`
+
+// RestoredAppManifests returns the demo application's Secret and Deployment for
+// namespace ns, on the claim redis-data that `freezeframe restore --to-namespace ns`
+// made.
+func RestoredAppManifests(ns, password string) string {
+	return strings.NewReplacer("__NS__", ns, "__PASSWORD__", password).Replace(restoredApp)
+}
