@@ -65,6 +65,24 @@ func describe(ev events.Event) string {
 		return s
 	case *events.UnlockRequested:
 		return fmt.Sprintf("unlock requested by %s: %s", orDash(p.RequestedBy), p.Reason)
+	case *events.RestoreRequested:
+		s := fmt.Sprintf("restore %s requested by %s: %d claim(s) in %s", p.RestoreID, orDash(p.RequestedBy), len(p.Volumes), p.Target())
+		if p.AllowInconsistent {
+			s += " (inconsistent allowed)"
+		}
+		return s
+	case *events.Restored:
+		var claims []string
+		for _, c := range p.Claims {
+			claims = append(claims, c.Name+"←"+c.Snapshot)
+		}
+		s := fmt.Sprintf("restore %s: %d claim(s) bound in %s in %s: %s", p.RestoreID, len(p.Claims), p.TargetNamespace, round(p.Took.Std()), strings.Join(claims, ", "))
+		if !p.Consistent {
+			s += " (backup not consistent)"
+		}
+		return s
+	case *events.RestoreFailed:
+		return fmt.Sprintf("restore %s failed: %s", p.RestoreID, p.Reason)
 	}
 	return ""
 }

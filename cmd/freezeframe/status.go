@@ -121,6 +121,9 @@ func readStatus(ctx context.Context, client *events.Client, js jetstream.JetStre
 	byBackup := map[string]*backupView{}
 	var order []string
 	for _, ev := range evs {
+		if events.RestoreIDOf(ev) != "" {
+			continue // a restore of a backup says nothing of how the backup went
+		}
 		v, ok := byBackup[ev.BackupID()]
 		if !ok {
 			v = &backupView{BackupID: ev.BackupID(), Workload: ev.Workload()}
