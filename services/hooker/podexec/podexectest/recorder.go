@@ -21,6 +21,8 @@ type Call struct {
 // succeeds at once, printing nothing, unless told to fail or block it.
 // Its zero value is ready to use.
 type Recorder struct {
+	// Code is the exit status of a failed command; 1 when 0.
+	Code int
 	// Stderr is what a failed command printed; "failed" when empty.
 	Stderr string
 
@@ -32,8 +34,8 @@ type Recorder struct {
 	block     string
 }
 
-// Fail makes the commands that contain substr exit with status 1 and
-// Stderr, the first times of them (every one when times is 0).
+// Fail makes the commands that contain substr exit with Code and Stderr,
+// the first times of them (every one when times is 0).
 func (r *Recorder) Fail(substr string, times int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -58,17 +60,20 @@ func (r *Recorder) Exec(ctx context.Context, req podexec.Request) (podexec.Resul
 	if fail {
 		r.failed++
 	}
-	stderr := r.Stderr
+	code, stderr := r.Code, r.Stderr
 	r.mu.Unlock()
 	switch {
 	case block:
 		<-ctx.Done()
 		return podexec.Result{}, context.Cause(ctx)
 	case fail:
+		if code == 0 {
+			code = 1
+		}
 		if stderr == "" {
 			stderr = "failed"
 		}
-		return podexec.Result{ExitCode: 1, Stderr: []byte(stderr)}, &podexec.ExitError{Code: 1, Stderr: stderr}
+		return podexec.Result{ExitCode: code, Stderr: []byte(stderr)}, &podexec.ExitError{Code: code, Stderr: stderr}
 	}
 	return podexec.Result{}, nil
 }
