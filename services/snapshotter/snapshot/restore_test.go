@@ -17,17 +17,15 @@ import (
 
 // bindOnCreate binds every claim created with a dataSource at once, as a
 // provisioner would.
-func bindOnCreate(e *env) {
-	e.kube.PrependReactor("create", "persistentvolumeclaims", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		pvc := a.(k8stesting.CreateAction).GetObject().(*corev1.PersistentVolumeClaim)
-		if pvc.Spec.DataSource != nil {
-			pvc.Spec.VolumeName = "pv-restored-" + pvc.Name
-			pvc.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound,
-				Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}
-		}
-		return false, nil, nil
-	})
-}
+var bindOnCreate = kubeReactor{verb: "create", resource: "persistentvolumeclaims", react: func(a k8stesting.Action) (bool, runtime.Object, error) {
+	pvc := a.(k8stesting.CreateAction).GetObject().(*corev1.PersistentVolumeClaim)
+	if pvc.Spec.DataSource != nil {
+		pvc.Spec.VolumeName = "pv-restored-" + pvc.Name
+		pvc.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound,
+			Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}
+	}
+	return false, nil, nil
+}}
 
 // restore publishes a restore of the backup whose SnapshotReady is ready and
 // returns its outcome.
@@ -51,8 +49,7 @@ func (e *env) restore(ready *events.SnapshotReady, restoreID string, mod func(*e
 }
 
 func TestRestoreMakesBoundClaimsFromTheSnapshots(t *testing.T) {
-	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}})
-	bindOnCreate(e)
+	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}, kubeReactors: []kubeReactor{bindOnCreate}})
 	e.quiesce("bk-r", nil)
 	evs := e.untilKinds("bk-r", events.KindSnapshotReady, events.KindFailed)
 	ready, ok := evs[len(evs)-1].Payload.(*events.SnapshotReady)
@@ -112,8 +109,7 @@ func TestRestoreMakesBoundClaimsFromTheSnapshots(t *testing.T) {
 }
 
 func TestRestoreRefusesABackupThatDidNotEndWell(t *testing.T) {
-	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}})
-	bindOnCreate(e)
+	e := start(t, options{objects: twoClaims(), ctrl: snapshottest.ControllerOptions{ReadyAtCut: true}, kubeReactors: []kubeReactor{bindOnCreate}})
 	// Never frozen, so no end: its snapshots cannot be vouched for.
 	ready := &events.SnapshotReady{BackupRef: events.BackupRef{BackupID: "bk-none", Workload: db}, Mode: events.SnapshotModeVolume,
 		Snapshots: []events.Snapshot{{Name: snapshot.SnapshotName("bk-none", "data"), Namespace: namespace, PVC: "data"}}}

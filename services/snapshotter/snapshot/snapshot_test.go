@@ -65,6 +65,15 @@ type options struct {
 	ctrl snapshottest.ControllerOptions
 	// reactors run before the fake's object tracker, to inject API errors.
 	reactors []k8stesting.ReactionFunc
+	// kubeReactors run before the core fake's tracker (verb, resource and
+	// reaction), added before the service starts: adding one to a running
+	// fake races with its informers.
+	kubeReactors []kubeReactor
+}
+
+type kubeReactor struct {
+	verb, resource string
+	react          k8stesting.ReactionFunc
 }
 
 func start(t *testing.T, o options) *env {
@@ -89,6 +98,9 @@ func start(t *testing.T, o options) *env {
 	}
 	for _, r := range o.reactors {
 		e.snaps.PrependReactor("*", "volumesnapshots", r)
+	}
+	for _, r := range o.kubeReactors {
+		e.kube.PrependReactor(r.verb, r.resource, r.react)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
