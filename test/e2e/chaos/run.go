@@ -47,6 +47,10 @@ const (
 	ackWait         = 2 * time.Second
 	leaseStaleAfter = 1500 * time.Millisecond
 	snapshotStall   = 3 * time.Second
+	// apiGrace is how soon after the API server answers again a freeze it
+	// kept on (no post-hook could run) must end: the watchdog's retry, an
+	// exec and the hook's own sleep.
+	apiGrace = 2 * time.Second
 	// notifierAckWait is the notifier's (fixed) redelivery delay: a message
 	// lost or doubled by a crash shows only after it.
 	notifierAckWait = 10 * time.Second
@@ -146,6 +150,7 @@ type rowRun struct {
 	kills       []kill
 	down        map[string]bool // services killed and not restarted
 	unpausedAt  time.Time       // when the harness undid a pause nobody else could
+	apiBackAt   time.Time       // when a restarted API server answered again
 	violations  []string
 	na          []string
 	lastFault   time.Time
@@ -543,6 +548,7 @@ func (r *rowRun) runRestartAPI(ctx context.Context) error {
 		return err
 	}
 	r.lastFault = time.Now()
+	r.apiBackAt = r.lastFault
 	r.e.cfg.Log.InfoContext(ctx, "kube-apiserver restarted", "unreachable_for", down.Round(10*time.Millisecond))
 	return r.waitEnd(ctx)
 }
