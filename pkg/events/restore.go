@@ -44,6 +44,12 @@ type RestoreRequested struct {
 	NameSuffix string `json:"nameSuffix,omitempty"`
 	// AllowInconsistent restores a backup whose freeze did not end well.
 	AllowInconsistent bool `json:"allowInconsistent,omitempty"`
+	// InPlace replaces the workload's own claims: the workload is scaled
+	// down, its claims' volumes set to Retain, the claims deleted and made
+	// again under the same names from the snapshots, and the workload scaled
+	// back up. Each volume's Claim must then be its PVC, in the backup's
+	// namespace.
+	InPlace bool `json:"inPlace,omitempty"`
 	// Mode and Group are the backup's (SnapshotModeGroup: the volumes are
 	// the members of one group snapshot, restored together).
 	Mode    string          `json:"mode,omitempty"`
@@ -81,7 +87,19 @@ func (p RestoreRequested) Validate() error {
 		}
 		claims[v.Claim] = true
 	}
-	if v := p.Target(); v == p.Workload.Namespace {
+	if p.InPlace {
+		if p.Target() != p.Workload.Namespace {
+			errs = append(errs, fmt.Errorf("targetNamespace %q: an in-place restore is into the workload's namespace %s", short(p.TargetNamespace), p.Workload.Namespace))
+		}
+		if p.Workload.Kind != KindDeployment && p.Workload.Kind != KindStatefulSet {
+			errs = append(errs, fmt.Errorf("workload kind %q: an in-place restore scales a %s or a %s", short(p.Workload.Kind), KindDeployment, KindStatefulSet))
+		}
+		for i, vol := range p.Volumes {
+			if vol.Claim != vol.PVC {
+				errs = append(errs, fmt.Errorf("volumes[%d]: claim %s: an in-place restore remakes claim %s itself", i, vol.Claim, vol.PVC))
+			}
+		}
+	} else if v := p.Target(); v == p.Workload.Namespace {
 		for i, vol := range p.Volumes {
 			if vol.Claim == vol.PVC {
 				errs = append(errs, fmt.Errorf("volumes[%d]: claim %s would be the backed-up claim itself: restore into another namespace or with a name suffix", i, vol.Claim))
@@ -111,6 +129,30 @@ type RestoredClaim struct {
 	WaitsForConsumer bool `json:"waitsForConsumer,omitempty"`
 }
 
+// Steps of an in-place restore, in order (RestoreStep.Step).
+const (
+	// RestoreStepRetain: each claim's volume set to reclaim policy Retain,
+	// so that deleting the claim keeps the old data.
+	RestoreStepRetain = "retain-volumes"
+	// RestoreStepScaleDown: the workload scaled to 0 and its pods gone.
+	RestoreStepScaleDown = "scale-down"
+	// RestoreStepDeleteClaims: the old claims deleted (their volumes kept,
+	// Released).
+	RestoreStepDeleteClaims = "delete-claims"
+	// RestoreStepCreateClaims: the claims made again from the snapshots,
+	// under the same names, and bound.
+	RestoreStepCreateClaims = "create-claims"
+	// RestoreStepScaleUp: the workload scaled back to its replicas.
+	RestoreStepScaleUp = "scale-up"
+)
+
+// RestoreStep is one step of an in-place restore, done.
+type RestoreStep struct {
+	Step   string    `json:"step"`
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"`
+}
+
 // Restored says every claim of a restore exists and is bound (or waits for
 // its first consumer, where its StorageClass says so).
 type Restored struct {
@@ -123,6 +165,12 @@ type Restored struct {
 	Consistent bool `json:"consistent"`
 	// Took is from the first claim created to the last one bound.
 	Took Duration `json:"took"`
+	// InPlace: the workload's own claims were replaced (Steps says how);
+	// KeptVolumes are the old claims' volumes, kept (Retain, Released) until
+	// deleted by hand.
+	InPlace     bool          `json:"inPlace,omitempty"`
+	Steps       []RestoreStep `json:"steps,omitempty"`
+	KeptVolumes []string      `json:"keptVolumes,omitempty"`
 }
 
 // EventType implements Payload.
@@ -145,6 +193,11 @@ type RestoreFailed struct {
 	TargetNamespace string          `json:"targetNamespace,omitempty"`
 	Reason          string          `json:"reason"`
 	Claims          []RestoredClaim `json:"claims,omitempty"`
+	// InPlace, Steps and KeptVolumes as in Restored: the steps done before
+	// the failure, and the old volumes to roll back to.
+	InPlace     bool          `json:"inPlace,omitempty"`
+	Steps       []RestoreStep `json:"steps,omitempty"`
+	KeptVolumes []string      `json:"keptVolumes,omitempty"`
 }
 
 // EventType implements Payload.

@@ -45,6 +45,9 @@ func TestRestoreRequestedValidate(t *testing.T) {
 		{"same name elsewhere", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", TargetNamespace: "copy", Volumes: []events.RestoreVolume{{PVC: "data", Snapshot: "s", Claim: "data"}}}, ""},
 		{"bad namespace", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", TargetNamespace: "Copy!", Volumes: []events.RestoreVolume{vol}}, "targetNamespace"},
 		{"claim twice", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", Volumes: []events.RestoreVolume{vol, vol}}, "twice"},
+		{"in place", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", InPlace: true, Volumes: []events.RestoreVolume{{PVC: "data", Snapshot: "s", Claim: "data"}}}, ""},
+		{"in place, another name", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", InPlace: true, Volumes: []events.RestoreVolume{vol}}, "remakes claim data itself"},
+		{"in place, elsewhere", events.RestoreRequested{BackupRef: ref, RestoreID: "rs-1", InPlace: true, TargetNamespace: "copy", Volumes: []events.RestoreVolume{{PVC: "data", Snapshot: "s", Claim: "data"}}}, "workload's namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.req.Validate()
