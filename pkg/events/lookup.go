@@ -31,3 +31,24 @@ func Lookup(ctx context.Context, js jetstream.JetStream, stream string, k Kind, 
 	}
 	return DecodeMessage(msg.Subject, msg.Header, msg.Data)
 }
+
+// StreamHistory is the history of backups the stream holds: the services
+// that look back at a backup's earlier events (the hooker resuming what
+// another replica froze, the scheduler and the notifier describing an
+// outcome) read them through it. Its Lookup method value serves where a
+// function is wanted.
+type StreamHistory struct {
+	js     jetstream.JetStream
+	stream string
+}
+
+// NewStreamHistory reads stream ("": DefaultStream) through js.
+func NewStreamHistory(js jetstream.JetStream, stream string) *StreamHistory {
+	return &StreamHistory{js: js, stream: stream}
+}
+
+// Lookup returns the last stored event of kind k for the backup (see
+// Lookup), or an error wrapping ErrNoEvent.
+func (h *StreamHistory) Lookup(ctx context.Context, k Kind, ref BackupRef) (Event, error) {
+	return Lookup(ctx, h.js, h.stream, k, ref)
+}

@@ -126,10 +126,8 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Objects:    NewKubeObjects(kube),
 			Exec:       ex,
 			Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
-			Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-				return events.Lookup(ctx, js, "", k, ref)
-			},
-			Leases: leases,
+			Lookup:     events.NewStreamHistory(js, "").Lookup,
+			Leases:     leases,
 		}, log.With("replica", replica))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

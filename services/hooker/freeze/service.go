@@ -213,10 +213,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Objects:    NewKubeObjects(kc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, bus.JetStream, cfg.NATS.Stream, k, ref)
-		},
-		Leases: leases,
+		Lookup:     events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream).Lookup,
+		Leases:     leases,
 	}, log)
 	return s.Run(ctx, bus.JetStream)
 }

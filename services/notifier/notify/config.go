@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/services/notifier/slack"
 )
@@ -78,7 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			APIURL: cfg.SlackConfig.APIURL, MinInterval: cfg.SlackConfig.MinInterval,
 			MaxAttempts: cfg.SlackConfig.MaxAttempts, Timeout: cfg.SlackConfig.Timeout,
 		})
-		s := NewSlackNotifier(router, client, ledger, NewStreamHistory(bus.JetStream, cfg.NATS.Stream), log)
+		s := NewSlackNotifier(router, client, ledger, events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream), log)
 		n = Notifiers{n, s}
 		log.InfoContext(ctx, "notifying Slack", "destinations", router.Names())
 	}

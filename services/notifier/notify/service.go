@@ -55,7 +55,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	if stream == "" {
 		stream = events.DefaultStream
 	}
-	s.history = NewStreamHistory(js, stream)
+	s.history = events.NewStreamHistory(js, stream)
 	lag, err := service.ObserveConsumers(s.cfg.Common, js, stream, Durable)
 	if err != nil {
 		return err

@@ -101,7 +101,7 @@ func replica(t *testing.T, js jetstream.JetStream, fake *slacktest.Server, log *
 	}
 	client := slack.NewClient(slack.Options{APIURL: fake.APIURL(), MinInterval: time.Second, MaxAttempts: 5,
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
-	return notify.NewSlackNotifier(router, client, ledger, notify.NewStreamHistory(js, events.DefaultStream), log)
+	return notify.NewSlackNotifier(router, client, ledger, events.NewStreamHistory(js, events.DefaultStream), log)
 }
 
 var backupInText = regexp.MustCompile(`Backup (bk-[a-z0-9]+)\.`)

@@ -111,7 +111,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) scheduler(dyn *dynfake.FakeDynamicClient) *policy.Scheduler {
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
 	return policy.New(policy.Config{Cluster: cluster}, dyn, policy.NewKubeLister(kube()), h.pub,
-		policy.NewStreamHistory(h.js, events.DefaultStream), policy.SystemClock{}, log)
+		events.NewStreamHistory(h.js, events.DefaultStream), policy.SystemClock{}, log)
 }
 
 func summary(evs []events.Event) []string {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -370,20 +369,4 @@ func (s *Scheduler) writeStatus(ctx context.Context, u *unstructured.Unstructure
 
 func equalJSON(a, b map[string]any) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
-}
-
-// StreamHistory reads the backup event stream.
-type StreamHistory struct {
-	js     jetstream.JetStream
-	stream string
-}
-
-// NewStreamHistory reads stream through js.
-func NewStreamHistory(js jetstream.JetStream, stream string) *StreamHistory {
-	return &StreamHistory{js: js, stream: stream}
-}
-
-// Lookup implements History.
-func (h *StreamHistory) Lookup(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-	return events.Lookup(ctx, h.js, h.stream, k, ref)
 }

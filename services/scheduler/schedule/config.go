@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/scheduler/policy"
@@ -70,7 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("dynamic client: %w", err)
 		}
 		sched := policy.New(policy.Config{Cluster: cfg.Cluster, Resync: cfg.PolicyResync}, dyn, policy.NewKubeLister(kube),
-			bus.Publisher, policy.NewStreamHistory(bus.JetStream, bus.Stream), policy.SystemClock{}, log)
+			bus.Publisher, events.NewStreamHistory(bus.JetStream, bus.Stream), policy.SystemClock{}, log)
 		g.Go(func() error { return sched.Run(ctx) })
 	}
 	return g.Wait()

@@ -138,9 +138,7 @@ func Start(tb testing.TB, o Options) *Rig {
 		Objects:    freeze.NewKubeObjects(kube),
 		Exec:       r.Exec,
 		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, js, "", k, ref)
-		},
+		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: time.Minute},
