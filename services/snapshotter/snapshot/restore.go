@@ -90,6 +90,9 @@ func (s *Service) handleRestore(ctx context.Context, ev events.Event) error {
 		return events.Permanent(fmt.Errorf("handle %s event: want restore-requested", ev.Kind()))
 	}
 	log := s.log.With("backup_id", r.BackupID, "restore_id", r.RestoreID, "workload", r.Workload.String(), "target_namespace", r.Target())
+	if r.InPlace {
+		return s.handleRestoreInPlace(ctx, r, log)
+	}
 	start := time.Now()
 	consistent, claims, err := s.restore(ctx, r, log)
 	if err != nil {
@@ -119,21 +122,9 @@ func (s *Service) handleRestore(ctx context.Context, ev events.Event) error {
 // restore makes the claims of r and waits until each is bound. It returns
 // whether the backup was consistent and the claims as far as they got.
 func (s *Service) restore(ctx context.Context, r *events.RestoreRequested, log *slog.Logger) (bool, []events.RestoredClaim, error) {
-	consistent := false
-	end, err := s.book.Ended(ctx, r.BackupRef)
-	switch {
-	case err == nil:
-		consistent = end.Succeeded
-	case errors.Is(err, events.ErrNotEnded):
-	default:
-		return false, nil, &transientError{fmt.Errorf("read how backup %s ended: %w", r.BackupID, err)}
-	}
-	if !consistent && !r.AllowInconsistent {
-		why := "its freeze has not ended, or its end is not known"
-		if err == nil {
-			why = "its freeze ended in failure: " + end.Reason
-		}
-		return false, nil, fmt.Errorf("restore backup %s: %w: %s (allow it with --allow-inconsistent)", r.BackupID, ErrInconsistent, why)
+	consistent, err := s.restorable(ctx, r)
+	if err != nil {
+		return false, nil, err
 	}
 	srcNS, target := r.Workload.Namespace, r.Target()
 	claims := make([]events.RestoredClaim, 0, len(r.Volumes))
@@ -148,7 +139,7 @@ func (s *Service) restore(ctx context.Context, r *events.RestoreRequested, log *
 				return consistent, claims, err
 			}
 		}
-		pvc, err := s.restoreClaim(ctx, r, v, snap, target, dataSource)
+		pvc, err := s.restoreClaim(ctx, r, v, snap, target, dataSource, nil)
 		if err != nil {
 			return consistent, claims, err
 		}
@@ -254,11 +245,20 @@ func (s *Service) copySnapshot(ctx context.Context, r *events.RestoreRequested, 
 
 // restoreClaim creates the claim of v in target from data source snapshot
 // dataSource, shaped like the backed-up claim where it still exists.
-func (s *Service) restoreClaim(ctx context.Context, r *events.RestoreRequested, v events.RestoreVolume, snap *snapv1.VolumeSnapshot, target, dataSource string) (*corev1.PersistentVolumeClaim, error) {
+//
+// shape, when not nil, is the spec to copy instead of the backed-up claim's
+// (an in-place restore has deleted that claim by then).
+func (s *Service) restoreClaim(ctx context.Context, r *events.RestoreRequested, v events.RestoreVolume, snap *snapv1.VolumeSnapshot, target, dataSource string, shape *corev1.PersistentVolumeClaimSpec) (*corev1.PersistentVolumeClaim, error) {
 	api := s.deps.Kube.CoreV1().PersistentVolumeClaims(target)
 	source := r.Workload.Namespace + "/" + v.PVC
 	spec := corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}
-	orig, err := s.deps.Kube.CoreV1().PersistentVolumeClaims(r.Workload.Namespace).Get(ctx, v.PVC, metav1.GetOptions{})
+	var orig *corev1.PersistentVolumeClaim
+	err := error(nil)
+	if shape != nil {
+		orig = &corev1.PersistentVolumeClaim{Spec: *shape}
+	} else {
+		orig, err = s.deps.Kube.CoreV1().PersistentVolumeClaims(r.Workload.Namespace).Get(ctx, v.PVC, metav1.GetOptions{})
+	}
 	switch {
 	case err == nil:
 		spec.AccessModes = orig.Spec.AccessModes
@@ -267,6 +267,9 @@ func (s *Service) restoreClaim(ctx context.Context, r *events.RestoreRequested, 
 		spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: orig.Spec.Resources.Requests[corev1.ResourceStorage]}
 	case !apierrors.IsNotFound(err):
 		return nil, classify(fmt.Errorf("get persistentvolumeclaim %s: %w", source, err))
+	}
+	if len(spec.AccessModes) == 0 {
+		spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 	}
 	// At least the snapshot's restore size: a claim smaller than its
 	// snapshot is refused by the provisioner.
@@ -367,4 +370,26 @@ func (s *Service) waitsForConsumer(ctx context.Context, pvc *corev1.PersistentVo
 	}
 	sc, err := s.deps.Kube.StorageV1().StorageClasses().Get(ctx, *name, metav1.GetOptions{})
 	return err == nil && sc.VolumeBindingMode != nil && *sc.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer
+}
+
+// restorable reports whether r's backup is consistent (its freeze ended
+// well), and refuses it when not unless r allows it.
+func (s *Service) restorable(ctx context.Context, r *events.RestoreRequested) (bool, error) {
+	consistent := false
+	end, err := s.book.Ended(ctx, r.BackupRef)
+	switch {
+	case err == nil:
+		consistent = end.Succeeded
+	case errors.Is(err, events.ErrNotEnded):
+	default:
+		return false, &transientError{fmt.Errorf("read how backup %s ended: %w", r.BackupID, err)}
+	}
+	if !consistent && !r.AllowInconsistent {
+		why := "its freeze has not ended, or its end is not known"
+		if err == nil {
+			why = "its freeze ended in failure: " + end.Reason
+		}
+		return false, fmt.Errorf("restore backup %s: %w: %s (allow it with --allow-inconsistent)", r.BackupID, ErrInconsistent, why)
+	}
+	return consistent, nil
 }

@@ -173,6 +173,12 @@ snapshotter:
   - apiGroups: [storage.k8s.io]
     resources: [storageclasses]
     verbs: [get, list, watch]
+{{- if .Values.snapshotter.inPlaceRestore }}
+  # An in-place restore sets the old claims' volumes to Retain before deleting the claims.
+  - apiGroups: [""]
+    resources: [persistentvolumes]
+    verbs: [patch]
+{{- end }}
 - name: workloads
   namespaced: true
   rules:
@@ -197,6 +203,16 @@ snapshotter:
   - apiGroups: [""]
     resources: [pods]
     verbs: [list]
+{{- if .Values.snapshotter.inPlaceRestore }}
+  # An in-place restore scales the workload down and up (its state recorded in an
+  # annotation) and deletes the claims it remakes.
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets]
+    verbs: [patch]
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [delete]
+{{- end }}
 notifier: []
 {{- end }}
 
