@@ -65,7 +65,7 @@ func TestBackupsCatalogAgreesWithEventsEndsAndCluster(t *testing.T) {
 	if err := p.snaps.SnapshotV1().VolumeSnapshots("shop").Delete(t.Context(), list.Items[0].Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p.exec.failOn = "CLIENT PAUSE"
+	p.exec.Fail("CLIENT PAUSE", 0)
 	if code, out, _ := cli(t, append([]string{"backup", "deploy/redis", "-n", "shop", "--wait"}, conn...)...); code != 1 {
 		t.Fatalf("failing backup exit %d\n%s", code, out)
 	}

@@ -52,7 +52,7 @@ func TestCLIBackupWaitAndEvents(t *testing.T) {
 
 func TestCLIBackupFailureExitsNonZero(t *testing.T) {
 	p := startPipeline(t, "")
-	p.exec.failOn = "CLIENT PAUSE"
+	p.exec.Fail("CLIENT PAUSE", 0)
 	code, out, _ := cli(t, "backup", "deployment/redis", "-n", "shop", "--wait", "--nats", p.natsURL, "--cluster", "dev")
 	if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "quiesce failed") {
 		t.Fatalf("exit %d, output:\n%s", code, out)

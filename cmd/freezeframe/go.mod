@@ -129,4 +129,5 @@ replace (
 	github.com/freezeframe/freezeframe/services/notifier => ../../services/notifier
 	github.com/freezeframe/freezeframe/services/scheduler => ../../services/scheduler
 	github.com/freezeframe/freezeframe/services/snapshotter => ../../services/snapshotter
+	github.com/freezeframe/freezeframe/test/sandbox => ../../test/sandbox
 )

@@ -157,7 +157,7 @@ func TestMetricsEndpointAfterBackup(t *testing.T) {
 	}
 
 	// A failed backup counts under its step; its freeze was measured too.
-	p.exec.failOn = "CLIENT PAUSE"
+	p.exec.Fail("CLIENT PAUSE", 0)
 	p.backup(t)
 	eventstest.Eventually(t, 10*time.Second, "the failed backup counted", func() bool {
 		body = scrape(t, "http://"+ep.Addr()+"/metrics")

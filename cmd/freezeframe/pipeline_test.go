@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,7 +26,7 @@ import (
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint/blueprinttest"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
-	"github.com/freezeframe/freezeframe/services/hooker/podexec"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 	"github.com/freezeframe/freezeframe/services/notifier/notify"
 	"github.com/freezeframe/freezeframe/services/scheduler/schedule"
 	"github.com/freezeframe/freezeframe/services/snapshotter/snapshot"
@@ -37,29 +36,6 @@ import (
 // The four services run together here against one embedded JetStream and
 // fake Kubernetes clientsets; only exec into pods and the CSI snapshot
 // controller are stood in for (the sandbox suite runs the real ones).
-
-type recordingExec struct {
-	mu     sync.Mutex
-	cmds   []string
-	failOn string
-}
-
-func (r *recordingExec) Exec(_ context.Context, req podexec.Request) (podexec.Result, error) {
-	cmd := strings.Join(req.Command, " ")
-	r.mu.Lock()
-	r.cmds = append(r.cmds, cmd)
-	r.mu.Unlock()
-	if r.failOn != "" && strings.Contains(cmd, r.failOn) {
-		return podexec.Result{ExitCode: 7}, &podexec.ExitError{Code: 7, Stderr: "ERR"}
-	}
-	return podexec.Result{}, nil
-}
-
-func (r *recordingExec) commands() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.cmds...)
-}
 
 type recordingNotifier struct {
 	mu  sync.Mutex
@@ -79,45 +55,10 @@ func (n *recordingNotifier) count() int {
 	return len(n.got)
 }
 
-// snapshotController stands in for the CSI snapshot controller: it cuts
-// every new snapshot at once, or reports failMsg as its error.
-func snapshotController(ctx context.Context, t *testing.T, snaps *snapfake.Clientset, failMsg string) {
-	w, err := snaps.SnapshotV1().VolumeSnapshots(metav1.NamespaceAll).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.ResultChan():
-				if !ok {
-					return
-				}
-				s, isSnap := e.Object.(*snapv1.VolumeSnapshot)
-				if !isSnap || s.Status != nil {
-					continue
-				}
-				s = s.DeepCopy()
-				if failMsg != "" {
-					msg := failMsg
-					s.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
-				} else {
-					ready := true
-					s.Status = &snapv1.VolumeSnapshotStatus{CreationTime: &metav1.Time{Time: time.Now()}, ReadyToUse: &ready}
-				}
-				_, _ = snaps.SnapshotV1().VolumeSnapshots(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{})
-			}
-		}
-	}()
-}
-
 type pipeline struct {
 	natsURL  string
 	client   *events.Client
-	exec     *recordingExec
+	exec     *podexectest.Recorder
 	snaps    *snapfake.Clientset
 	notified *recordingNotifier
 }
@@ -132,11 +73,15 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 
 	kube := redisCluster(t)
 	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
-	ex := &recordingExec{}
+	ex := &podexectest.Recorder{Code: 7, Stderr: "ERR"}
 	notified := &recordingNotifier{}
+	cuts := snapshottest.ControllerOptions{ReadyAtCut: true}
+	if snapshotFailure != "" {
+		cuts.Fail = map[string]string{"redis-data": snapshotFailure}
+	}
+	snapshottest.NewController(t, snaps, cuts)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	snapshotController(ctx, t, snaps, snapshotFailure)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
@@ -191,7 +136,7 @@ func redisCluster(t *testing.T) *kubefake.Clientset {
 
 // newHooker is a hooker replica "hooker-0" on js, over kube and the redis-hooks
 // blueprint, running hooks through ex.
-func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube *kubefake.Clientset, ex *recordingExec, log *slog.Logger) *freeze.Service {
+func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube *kubefake.Clientset, ex *podexectest.Recorder, log *slog.Logger) *freeze.Service {
 	t.Helper()
 	leases, err := lease.Open(t.Context(), js, lease.Config{})
 	if err != nil {
@@ -204,9 +149,7 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 		Objects:    freeze.NewKubeObjects(kube),
 		Exec:       ex,
 		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
-		Lookup: func(ctx context.Context, k events.Kind, ref events.BackupRef) (events.Event, error) {
-			return events.Lookup(ctx, js, "", k, ref)
-		},
+		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 }
 
@@ -278,7 +221,7 @@ func TestPipelineHappyPath(t *testing.T) {
 	if r := seen[3].Payload.(*events.Resumed); !r.Succeeded || r.FrozenFor <= 0 {
 		t.Errorf("resumed %+v", r)
 	}
-	if cmds := p.exec.commands(); len(cmds) != 2 || cmds[0] != "redis-cli CLIENT PAUSE 60000 WRITE" || cmds[1] != "redis-cli CLIENT UNPAUSE" {
+	if cmds := p.exec.Commands(); len(cmds) != 2 || cmds[0] != "redis-0/redis: redis-cli CLIENT PAUSE 60000 WRITE" || cmds[1] != "redis-0/redis: redis-cli CLIENT UNPAUSE" {
 		t.Errorf("hooks ran %q", cmds)
 	}
 	waitNotified(t, p.notified, 1)
@@ -286,7 +229,7 @@ func TestPipelineHappyPath(t *testing.T) {
 
 func TestPipelinePrehookFailureTakesNoSnapshot(t *testing.T) {
 	p := startPipeline(t, "")
-	p.exec.failOn = "CLIENT PAUSE"
+	p.exec.Fail("CLIENT PAUSE", 0)
 	_, seen := p.backup(t)
 	assertKinds(t, seen, events.KindRequested, events.KindFailed, events.KindResumed)
 	if f := seen[1].Payload.(*events.BackupFailed); f.Step != events.StepQuiesce || !strings.Contains(f.Reason, "status 7") {
@@ -316,7 +259,7 @@ func TestPipelineSnapshotFailureStillResumes(t *testing.T) {
 	if r := seen[3].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterFailure {
 		t.Errorf("resumed %+v", r)
 	}
-	if cmds := p.exec.commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "UNPAUSE") {
+	if cmds := p.exec.Commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "UNPAUSE") {
 		t.Errorf("post-hook did not run after the snapshot failed: %q", cmds)
 	}
 	waitNotified(t, p.notified, 1)
@@ -338,7 +281,7 @@ func TestPipelineMissingWorkloadIsRefusedWithAnEvent(t *testing.T) {
 	if f, ok := last.Payload.(*events.BackupFailed); !ok || f.Step != events.StepRequest {
 		t.Fatalf("terminal event %s %+v", last.Kind(), last.Payload)
 	}
-	if len(p.exec.commands()) != 0 {
+	if len(p.exec.Commands()) != 0 {
 		t.Fatal("hooks ran for a refused request")
 	}
 }

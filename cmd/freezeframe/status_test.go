@@ -14,6 +14,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
+	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
 )
 
 // frozenRig is a real hooker on an embedded JetStream, against fake
@@ -22,7 +23,7 @@ import (
 type frozenRig struct {
 	natsURL string
 	client  *events.Client
-	exec    *recordingExec
+	exec    *podexectest.Recorder
 }
 
 func startFrozenRig(t *testing.T) *frozenRig {
@@ -32,7 +33,7 @@ func startFrozenRig(t *testing.T) *frozenRig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	common := service.Common{Cluster: "dev", ShutdownTimeout: 5 * time.Second}
 	common.NATS.Stream = events.DefaultStream
-	ex := &recordingExec{}
+	ex := &podexectest.Recorder{}
 	hooker := newHooker(t, common, js, redisCluster(t), ex, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -120,7 +121,7 @@ func TestStatusAndOperatorUnlock(t *testing.T) {
 			t.Errorf("unlock output lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	if cmds := r.exec.commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "UNPAUSE") {
+	if cmds := r.exec.Commands(); len(cmds) != 2 || !strings.Contains(cmds[1], "UNPAUSE") {
 		t.Errorf("hooks ran %q", cmds)
 	}
 

@@ -9,6 +9,7 @@ replace (
 	github.com/freezeframe/freezeframe/services/hooker => ../../services/hooker
 	github.com/freezeframe/freezeframe/services/scheduler => ../../services/scheduler
 	github.com/freezeframe/freezeframe/services/snapshotter => ../../services/snapshotter
+	github.com/freezeframe/freezeframe/test/sandbox => ../../test/sandbox
 )
 
 require (
