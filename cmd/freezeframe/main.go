@@ -21,7 +21,7 @@ Usage:
   freezeframe events [filters]           list backup events; --follow keeps listening
   freezeframe status [-n NS]             what is frozen now and for how long, backups in flight, last result per workload
   freezeframe backups [-n NS]            every backup per workload: how it ended, its snapshots, retention's plan
-  freezeframe restore BACKUP_ID          make claims from a backup's snapshots; --wait reports each one bound
+  freezeframe restore BACKUP_ID          make claims from a backup's snapshots; --wait reports each one bound; --in-place replaces the workload's (asks first unless --yes)
   freezeframe unlock KIND/NAME -n NS     resume a frozen application now (asks first unless --yes)
   freezeframe help [COMMAND]             show help
 
@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "backups":
 		err = cmdBackups(ctx, rest, stdout, stderr, kubeSnapshots)
 	case "restore":
-		err = cmdRestore(ctx, rest, stdout, stderr, kubeSnapshots)
+		err = cmdRestore(ctx, rest, os.Stdin, stdout, stderr, kubeSnapshots)
 	case "unlock":
 		err = cmdUnlock(ctx, rest, os.Stdin, stdout, stderr)
 	case "help", "--help", "-h":

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -13,13 +14,15 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
-func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, connect connectSnapshots) error {
+func cmdRestore(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, connect connectSnapshots) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
 	addConnectFlags(fs, &cf)
 	toNamespace := fs.String("to-namespace", "", "make the claims in this namespace, which must exist (default: the backup's own)")
 	suffix := fs.String("name-suffix", "", "append this to each claim's name (default: none into another namespace; -restore-<end of the backup id> into the backup's own)")
+	inPlace := fs.Bool("in-place", false, "replace the workload's own claims: scale it to 0, set their volumes to Retain, delete them, make them again from the snapshots, scale it back up (asks first unless --yes)")
+	yes := fs.Bool("yes", false, "with --in-place, do not ask for confirmation")
 	allow := fs.Bool("allow-inconsistent", false, "restore a backup that is not consistent (failed, unlocked, in flight, or its snapshots not ready)")
 	wait := fs.Bool("wait", false, "wait until every claim is bound and print each; exit 0 when restored, 1 when the restore failed")
 	timeout := fs.Duration("timeout", 15*time.Minute, "with --wait, give up after this long (exit 3)")
@@ -28,6 +31,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster whose snapshots to check ($KUBECONFIG; empty: ~/.kube/config, else in-cluster)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: freezeframe restore BACKUP_ID [--to-namespace NS] [--name-suffix S] [--wait] [flags]
+       freezeframe restore BACKUP_ID --in-place [--yes] [--wait] [flags]
 
 Makes one PersistentVolumeClaim per snapshot of the backup (every member of
 a group snapshot, together), its dataSource the VolumeSnapshot. Into another
@@ -37,7 +41,17 @@ snapshotter does the work on a RestoreRequested event and answers with
 Restored (each claim bound) or RestoreFailed; both show in "freezeframe
 events" and in Slack. A backup that is not consistent (see "freezeframe
 backups") is refused unless --allow-inconsistent. Claim names are
-deterministic: asking again finds the claims already made. Flags:
+deterministic: asking again finds the claims already made.
+
+--in-place replaces the workload's own claims instead: the snapshotter
+records the workload's replicas on it, sets each claim's volume to reclaim
+policy Retain, scales the workload to 0 and waits for its pods to go,
+deletes the claims, makes them again under the same names from the
+snapshots, waits until they are bound and scales the workload back up. The
+old volumes are kept (Released) until you delete them; a failure before the
+claims are deleted scales the workload back up, one after leaves it at 0
+replicas (docs/restore.md says how to roll back). Needs the chart's
+snapshotter.inPlaceRestore=true. Flags:
 `)
 		fs.PrintDefaults()
 	}
@@ -69,11 +83,27 @@ deterministic: asking again finds the claims already made. Flags:
 	if *id == "" {
 		*id = events.NewRestoreID()
 	}
-	req, err := restoreRequest(b, *id, *toNamespace, *suffix, *allow)
+	if *inPlace && ((*toNamespace != "" && *toNamespace != b.Workload.Namespace) || *suffix != "") {
+		return errors.New("--in-place remakes the workload's own claims: it takes neither --to-namespace nor --name-suffix")
+	}
+	req, err := restoreRequest(b, *id, *toNamespace, *suffix, *allow, *inPlace)
 	if err != nil {
 		return err
 	}
 	req.RequestedBy = "cli"
+	if *inPlace && !*yes {
+		var claims []string
+		for _, v := range req.Volumes {
+			claims = append(claims, v.PVC)
+		}
+		fmt.Fprintf(stdout, "Restore backup %s in place? %s will be scaled to 0; its claims %s will be deleted (their volumes kept, Retain) and made again from the backup's snapshots; then it is scaled back up. [y/N] ",
+			backupID, b.Workload, strings.Join(claims, ", "))
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			fmt.Fprintln(stdout, "not restored")
+			return exitError{1}
+		}
+	}
 	ev, err := client.RequestRestore(ctx, req)
 	if err != nil {
 		return err
@@ -100,11 +130,16 @@ deterministic: asking again finds the claims already made. Flags:
 	}
 	switch p := last.Payload.(type) {
 	case *events.Restored:
+		printSteps(stdout, p.Steps, p.KeptVolumes)
 		for _, c := range p.Claims {
 			fmt.Fprintf(stdout, "  %s\n", claimLine(c))
 		}
 		fmt.Fprintf(stdout, "restore %s succeeded in %s\n", r.RestoreID, round(p.Took.Std()))
 		return nil
+	case *events.RestoreFailed:
+		printSteps(stdout, p.Steps, p.KeptVolumes)
+		fmt.Fprintf(stdout, "restore %s FAILED\n", r.RestoreID)
+		return exitError{1}
 	default:
 		fmt.Fprintf(stdout, "restore %s FAILED\n", r.RestoreID)
 		return exitError{1}
@@ -140,13 +175,16 @@ var errNotRestorable = errors.New("not restorable")
 
 // restoreRequest is the request that restores b: one claim per volume
 // snapshot, named by RestoreClaimName.
-func restoreRequest(b events.CatalogBackup, restoreID, toNamespace, suffix string, allow bool) (events.RestoreRequested, error) {
+//
+// In place, each claim is the workload's own (its PVC's name, in its
+// namespace).
+func restoreRequest(b events.CatalogBackup, restoreID, toNamespace, suffix string, allow, inPlace bool) (events.RestoreRequested, error) {
 	req := events.RestoreRequested{BackupRef: events.BackupRef{BackupID: b.BackupID, Workload: b.Workload}, RestoreID: restoreID, TargetNamespace: toNamespace,
-		AllowInconsistent: allow, Mode: b.Mode}
+		AllowInconsistent: allow, Mode: b.Mode, InPlace: inPlace}
 	if toNamespace == b.Workload.Namespace {
 		req.TargetNamespace = ""
 	}
-	if req.TargetNamespace == "" && suffix == "" {
+	if req.TargetNamespace == "" && suffix == "" && !inPlace {
 		suffix = defaultSuffix(b.BackupID)
 	}
 	req.NameSuffix = suffix
@@ -212,4 +250,15 @@ func claimLine(c events.RestoredClaim) string {
 		return fmt.Sprintf("%s/%s from %s (pvc %s): not bound", c.Namespace, c.Name, c.Snapshot, c.PVC)
 	}
 	return fmt.Sprintf("%s/%s bound to %s (%s) from %s (pvc %s)", c.Namespace, c.Name, c.Volume, orDash(c.Capacity), c.Snapshot, c.PVC)
+}
+
+// printSteps prints the steps of an in-place restore, and the old volumes
+// it kept.
+func printSteps(w io.Writer, steps []events.RestoreStep, kept []string) {
+	for _, st := range steps {
+		fmt.Fprintf(w, "  %s  %-15s %s\n", st.At.Local().Format("15:04:05.000"), st.Step, st.Detail)
+	}
+	if len(kept) > 0 {
+		fmt.Fprintf(w, "  old volumes kept (Retain, delete them when done): %s\n", strings.Join(kept, ", "))
+	}
 }
