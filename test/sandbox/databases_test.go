@@ -365,9 +365,9 @@ stringData: {password: hunter2}
 	})
 }
 
-// PostgreSQL in a StatefulSet, with the session-held backup mode of the README's
-// postgres blueprint: pg_backup_start in a `kubectl exec -i` session, pg_backup_stop in the
-// same session later.
+// PostgreSQL in a StatefulSet, with a session held through `kubectl exec -i`:
+// pg_backup_start in it, pg_backup_stop in the same session later (session state lives as
+// long as the exec stream; docs/blueprints.md's postgres-hooks holds its locks the same way).
 func TestPostgresStatefulSetBackupMode(t *testing.T) {
 	c := sandbox.Shared(t)
 	ctx := t.Context()

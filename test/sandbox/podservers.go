@@ -21,7 +21,8 @@ import (
 //	sandbox.freezeframe.dev/container: redis           # optional: the container to exec into
 //
 // When such a pod is scheduled, the sandbox starts the server with its data in the PVC's
-// directory (one server per PVC: a replacement pod reuses it) and gives the pod a kwok
+// directory (one server per PVC: a replacement pod reuses it, unless the claim is now on
+// another volume) and gives the pod a kwok
 // Exec rule with the server's environment.
 const (
 	DatabaseAnnotation       = "sandbox.freezeframe.dev/database"
@@ -50,6 +51,19 @@ func (c *Cluster) serveDatabasePod(ctx context.Context, pod *corev1.Pod) error {
 	c.mu.Lock()
 	ps, ok := c.podServers[key]
 	c.mu.Unlock()
+	if ok {
+		// The claim was made again on another volume (an in-place restore deletes it and
+		// makes it from a snapshot while no pod uses it): the server on the old volume
+		// goes, and one starts on the new.
+		if vol, err := c.ClaimVolume(ctx, pod.Namespace, claim); err == nil && vol.PV != ps.volume.PV {
+			c.logf("%s for pod %s/%s: claim %s now on volume %s, was %s: server restarted on it", kind, pod.Namespace, pod.Name, claim, vol.PV, ps.volume.PV)
+			ps.server.Stop()
+			c.mu.Lock()
+			delete(c.podServers, key)
+			c.mu.Unlock()
+			ok = false
+		}
+	}
 	if !ok {
 		// Only the pod worker gets here, one pod at a time: no second server per claim.
 		if ps, err = c.startPodServer(ctx, pod, kind, claim); err != nil {
