@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // NATSCluster is a JetStream cluster of nats-server processes on loopback.
@@ -26,7 +28,7 @@ type NATSCluster struct {
 func StartNATSCluster(ctx context.Context, bin, dir string, n int) (*NATSCluster, error) {
 	ports := make([]int, 2*n)
 	for i := range ports {
-		p, err := freePort()
+		p, err := sandbox.FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("start nats cluster: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/freezeframe/freezeframe/test/e2e/harness"
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 const natsServerModule = "github.com/nats-io/nats-server/v2"
@@ -100,7 +100,7 @@ type NATSServer struct {
 // StartNATSServer starts bin with JetStream, its store under dir, on a free
 // port, and waits until JetStream answers.
 func StartNATSServer(ctx context.Context, bin, dir, name string) (*NATSServer, error) {
-	port, err := freePort()
+	port, err := sandbox.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start nats-server: %w", err)
 	}
@@ -148,15 +148,6 @@ func (s *NATSServer) WaitReady(ctx context.Context) error {
 		_, err = js.AccountInfo(actx)
 		return err == nil, nil
 	})
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // poll calls cond every interval until it holds, returns an error, or timeout

@@ -671,29 +671,24 @@ func (r *rowRun) takeBaseline(ctx context.Context) error {
 	return nil
 }
 
-// republish publishes again every stored event of kind of the backup, with a
-// new Nats-Msg-Id so that the stream's duplicate window keeps it, exactly as
-// a redelivery the services must tolerate.
+// republish publishes again every stored event of kind of the backup, the
+// same event with a new Nats-Msg-Id so that the stream's duplicate window
+// keeps it, as a redelivery the services must tolerate.
 func (r *rowRun) republish(ctx context.Context, kind events.Kind) (int, error) {
-	subjects, err := events.Filter{BackupID: r.id, Kinds: []events.Kind{kind}}.Subjects()
-	if err != nil {
-		return 0, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	stored, err := fetchStored(ctx, r.js, subjects)
+	stored, err := r.client.List(ctx, events.Filter{BackupID: r.id, Kinds: []events.Kind{kind}}, events.SubscribeOptions{FromStart: true})
 	if err != nil {
 		return 0, err
 	}
 	var msgs []*nats.Msg
-	for _, m := range stored {
-		out := nats.NewMsg(m.Subject())
-		for k, v := range m.Headers() {
-			out.Header[k] = slices.Clone(v)
+	for _, ev := range stored {
+		m, err := events.Encode(ev)
+		if err != nil {
+			return 0, fmt.Errorf("republish %s: %w", ev.CloudEvent.ID(), err)
 		}
-		out.Header.Set(jetstream.MsgIDHeader, out.Header.Get("ce-id")+".chaos-redelivery."+nuid.Next())
-		out.Data = m.Data()
-		msgs = append(msgs, out)
+		m.Header.Set(jetstream.MsgIDHeader, ev.CloudEvent.ID()+".chaos-redelivery."+nuid.Next())
+		msgs = append(msgs, m)
 	}
 	for _, m := range msgs {
 		ack, err := r.js.PublishMsg(ctx, m)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // The four services, in the order they are started.
@@ -51,7 +53,7 @@ func StartService(ctx context.Context, opts ServiceOptions) (*Service, error) {
 	if opts.Name == "" {
 		opts.Name = opts.Kind
 	}
-	port, err := freePort()
+	port, err := sandbox.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", opts.Name, err)
 	}
