@@ -83,6 +83,8 @@ func describe(ev events.Event) string {
 		return s
 	case *events.RestoreFailed:
 		return fmt.Sprintf("restore %s failed: %s", p.RestoreID, p.Reason)
+	case *events.RestoreProgress:
+		return fmt.Sprintf("restore %s: %s: %s", p.RestoreID, p.Step, p.Detail)
 	}
 	return ""
 }

@@ -119,7 +119,9 @@ snapshotter.inPlaceRestore=true. Flags:
 	}
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	sawSteps := false
 	last, err := client.WaitRestore(wctx, backupID, r.RestoreID, func(ev events.Event) {
+		sawSteps = sawSteps || ev.Kind() == events.KindRestoreStep
 		if ev.Kind() != events.KindRestoreRequested {
 			fmt.Fprintf(stdout, "%s  %-16s %s\n", ev.Time().Local().Format("15:04:05.000"), ev.Kind(), describe(ev))
 		}
@@ -130,14 +132,14 @@ snapshotter.inPlaceRestore=true. Flags:
 	}
 	switch p := last.Payload.(type) {
 	case *events.Restored:
-		printSteps(stdout, p.Steps, p.KeptVolumes)
+		printSteps(stdout, p.Steps, p.KeptVolumes, sawSteps)
 		for _, c := range p.Claims {
 			fmt.Fprintf(stdout, "  %s\n", claimLine(c))
 		}
 		fmt.Fprintf(stdout, "restore %s succeeded in %s\n", r.RestoreID, round(p.Took.Std()))
 		return nil
 	case *events.RestoreFailed:
-		printSteps(stdout, p.Steps, p.KeptVolumes)
+		printSteps(stdout, p.Steps, p.KeptVolumes, sawSteps)
 		fmt.Fprintf(stdout, "restore %s FAILED\n", r.RestoreID)
 		return exitError{1}
 	default:
@@ -252,10 +254,13 @@ func claimLine(c events.RestoredClaim) string {
 	return fmt.Sprintf("%s/%s bound to %s (%s) from %s (pvc %s)", c.Namespace, c.Name, c.Volume, orDash(c.Capacity), c.Snapshot, c.PVC)
 }
 
-// printSteps prints the steps of an in-place restore, and the old volumes
-// it kept.
-func printSteps(w io.Writer, steps []events.RestoreStep, kept []string) {
+// printSteps prints the steps of an in-place restore (unless they were
+// printed as they happened), and the old volumes it kept.
+func printSteps(w io.Writer, steps []events.RestoreStep, kept []string, printed bool) {
 	for _, st := range steps {
+		if printed {
+			break
+		}
 		fmt.Fprintf(w, "  %s  %-15s %s\n", st.At.Local().Format("15:04:05.000"), st.Step, st.Detail)
 	}
 	if len(kept) > 0 {

@@ -87,7 +87,7 @@ func NewEvent(source string, p Payload, opts ...EventOption) (Event, error) {
 // DefaultID is the deterministic id of the event a payload makes: the
 // workload, the backup id and the kind, and for failures the step and for
 // unlocks the freeze revision they act on, and for restores the restore
-// id, so each happens once per backup
+// id (and the step, for a RestoreProgress), so each happens once per backup
 // (and one backup id used for two workloads makes two backups).
 func DefaultID(p Payload) string {
 	k, _ := KindOf(p.EventType())
@@ -102,6 +102,10 @@ func DefaultID(p Payload) string {
 		id += ".r" + strconv.FormatUint(f.FreezeRevision, 10)
 	case UnlockRequested:
 		id += ".r" + strconv.FormatUint(f.FreezeRevision, 10)
+	case *RestoreProgress:
+		id += "." + f.RestoreID + "." + f.Step
+	case RestoreProgress:
+		id += "." + f.RestoreID + "." + f.Step
 	default:
 		if r := restoreIDOf(p); r != "" {
 			id += "." + r

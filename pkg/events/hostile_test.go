@@ -44,6 +44,8 @@ func validPayload(k events.Kind, ref events.BackupRef) events.Payload {
 			Claims: []events.RestoredClaim{{Namespace: "restored", Name: "data", PVC: "data", Snapshot: "snap-data", Volume: "pv-1", Capacity: "1Gi", BoundAt: at}}}
 	case events.KindRestoreFailed:
 		return &events.RestoreFailed{BackupRef: ref, RestoreID: "rs-1", Reason: "boom"}
+	case events.KindRestoreStep:
+		return &events.RestoreProgress{BackupRef: ref, RestoreID: "rs-1", RestoreStep: events.RestoreStep{Step: events.RestoreStepScaleDown, Detail: "to 0", At: at}}
 	}
 	panic("no payload for kind " + string(k))
 }

@@ -153,6 +153,26 @@ type RestoreStep struct {
 	At     time.Time `json:"at"`
 }
 
+// RestoreProgress says a step of an in-place restore is done, as it
+// happens; Restored and RestoreFailed list them all again.
+type RestoreProgress struct {
+	BackupRef
+	RestoreID string `json:"restoreId"`
+	RestoreStep
+}
+
+// EventType implements Payload.
+func (RestoreProgress) EventType() string { return TypeRestoreStep }
+
+// Validate implements Payload.
+func (p RestoreProgress) Validate() error {
+	errs := []error{p.validate(), validateRestoreID(p.RestoreID)}
+	if !isBackupID(p.Step) {
+		errs = append(errs, fmt.Errorf("step %q: want 1-128 letters, digits, '-' or '_'", short(p.Step)))
+	}
+	return errors.Join(errs...)
+}
+
 // Restored says every claim of a restore exists and is bound (or waits for
 // its first consumer, where its StorageClass says so).
 type Restored struct {
@@ -234,6 +254,10 @@ func restoreIDOf(p Payload) string {
 		return r.RestoreID
 	case RestoreFailed:
 		return r.RestoreID
+	case *RestoreProgress:
+		return r.RestoreID
+	case RestoreProgress:
+		return r.RestoreID
 	}
 	return ""
 }
@@ -292,7 +316,7 @@ func (c *Client) RequestRestore(ctx context.Context, req RestoreRequested) (Even
 // and returns its Restored or RestoreFailed event; onEvent, when not nil,
 // sees each of the restore's events in order, that one included.
 func (c *Client) WaitRestore(ctx context.Context, backupID, restoreID string, onEvent func(Event)) (Event, error) {
-	f := Filter{BackupID: backupID, Kinds: []Kind{KindRestoreRequested, KindRestored, KindRestoreFailed}}
+	f := Filter{BackupID: backupID, Kinds: []Kind{KindRestoreRequested, KindRestoreStep, KindRestored, KindRestoreFailed}}
 	for ev, err := range c.Subscribe(ctx, f, SubscribeOptions{FromStart: true}) {
 		if err != nil {
 			if ctx.Err() != nil {

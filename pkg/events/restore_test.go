@@ -28,6 +28,16 @@ func TestRestoreEventIDsNameTheRestore(t *testing.T) {
 	if got := events.Subject(ev.Kind(), ref); !strings.HasPrefix(got, "freezeframe.backup.restore-requested.") {
 		t.Errorf("subject %s", got)
 	}
+
+	// Each step of an in-place restore is an event of its own.
+	down := &events.RestoreProgress{BackupRef: ref, RestoreID: "rs-a", RestoreStep: events.RestoreStep{Step: events.RestoreStepScaleDown}}
+	up := &events.RestoreProgress{BackupRef: ref, RestoreID: "rs-a", RestoreStep: events.RestoreStep{Step: events.RestoreStepScaleUp}}
+	if !strings.HasSuffix(events.DefaultID(down), ".restore-step.rs-a.scale-down") || events.DefaultID(down) == events.DefaultID(up) {
+		t.Errorf("step ids %s, %s: want the restore id and the step at the end", events.DefaultID(down), events.DefaultID(up))
+	}
+	if ev, err := events.NewEvent("/test", down); err != nil || events.RestoreIDOf(ev) != "rs-a" {
+		t.Errorf("step event: %v, restore id %q", err, events.RestoreIDOf(ev))
+	}
 }
 
 func TestRestoreRequestedValidate(t *testing.T) {

@@ -20,6 +20,7 @@ const (
 	TypeRestoreRequested = "io.freezeframe.backup.restore-requested.v1"
 	TypeRestored         = "io.freezeframe.backup.restored.v1"
 	TypeRestoreFailed    = "io.freezeframe.backup.restore-failed.v1"
+	TypeRestoreStep      = "io.freezeframe.backup.restore-step.v1"
 )
 
 // Kind is the short name of an event type, as it appears in subjects.
@@ -38,6 +39,8 @@ const (
 	KindRestoreRequested Kind = "restore-requested"
 	KindRestored         Kind = "restored"
 	KindRestoreFailed    Kind = "restore-failed"
+	// A step of an in-place restore, done (RestoreProgress).
+	KindRestoreStep Kind = "restore-step"
 )
 
 var kindByType = map[string]Kind{
@@ -51,12 +54,13 @@ var kindByType = map[string]Kind{
 	TypeRestoreRequested: KindRestoreRequested,
 	TypeRestored:         KindRestored,
 	TypeRestoreFailed:    KindRestoreFailed,
+	TypeRestoreStep:      KindRestoreStep,
 }
 
 // Kinds lists every event kind in pipeline order.
 func Kinds() []Kind {
 	return []Kind{KindRequested, KindQuiesced, KindSnapshotted, KindResumed, KindSnapshotReady, KindFailed, KindUnlockRequested,
-		KindRestoreRequested, KindRestored, KindRestoreFailed}
+		KindRestoreRequested, KindRestoreStep, KindRestored, KindRestoreFailed}
 }
 
 // KindOf returns the kind of a CloudEvents type, or false for a type this
@@ -449,6 +453,8 @@ func newPayload(eventType string) (Payload, bool) {
 		return &Restored{}, true
 	case TypeRestoreFailed:
 		return &RestoreFailed{}, true
+	case TypeRestoreStep:
+		return &RestoreProgress{}, true
 	}
 	return nil, false
 }

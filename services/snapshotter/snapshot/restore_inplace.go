@@ -115,9 +115,15 @@ func (s *Service) handleRestoreInPlace(ctx context.Context, r *events.RestoreReq
 	return nil
 }
 
+// step records a step done, and publishes it (RestoreProgress) as it
+// happens; a step not published is still in the result event.
 func (ip *inPlace) step(ctx context.Context, name, detail string) {
-	ip.steps = append(ip.steps, events.RestoreStep{Step: name, Detail: detail, At: time.Now().UTC()})
+	st := events.RestoreStep{Step: name, Detail: detail, At: time.Now().UTC()}
+	ip.steps = append(ip.steps, st)
 	ip.log.InfoContext(ctx, "in-place restore step", "step", name, "detail", detail)
+	if _, _, err := ip.s.pub.Publish(ctx, &events.RestoreProgress{BackupRef: ip.r.BackupRef, RestoreID: ip.r.RestoreID, RestoreStep: st}); err != nil {
+		ip.log.WarnContext(ctx, "publish restore step", "step", name, "err", err)
+	}
 }
 
 func (ip *inPlace) run(ctx context.Context) (bool, []events.RestoredClaim, error) {

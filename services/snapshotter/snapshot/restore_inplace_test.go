@@ -89,6 +89,18 @@ func TestRestoreInPlaceSwapsTheWorkloadsClaims(t *testing.T) {
 	if !slices.Equal(steps, want) {
 		t.Errorf("steps %v, want %v", steps, want)
 	}
+	// Each step was also an event of its own, before the result.
+	evs, err := e.client.List(t.Context(), events.Filter{BackupID: "bk-ip", Kinds: []events.Kind{events.KindRestoreStep}}, events.SubscribeOptions{FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published []string
+	for _, ev := range evs {
+		published = append(published, ev.Payload.(*events.RestoreProgress).Step)
+	}
+	if !slices.Equal(published, want) {
+		t.Errorf("restore-step events %v, want %v", published, want)
+	}
 	if !done.InPlace || !slices.Equal(done.KeptVolumes, []string{"pv-shop-data", "pv-shop-wal"}) || len(done.Claims) != 2 {
 		t.Fatalf("restored %+v", done)
 	}
