@@ -92,8 +92,8 @@ type Cluster struct {
 	stopBg     context.CancelFunc
 	driverDone chan error
 
-	mu            sync.Mutex
-	procs         []*Process // in start order
+	mu    sync.Mutex
+	procs []*Process // in start order
 	// apiServer and apiServerArgs let RestartAPIServer start it again as it was.
 	apiServer     *Process
 	apiServerArgs []string

@@ -59,7 +59,7 @@ type Result struct {
 	// `freezeframe restore --wait` printed.
 	CLIOutput     string
 	RestoreOutput string
-	Verdict   consistency.Verdict
+	Verdict       consistency.Verdict
 }
 
 // Run brings up the sandbox (unless given one), deploys the demo application and its
