@@ -83,12 +83,16 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 		reason = events.ResumeAfterFailure
 		s.announceFailure(ctx, ref, "the hooker holding the lock session is gone; the lock ended with it")
 	}
-	// Session-held locks first: releasing them is the fastest unfreeze.
-	lost := s.releaseSessions(ctx, ref)
+	// The freeze is over from here on, as far as anyone may count on it:
+	// measured before the first unlock (a session's release), so that a
+	// write that got through when its lock went is never counted as made
+	// during the freeze.
 	frozenFor := time.Duration(0)
 	if !o.quiescedAt.IsZero() {
 		frozenFor = time.Since(o.quiescedAt)
 	}
+	// Session-held locks first: releasing them is the fastest unfreeze.
+	lost := s.releaseSessions(ctx, ref)
 	hooks, err := s.runAction(ctx, p, p.post, false)
 	if err != nil {
 		_ = marked()
