@@ -16,6 +16,7 @@ import (
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/test/e2e/consistency"
+	"github.com/freezeframe/freezeframe/test/e2e/demo"
 	"github.com/freezeframe/freezeframe/test/e2e/harness"
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
@@ -312,7 +313,13 @@ func redisWrite(ctx context.Context, s *sandbox.Server, key string, timeout time
 
 // mariadb runs a SQL script with the mariadb client on the host, against s.
 func mariadb(ctx context.Context, s *sandbox.Server, sql string) (string, error) {
-	cmd := exec.CommandContext(ctx, "mariadb", "-N", "-B", "-e", sql)
+	return runSQLClient(ctx, s, sql, "mariadb", "-N", "-B", "-e")
+}
+
+// runSQLClient runs a database's command-line client on the host with s's
+// connection environment, the script last; rows come back one a line.
+func runSQLClient(ctx context.Context, s *sandbox.Server, sql, client string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, client, append(args, sql)...)
 	cmd.Env = os.Environ()
 	for k, v := range s.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -321,9 +328,28 @@ func mariadb(ctx context.Context, s *sandbox.Server, sql string) (string, error)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("mariadb %q: %w: %s", sql, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("%s %q: %w: %s", client, sql, err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// restoreWithCLI runs `freezeframe restore id --to-namespace target --wait`
+// against up, and checks it reports pvc bound in target.
+func restoreWithCLI(t *testing.T, c *sandbox.Cluster, up *harness.Up, id, target, pvc string) {
+	t.Helper()
+	if err := c.EnsureNamespace(t.Context(), target); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), freezeframeBin(t), "restore", id, "--to-namespace", target, "--wait", "--timeout", "3m", "--kubeconfig", c.Kubeconfig)
+	cmd.Env = append(os.Environ(), up.Env()...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("$ freezeframe restore %s --to-namespace %s --wait\n%s", id, target, out)
+	if err != nil {
+		t.Fatalf("freezeframe restore: %v", err)
+	}
+	if !strings.Contains(string(out), target+"/"+pvc+" bound to ") {
+		t.Fatalf("restore output does not report %s/%s bound", target, pvc)
+	}
 }
 
 // copyDir copies a snapshot's directory, so that a server started on it leaves the
@@ -335,4 +361,47 @@ func copyDir(t *testing.T, src string) string {
 		t.Fatalf("copy %s: %v: %s", src, err, out)
 	}
 	return dst
+}
+
+// demoRedisRig is the demo's Redis under a writer, with freezeframe up.
+type demoRedisRig struct {
+	pass   string
+	vol    *sandbox.Volume
+	up     *harness.Up
+	client *events.Client
+	w      *consistency.Writer
+}
+
+// startDemoRedisUnderWriter deploys the demo's Redis and Blueprint in ns,
+// starts freezeframe, and a writer writing numbered keys (k:1, k:2, ...),
+// returning once 300 are acknowledged. The caller stops the writer.
+func startDemoRedisUnderWriter(t *testing.T, c *sandbox.Cluster, ns string) demoRedisRig {
+	t.Helper()
+	pass := randomHex(8)
+	if err := c.EnsureNamespace(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := harness.Apply(t.Context(), c, demo.AppManifests(ns, pass)); err != nil {
+		t.Fatal(err)
+	}
+	applyBlueprint(t, ns, demo.BlueprintManifest(ns))
+	pod := waitPodRunning(t, ns, "app=redis")
+	srv, vol, err := c.DatabaseFor(t.Context(), ns, demo.Claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitExec(t.Context(), ns, pod, demo.Container); err != nil {
+		t.Fatal(err)
+	}
+	up := startUp(t)
+	client := connect(t, up)
+	w, err := consistency.StartRedisWriter(t.Context(), addr(srv), pass, "k", 200*time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WaitAcked(ctxTimeout(t, 30*time.Second), 300); err != nil {
+		w.Stop(5 * time.Second)
+		t.Fatal(err)
+	}
+	return demoRedisRig{pass: pass, vol: vol, up: up, client: client, w: w}
 }

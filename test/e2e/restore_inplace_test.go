@@ -26,33 +26,9 @@ func TestRestoreRedisInPlace(t *testing.T) {
 	t.Parallel()
 	c := sandbox.Shared(t)
 	ns := "inplace"
-	pass := randomHex(8)
-	if err := c.EnsureNamespace(t.Context(), ns); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := harness.Apply(t.Context(), c, demo.AppManifests(ns, pass)); err != nil {
-		t.Fatal(err)
-	}
-	applyBlueprint(t, ns, demo.BlueprintManifest(ns))
-	pod := waitPodRunning(t, ns, "app=redis")
-	srv, oldVol, err := c.DatabaseFor(t.Context(), ns, demo.Claim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitExec(t.Context(), ns, pod, demo.Container); err != nil {
-		t.Fatal(err)
-	}
-	up := startUp(t)
-	client := connect(t, up)
-
-	w, err := consistency.StartRedisWriter(t.Context(), addr(srv), pass, "k", 200*time.Microsecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rig := startDemoRedisUnderWriter(t, c, ns)
+	pass, oldVol, up, client, w := rig.pass, rig.vol, rig.up, rig.client, rig.w
 	defer w.Stop(5 * time.Second)
-	if err := w.WaitAcked(ctxTimeout(t, 30*time.Second), 300); err != nil {
-		t.Fatal(err)
-	}
 	id := requestBackup(t, up, client, ns, events.KindDeployment, demo.Workload)
 	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
 	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))

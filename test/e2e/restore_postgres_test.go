@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,19 +62,7 @@ func TestRestorePostgresIntoAnotherNamespace(t *testing.T) {
 	freeze := consistency.Freeze{From: q.QuiescedAt, Until: q.QuiescedAt.Add(r.FrozenFor.Std())}
 
 	target := "postgres-restore-copy"
-	if err := c.EnsureNamespace(t.Context(), target); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), freezeframeBin(t), "restore", id, "--to-namespace", target, "--wait", "--timeout", "3m", "--kubeconfig", c.Kubeconfig)
-	cmd.Env = append(os.Environ(), up.Env()...)
-	out, err := cmd.CombinedOutput()
-	t.Logf("$ freezeframe restore %s --to-namespace %s --wait\n%s", id, target, out)
-	if err != nil {
-		t.Fatalf("freezeframe restore: %v", err)
-	}
-	if !strings.Contains(string(out), target+"/"+db.Volume.PVC+" bound to ") {
-		t.Fatalf("restore output does not report %s/%s bound", target, db.Volume.PVC)
-	}
+	restoreWithCLI(t, c, up, id, target, db.Volume.PVC)
 
 	vol, err := c.ClaimVolume(t.Context(), target, db.Volume.PVC)
 	if err != nil {
@@ -182,18 +168,7 @@ func (w *sqlWriter) stop() ([]consistency.Write, error) {
 // psql runs a SQL script with psql on the host, against s; rows come back one a line,
 // columns separated by |.
 func psql(ctx context.Context, s *sandbox.Server, sql string) (string, error) {
-	cmd := exec.CommandContext(ctx, "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql)
-	cmd.Env = os.Environ()
-	for k, v := range s.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("psql %q: %w: %s", sql, err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(string(out)), nil
+	return runSQLClient(ctx, s, sql, "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c")
 }
 
 // docsBlueprint returns the example blueprint of docs/blueprints.md named name, as it is

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,19 +74,7 @@ func TestRestoreMariaDBIntoAnotherNamespace(t *testing.T) {
 	frozenFrom, frozenUntil := q.QuiescedAt, q.QuiescedAt.Add(r.FrozenFor.Std())
 
 	target := "mariadb-restore-copy"
-	if err := c.EnsureNamespace(t.Context(), target); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), freezeframeBin(t), "restore", id, "--to-namespace", target, "--wait", "--timeout", "3m", "--kubeconfig", c.Kubeconfig)
-	cmd.Env = append(os.Environ(), up.Env()...)
-	out, err := cmd.CombinedOutput()
-	t.Logf("$ freezeframe restore %s --to-namespace %s --wait\n%s", id, target, out)
-	if err != nil {
-		t.Fatalf("freezeframe restore: %v", err)
-	}
-	if !strings.Contains(string(out), target+"/"+db.Volume.PVC+" bound to ") {
-		t.Fatalf("restore output does not report %s/%s bound", target, db.Volume.PVC)
-	}
+	restoreWithCLI(t, c, up, id, target, db.Volume.PVC)
 
 	vol, err := c.ClaimVolume(t.Context(), target, db.Volume.PVC)
 	if err != nil {

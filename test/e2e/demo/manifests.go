@@ -34,29 +34,7 @@ metadata:
   namespace: __NS__
   annotations:
     freezeframe.io/blueprint: redis-hooks
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: redis}}
-  template:
-    metadata:
-      labels: {app: redis}
-      annotations:
-        sandbox.freezeframe.dev/database: redis
-        sandbox.freezeframe.dev/password-secret: redis/redis-password
-        sandbox.freezeframe.dev/volume: data
-    spec:
-      containers:
-      - name: redis
-        image: redis:7
-        args: [--appendonly, "yes", --appendfsync, always, --requirepass, $(REDIS_PASSWORD)]
-        env:
-        - name: REDIS_PASSWORD
-          valueFrom: {secretKeyRef: {name: redis, key: redis-password}}
-        volumeMounts: [{name: data, mountPath: /data}]
-      volumes:
-      - name: data
-        persistentVolumeClaim: {claimName: redis-data}
-`
+` + redisDeploymentSpec
 
 // RedisBlueprint describes a Blueprint that pauses a Redis server's writes
 // (CLIENT PAUSE ... WRITE, server-wide, outliving the exec) in the pre-hook
@@ -122,18 +100,11 @@ func BlueprintManifest(ns string) string {
 	return RedisBlueprint{Namespace: ns, Name: "redis-hooks", Secret: "{{ .Deployment.Name }}", Key: "redis-password"}.YAML()
 }
 
-// restoredApp is the demo application again, in the namespace a backup was restored
-// into: its Secret and its Deployment, on the claim the restore made (same name, as a
-// restore into another namespace keeps it), without the Blueprint binding.
-const restoredApp = `apiVersion: v1
-kind: Secret
-metadata: {name: redis, namespace: __NS__}
-stringData: {redis-password: __PASSWORD__}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: redis, namespace: __NS__}
-spec:
+// redisDeploymentSpec is the demo Deployment's spec, the same in the
+// demo's namespace and where a backup is restored to. The pod template's
+// sandbox.freezeframe.dev annotations make the sandbox run a real
+// redis-server for the pod, with its data in the claim's directory.
+const redisDeploymentSpec = `spec:
   replicas: 1
   selector: {matchLabels: {app: redis}}
   template:
@@ -156,6 +127,19 @@ spec:
       - name: data
         persistentVolumeClaim: {claimName: redis-data}
 `
+
+// restoredApp is the demo application again, in the namespace a backup was restored
+// into: its Secret and its Deployment, on the claim the restore made (same name, as a
+// restore into another namespace keeps it), without the Blueprint binding.
+const restoredApp = `apiVersion: v1
+kind: Secret
+metadata: {name: redis, namespace: __NS__}
+stringData: {redis-password: __PASSWORD__}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, namespace: __NS__}
+` + redisDeploymentSpec
 
 // RestoredAppManifests returns the demo application's Secret and Deployment for
 // namespace ns, on the claim redis-data that `freezeframe restore --to-namespace ns`
