@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )
 
 func TestRestoreRequestFromTheCatalog(t *testing.T) {
@@ -117,11 +117,7 @@ func TestRestoreInPlaceAsksFirst(t *testing.T) {
 	if code != 0 || strings.Contains(out, "[y/N]") {
 		t.Fatalf("--yes: exit %d, asked anyway:\n%s", code, out)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for ctx.Err() == nil && len(requested()) < 2 {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventstest.Eventually(t, 10*time.Second, "two restores requested", func() bool { return len(requested()) >= 2 })
 	r := requested()
 	if len(r) != 2 {
 		t.Fatalf("%d restores requested, want 2", len(r))

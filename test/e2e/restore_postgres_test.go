@@ -42,13 +42,16 @@ func TestRestorePostgresIntoAnotherNamespace(t *testing.T) {
 	up := startUp(t)
 	client := connect(t, up)
 
-	w := startSQLWriter(db.Server)
+	w := startSQLWriter(1, func(ctx context.Context, n int) error {
+		_, err := psql(ctx, db.Server, fmt.Sprintf("INSERT INTO app.t VALUES (%d, '%d')", n, n))
+		return err
+	})
 	waitFor(t, 30*time.Second, "the writer's first 20 rows", func() (bool, error) {
 		return w.acked() >= 20, w.error()
 	})
 	id := requestBackup(t, up, client, db.Namespace, events.KindStatefulSet, db.Workload)
 	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	time.Sleep(200 * time.Millisecond) // a few writes after the resume: not in the backup either
+	w.waitMoreAcked(t, 3) // a few writes after the resume: not in the backup either
 	writes, err := w.stop()
 	if err != nil {
 		t.Fatalf("writer: %v", err)
@@ -114,14 +117,16 @@ type sqlWriter struct {
 	err    error
 }
 
-func startSQLWriter(s *sandbox.Server) *sqlWriter {
+// startSQLWriter calls insert for n = first, first+1, ..., each once the
+// previous one returned, until stop or an error.
+func startSQLWriter(first int, insert func(ctx context.Context, n int) error) *sqlWriter {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &sqlWriter{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		for n := 1; ctx.Err() == nil; n++ {
+		for n := first; ctx.Err() == nil; n++ {
 			wr := consistency.Write{N: n, Issued: time.Now()}
-			_, err := psql(ctx, s, fmt.Sprintf("INSERT INTO app.t VALUES (%d, '%d')", n, n))
+			err := insert(ctx, n)
 			if err == nil {
 				wr.Acked = time.Now()
 			}
@@ -149,6 +154,15 @@ func (w *sqlWriter) acked() int {
 		}
 	}
 	return n
+}
+
+// waitMoreAcked waits until k more writes are acknowledged than now.
+func (w *sqlWriter) waitMoreAcked(t *testing.T, k int) {
+	t.Helper()
+	want := w.acked() + k
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d more acknowledged writes", k), func() (bool, error) {
+		return w.acked() >= want, w.error()
+	})
 }
 
 func (w *sqlWriter) error() error {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,12 +13,6 @@ import (
 	"github.com/freezeframe/freezeframe/test/e2e/harness"
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
-
-// sqlWrite is one INSERT of the writer: sent, and acknowledged (zero if never).
-type sqlWrite struct {
-	n             int
-	issued, acked time.Time
-}
 
 // MariaDB under a writer that inserts rows 4, 5, ... one at a time, backed up with
 // FLUSH TABLES WITH READ LOCK held by a session, then restored with `freezeframe restore
@@ -32,39 +25,22 @@ func TestRestoreMariaDBIntoAnotherNamespace(t *testing.T) {
 	up := startUp(t)
 	client := connect(t, up)
 
-	ctx, stop := context.WithCancel(t.Context())
-	var (
-		mu     sync.Mutex
-		writes []sqlWrite
-		done   = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		for n := 4; ctx.Err() == nil; n++ {
-			w := sqlWrite{n: n, issued: time.Now()}
-			_, err := mariadb(ctx, db.Server, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'writer')", n))
-			if err == nil {
-				w.acked = time.Now()
-			}
-			mu.Lock()
-			writes = append(writes, w)
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	// Rows 1..3 are the table's own; the writer goes on from 4.
+	w := startSQLWriter(4, func(ctx context.Context, n int) error {
+		_, err := mariadb(ctx, db.Server, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'writer')", n))
+		return err
+	})
 	waitFor(t, 30*time.Second, "the writer's first 20 rows", func() (bool, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(writes) >= 20, nil
+		return w.acked() >= 20, w.error()
 	})
 
 	id := requestBackup(t, up, client, db.Namespace, events.KindStatefulSet, db.Workload)
 	evs := followBackupReady(t, client, id).wait(t, 2*time.Minute)
-	time.Sleep(200 * time.Millisecond) // a few writes after the resume: not in the backup either
-	stop()
-	<-done
+	w.waitMoreAcked(t, 3) // a few writes after the resume: not in the backup either
+	writes, err := w.stop()
+	if err != nil {
+		t.Fatalf("writer: %v", err)
+	}
 	t.Logf("backup %s:\n%s", id, harness.Timeline(evs))
 	q, okQ := harness.Payload[events.Quiesced](evs)
 	r, okR := harness.Payload[events.Resumed](evs)
@@ -106,10 +82,10 @@ func TestRestoreMariaDBIntoAnotherNamespace(t *testing.T) {
 	}
 	for _, w := range writes {
 		switch {
-		case !w.acked.IsZero() && w.acked.Before(frozenFrom) && !rows[w.n]:
-			t.Errorf("row %d acknowledged at %s, before the freeze (%s), is not in the restored database", w.n, w.acked.Format("15:04:05.000"), frozenFrom.Format("15:04:05.000"))
-		case w.issued.After(frozenUntil) && rows[w.n]:
-			t.Errorf("row %d sent at %s, after the freeze ended (%s), is in the restored database", w.n, w.issued.Format("15:04:05.000"), frozenUntil.Format("15:04:05.000"))
+		case !w.Acked.IsZero() && w.Acked.Before(frozenFrom) && !rows[w.N]:
+			t.Errorf("row %d acknowledged at %s, before the freeze (%s), is not in the restored database", w.N, w.Acked.Format("15:04:05.000"), frozenFrom.Format("15:04:05.000"))
+		case w.Issued.After(frozenUntil) && rows[w.N]:
+			t.Errorf("row %d sent at %s, after the freeze ended (%s), is in the restored database", w.N, w.Issued.Format("15:04:05.000"), frozenUntil.Format("15:04:05.000"))
 		}
 	}
 	t.Logf("restored database: rows 1..%d of %d written; frozen %s..%s", max, len(writes)+3, frozenFrom.Format("15:04:05.000"), frozenUntil.Format("15:04:05.000"))

@@ -34,8 +34,9 @@ func TestSlackRestoreMessages(t *testing.T) {
 	)
 	run(t, js, replica(t, js, fake, log))
 	waitPosts(t, fake, 2)
+	// Settled means handled, and a handler posts before it returns: a third
+	// post would be in by now.
 	waitSettled(t, js, 3)
-	time.Sleep(200 * time.Millisecond) // a third post, if any, would be in by now
 
 	posts := fake.Accepted()
 	if len(posts) != 2 {

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,16 +38,24 @@ func volumes(claims ...string) []runtime.Object {
 // stopPodsOnScaleDown deletes the db Deployment's pods once it is scaled to
 // 0, as the ReplicaSet controller would.
 func (e *env) stopPodsOnScaleDown(ctx context.Context) {
+	w, err := e.kube.AppsV1().Deployments(namespace).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	go func() {
-		for ctx.Err() == nil {
-			d, err := e.kube.AppsV1().Deployments(namespace).Get(ctx, "db", metav1.GetOptions{})
-			if err == nil && d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-				pods, _ := e.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=db"})
-				for _, p := range pods.Items {
-					_ = e.kube.CoreV1().Pods(namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
-				}
+		<-ctx.Done()
+		w.Stop()
+	}()
+	go func() {
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || d.Name != "db" || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+				continue
 			}
-			time.Sleep(20 * time.Millisecond)
+			pods, _ := e.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=db"})
+			for _, p := range pods.Items {
+				_ = e.kube.CoreV1().Pods(namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			}
 		}
 	}()
 }
