@@ -364,6 +364,17 @@ func (r *rowRun) request(ctx context.Context) {
 	}()
 }
 
+// requestTo requests the row's backup and waits until it reaches step; a
+// step never reached is a violation, and false.
+func (r *rowRun) requestTo(ctx context.Context, step Step) bool {
+	r.request(ctx)
+	if err := r.waitStep(ctx, step); err != nil {
+		r.violate("step %q never reached (%v)", step, err)
+		return false
+	}
+	return true
+}
+
 // waitStep waits until the backup reaches step.
 func (r *rowRun) waitStep(ctx context.Context, step Step) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -401,10 +412,7 @@ func (r *rowRun) runKill(ctx context.Context) error {
 	if r.row.Step == StepCut {
 		r.proxy.Hold(harness.IsSnapshotCreate)
 	}
-	r.request(ctx)
-	if err := r.waitStep(ctx, r.row.Step); err != nil {
-		r.violate("step %q never reached (%v)", r.row.Step, err)
-	} else {
+	if r.requestTo(ctx, r.row.Step) {
 		if err := svc.Kill(ctx); err != nil {
 			return err
 		}
@@ -489,10 +497,7 @@ func (r *rowRun) runKillNATS(ctx context.Context) error {
 	if r.row.Step == StepCut {
 		r.proxy.Hold(harness.IsSnapshotCreate)
 	}
-	r.request(ctx)
-	if err := r.waitStep(ctx, r.row.Step); err != nil {
-		r.violate("step %q never reached (%v)", r.row.Step, err)
-	} else {
+	if r.requestTo(ctx, r.row.Step) {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		leader, err := StreamLeader(lctx, r.js, events.DefaultStream)
 		cancel()
@@ -537,9 +542,7 @@ func (r *rowRun) runKillNATS(ctx context.Context) error {
 // runRestartAPI SIGKILLs kube-apiserver at the row's step and starts it
 // again.
 func (r *rowRun) runRestartAPI(ctx context.Context) error {
-	r.request(ctx)
-	if err := r.waitStep(ctx, r.row.Step); err != nil {
-		r.violate("step %q never reached (%v)", r.row.Step, err)
+	if !r.requestTo(ctx, r.row.Step) {
 		return r.waitEnd(ctx)
 	}
 	r.kills = append(r.kills, kill{"kube-apiserver", time.Now()})
@@ -555,9 +558,7 @@ func (r *rowRun) runRestartAPI(ctx context.Context) error {
 
 // runCutExec cuts every exec stream in flight at the row's step (a hook's).
 func (r *rowRun) runCutExec(ctx context.Context) error {
-	r.request(ctx)
-	if err := r.waitStep(ctx, r.row.Step); err != nil {
-		r.violate("step %q never reached (%v)", r.row.Step, err)
+	if !r.requestTo(ctx, r.row.Step) {
 		return r.waitEnd(ctx)
 	}
 	if n := r.proxy.CutExecs(); n == 0 {
@@ -578,10 +579,7 @@ func (r *rowRun) kindsSeen() string {
 
 func (r *rowRun) runHoldCut(ctx context.Context) error {
 	r.proxy.Hold(harness.IsSnapshotCreate)
-	r.request(ctx)
-	if err := r.waitStep(ctx, StepCut); err != nil {
-		r.violate("step %q never reached (%v)", StepCut, err)
-	}
+	r.requestTo(ctx, StepCut)
 	// Held until the watchdog ended the freeze, then let through.
 	tctx, cancel := context.WithTimeout(ctx, r.e.bound()+30*time.Second)
 	defer cancel()
