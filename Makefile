@@ -27,22 +27,24 @@ build: ## build the CLI and the four service binaries into bin/
 # Container images: one per service, a static binary on distroless (deploy/docker/).
 ARCH           ?= amd64
 SERVICES       := scheduler hooker snapshotter notifier
+# The images: the four services, and the CLI (the chart's `freezeframe setup` Job).
+IMAGES         := $(SERVICES) freezeframe
 IMAGE_REGISTRY ?= ghcr.io/freezeframe
 IMAGE_TAG      ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' deploy/helm/freezeframe/Chart.yaml)
 DOCKER         ?= docker
 
 .PHONY: build-static
-build-static: ## static linux binaries of the four services (CGO_ENABLED=0) into bin/linux-$(ARCH)/, what the images copy
+build-static: ## static linux binaries of the four services and the CLI (CGO_ENABLED=0) into bin/linux-$(ARCH)/, what the images copy
 	@mkdir -p $(BIN)/linux-$(ARCH)
-	@for s in $(SERVICES); do \
-		echo "build-static $$s (linux/$(ARCH))"; \
-		(cd services/$$s && GOWORK=off CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) \
-			$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/linux-$(ARCH)/$$s .); \
+	@for m in $(addprefix services/,$(SERVICES)) cmd/freezeframe; do \
+		echo "build-static $$m (linux/$(ARCH))"; \
+		(cd $$m && GOWORK=off CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) \
+			$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/linux-$(ARCH)/$$(basename $$m) .); \
 	done
 
 .PHONY: images
-images: build-static ## docker build one image per service: $(IMAGE_REGISTRY)/<service>:$(IMAGE_TAG)
-	@for s in $(SERVICES); do \
+images: build-static ## docker build one image per service and one of the CLI: $(IMAGE_REGISTRY)/<name>:$(IMAGE_TAG)
+	@for s in $(IMAGES); do \
 		echo "image $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG)"; \
 		$(DOCKER) build --platform linux/$(ARCH) \
 			-f deploy/docker/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) $(BIN)/linux-$(ARCH); \

@@ -224,3 +224,122 @@ notifier: []
 {{- $v := index $c $key | default (index $.Values $key) }}
 {{- if $v }}{{ toYaml $v }}{{ end }}
 {{- end }}
+
+{{/*
+The Secret holding a role's nkey seed: its existingSecret, or the one the chart makes from
+its seed, or "" when the role has no identity of its own. Argument: (list $ "hooker").
+*/}}
+{{- define "freezeframe.identitySecret" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $id := index $.Values.natsConnection.identities $role | default dict -}}
+{{- if $id.existingSecret }}
+{{- $id.existingSecret }}
+{{- else if $id.seed }}
+{{- printf "%s-nats" (include "freezeframe.componentName" (list $ $role)) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Env and volume for NATS credentials and TLS, shared by the services and the setup Job.
+Argument: (list $ "hooker" "HOOKER_"): the role and the prefix of its NATS_NKEY.
+"env" renders the variables, "mounts" the volumeMounts, "volumes" the volumes.
+*/}}
+{{- define "freezeframe.natsEnv" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $prefix := index . 2 -}}
+{{- $auth := $.Values.natsConnection.auth -}}
+{{- $tls := $.Values.natsConnection.tls -}}
+{{- $identity := include "freezeframe.identitySecret" (list $ $role) -}}
+- name: NATS_URL
+  value: {{ include "freezeframe.natsURL" $ | quote }}
+{{- if $identity }}
+{{- /* The role's own identity; prefixed, so it wins over a NATS_NKEY set in env. */}}
+- name: {{ $prefix }}NATS_NKEY
+  value: /etc/freezeframe/nats-identity/seed.nk
+{{- else }}
+{{- if and $auth.secretName $auth.credsKey }}
+- name: NATS_CREDS
+  value: /etc/freezeframe/nats-auth/{{ $auth.credsKey }}
+{{- end }}
+{{- if and $auth.secretName $auth.nkeyKey }}
+- name: NATS_NKEY
+  value: /etc/freezeframe/nats-auth/{{ $auth.nkeyKey }}
+{{- end }}
+{{- end }}
+{{- if and $tls.secretName $tls.caKey }}
+- name: NATS_TLS_CA
+  value: /etc/freezeframe/nats-tls/{{ $tls.caKey }}
+{{- end }}
+{{- if and $tls.secretName $tls.certKey }}
+- name: NATS_TLS_CERT
+  value: /etc/freezeframe/nats-tls/{{ $tls.certKey }}
+- name: NATS_TLS_KEY
+  value: /etc/freezeframe/nats-tls/{{ required "natsConnection.tls.keyKey is required with certKey" $tls.keyKey }}
+{{- end }}
+- name: STREAM
+  value: {{ $.Values.natsConnection.stream | quote }}
+- name: STREAM_REPLICAS
+  value: {{ $.Values.natsConnection.streamReplicas | quote }}
+- name: STREAM_MAX_AGE
+  value: {{ $.Values.natsConnection.streamMaxAge | quote }}
+{{- end }}
+
+{{- define "freezeframe.natsMounts" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- if include "freezeframe.identitySecret" (list $ $role) }}
+- name: nats-identity
+  mountPath: /etc/freezeframe/nats-identity
+  readOnly: true
+{{- else if $.Values.natsConnection.auth.secretName }}
+- name: nats-auth
+  mountPath: /etc/freezeframe/nats-auth
+  readOnly: true
+{{- end }}
+{{- if $.Values.natsConnection.tls.secretName }}
+- name: nats-tls
+  mountPath: /etc/freezeframe/nats-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "freezeframe.natsVolumes" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $identity := include "freezeframe.identitySecret" (list $ $role) -}}
+{{- if $identity }}
+{{- /* Only the seed, under a fixed name, whatever else the Secret holds. */}}
+- name: nats-identity
+  secret:
+    secretName: {{ $identity }}
+    defaultMode: 0440
+    items:
+    - key: {{ $.Values.natsConnection.identities.seedKey | default "seed.nk" }}
+      path: seed.nk
+{{- else if $.Values.natsConnection.auth.secretName }}
+- name: nats-auth
+  secret:
+    secretName: {{ $.Values.natsConnection.auth.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- if $.Values.natsConnection.tls.secretName }}
+- name: nats-tls
+  secret:
+    secretName: {{ $.Values.natsConnection.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{/*
+When `freezeframe setup` runs: before the services on install and upgrade, or after them
+with the bundled NATS, which does not exist before the release's resources.
+*/}}
+{{- define "freezeframe.setupHook" -}}
+{{- if .Values.nats.enabled -}}
+post-install,post-upgrade
+{{- else -}}
+pre-install,pre-upgrade
+{{- end }}
+{{- end }}
