@@ -337,7 +337,7 @@ func benchUp(b *testing.B) (*upProcess, *events.Client) {
 // leases opens the hooker's freeze-lease bucket on up's NATS.
 func leases(b *testing.B, up *upProcess) jetstream.KeyValue {
 	b.Helper()
-	nc, _, err := up.Connect()
+	nc, _, err := up.ConnectAs(events.RoleAdmin)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -360,8 +360,9 @@ func TestServiceAccountBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// NATS, and the four services as separate processes.
-	natsSrv := eventstest.NewServer(t)
+	// NATS with one identity per service (as the chart's identities and its setup Job
+	// make it), and the four services as separate processes, each with its own seed.
+	bus := startBus(t, filepath.Join(work, "nats"), "CLUSTER="+cluster)
 	bins, err := deploy.BuildServices(ctx, chart.root, filepath.Join(c.StateDir, "e2e-services"), os.Stderr, deploy.Services...)
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +372,8 @@ func TestServiceAccountBackup(t *testing.T) {
 		prefix := strings.ToUpper(svc) + "_"
 		env := []string{
 			"HOME=" + work, // no ~/.kube/config to fall back on
-			"NATS_URL=" + natsSrv.ClientURL(),
+			"NATS_URL=" + bus.URL(),
+			prefix + "NATS_NKEY=" + bus.Seed(events.Role(svc)),
 			"CLUSTER=" + cluster,
 			"SHUTDOWN_TIMEOUT=5s",
 			"LOG_LEVEL=debug",
@@ -409,10 +411,20 @@ func TestServiceAccountBackup(t *testing.T) {
 	})
 
 	// Ready: the scheduler answers, and the hooker's, snapshotter's and notifier's
-	// consumers exist (the snapshotter creates its consumer after its VolumeSnapshot watch
-	// has synced, which needs list and watch).
-	nc := natsSrv.Connect()
-	js, err := jetstream.New(nc)
+	// consumers are bound (the snapshotter binds after its VolumeSnapshot watch has
+	// synced, which needs list and watch). The test asks as the operator, and looks at
+	// the consumers as admin.
+	nc, err := bus.Connect(events.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	admin, err := bus.Connect(events.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,12 +499,13 @@ func TestServiceAccountBackup(t *testing.T) {
 	if err := alive(); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing a service tried was refused, on any path (the scheduler's policy runner
-	// reads BackupPolicies at start and only logs a refusal).
+	// Nothing a service tried was refused, on any path: not by the API server (the
+	// scheduler's policy runner reads BackupPolicies at start and only logs a refusal),
+	// not by NATS (its own identity's permissions).
 	for _, svc := range deploy.Services {
 		b, _ := os.ReadFile(procs[svc].Log())
 		for line := range strings.Lines(string(b)) {
-			if strings.Contains(strings.ToLower(line), "forbidden") {
+			if l := strings.ToLower(line); strings.Contains(l, "forbidden") || strings.Contains(l, "permissions violation") || strings.Contains(l, "authorization violation") {
 				t.Errorf("%s was refused something: %s", svc, strings.TrimSpace(line))
 			}
 		}

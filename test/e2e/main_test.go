@@ -32,6 +32,9 @@ var (
 	buildErr  error
 	crdOnce   sync.Once
 	crdErr    error
+	natsOnce  sync.Once
+	natsBin   string
+	natsErr   error
 )
 
 // freezeframeBin builds cmd/freezeframe once per test binary, into the sandbox's state
@@ -55,6 +58,55 @@ func freezeframeBin(t testing.TB) string {
 	return builtBin
 }
 
+// natsServerBin builds the standalone nats-server once (cached across runs, the version
+// pkg/events is built against).
+func natsServerBin(t testing.TB) string {
+	t.Helper()
+	natsOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		version, err := harness.NATSServerVersion()
+		if err != nil {
+			natsErr = err
+			return
+		}
+		natsBin, natsErr = harness.EnsureNATSServer(ctx, version, os.Stderr)
+	})
+	if natsErr != nil {
+		t.Fatal(natsErr)
+	}
+	return natsBin
+}
+
+// startBus starts this test's NATS as production runs it: a nats-server with one nkey
+// user per role and its permissions (`freezeframe nats-auth`), the stream, consumers
+// and buckets made by `freezeframe setup` as admin. It is stopped when the test ends; if
+// the test failed, the end of its log is shown.
+func startBus(t testing.TB, dir string, env ...string) *harness.Bus {
+	t.Helper()
+	bus, err := harness.StartBus(t.Context(), harness.BusOptions{
+		Bin:    freezeframeBin(t),
+		Server: natsServerBin(t),
+		Dir:    dir,
+		Env:    env,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Every service did its work within its identity's permissions, and so did the
+		// test as operator: NATS refused nobody.
+		for _, v := range bus.Violations() {
+			t.Errorf("NATS refused a client: %s", v)
+		}
+		bus.Stop()
+		if t.Failed() || os.Getenv("FREEZEFRAME_E2E_LOGS") != "" {
+			t.Logf("nats-server log (%s), last lines:\n%s", bus.Log(), bus.LogTail(40))
+		}
+	})
+	return bus
+}
+
 func installCRD(t testing.TB) {
 	t.Helper()
 	c := sandbox.Shared(t)
@@ -68,19 +120,23 @@ func installCRD(t testing.TB) {
 	}
 }
 
-// startUp runs `freezeframe up` against the sandbox for this test, with env added. It is
-// stopped when the test ends; if the test failed, the end of its log is shown.
+// startUp runs `freezeframe up` against the sandbox for this test, with env added, its
+// services each connecting as its own NATS identity to the test's own nats-server
+// (startBus). It is stopped when the test ends; if the test failed, the end of its log is
+// shown.
 func startUp(t *testing.T, env ...string) *harness.Up {
 	t.Helper()
 	c := sandbox.Shared(t)
 	bin := freezeframeBin(t)
 	installCRD(t)
 	dir := t.TempDir()
+	bus := startBus(t, filepath.Join(dir, "nats"))
 	up, err := harness.StartUp(t.Context(), harness.UpOptions{
 		Bin:        bin,
 		Kubeconfig: c.Kubeconfig,
 		StateDir:   filepath.Join(dir, "state"),
 		LogPath:    filepath.Join(dir, "freezeframe-up.log"),
+		Bus:        bus,
 		Env:        env,
 	})
 	if err != nil {

@@ -299,7 +299,8 @@ func redeliverQuiesced(t *testing.T, up *harness.Up, evs []events.Event) {
 	if !ok {
 		t.Fatal("no quiesced event to redeliver")
 	}
-	nc, _, err := up.Connect()
+	// As the hooker: only the hooker may publish a Quiesced.
+	nc, _, err := up.ConnectAs(events.RoleHooker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func redeliverQuiesced(t *testing.T, up *harness.Up, evs []events.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := events.NewPublisher(js, "/e2e").Publish(t.Context(), q, events.WithID(q.BackupID+".quiesced.redelivered")); err != nil {
+	if _, _, err := events.NewPublisher(js, events.RoleHooker.Source()).Publish(t.Context(), q, events.WithID(q.BackupID+".quiesced.redelivered")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -317,7 +318,8 @@ func redeliverQuiesced(t *testing.T, up *harness.Up, evs []events.Event) {
 // event it was given.
 func waitConsumerIdle(t *testing.T, up *harness.Up, durable string) {
 	t.Helper()
-	nc, _, err := up.Connect()
+	// Consumer state is the admin's to read.
+	nc, _, err := up.ConnectAs(events.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,11 +31,11 @@ func TestChaosFast(t *testing.T) {
 func runMatrix(t *testing.T, rows []chaos.Row) {
 	c := sandbox.Shared(t)
 	ctx := t.Context()
-	version, err := chaos.NATSServerVersion()
+	version, err := harness.NATSServerVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
-	natsBin, err := chaos.EnsureNATSServer(ctx, version, os.Stderr)
+	natsBin, err := harness.EnsureNATSServer(ctx, version, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}

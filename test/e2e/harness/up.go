@@ -32,8 +32,11 @@ type UpOptions struct {
 	LogPath string
 	// Cluster is CLUSTER for the services; "e2e" when empty.
 	Cluster string
-	// NATSPort is FREEZEFRAME_NATS_PORT; a free port when 0. It stays the same across
-	// restarts.
+	// Bus is the NATS the services connect to, each as its own identity. Nil: `up`
+	// starts an embedded NATS (no credentials) on NATSPort.
+	Bus *Bus
+	// NATSPort is FREEZEFRAME_NATS_PORT, without a Bus; a free port when 0. It stays the
+	// same across restarts.
 	NATSPort int
 	// Env adds KEY=VALUE settings (HOOKER_MAX_FREEZE=3s, SNAPSHOTTER_KUBECONFIG=...).
 	Env []string
@@ -58,7 +61,7 @@ func StartUp(ctx context.Context, opts UpOptions) (*Up, error) {
 	if opts.Cluster == "" {
 		opts.Cluster = "e2e"
 	}
-	if opts.NATSPort == 0 {
+	if opts.Bus == nil && opts.NATSPort == 0 {
 		p, err := sandbox.FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("start freezeframe up: %w", err)
@@ -72,8 +75,17 @@ func StartUp(ctx context.Context, opts UpOptions) (*Up, error) {
 	return u, nil
 }
 
-// NATSURL is the embedded NATS server's URL.
-func (u *Up) NATSURL() string { return "nats://127.0.0.1:" + strconv.Itoa(u.opts.NATSPort) }
+// NATSURL is the URL of the NATS the services use: the Bus's, or the embedded one's.
+func (u *Up) NATSURL() string {
+	if u.opts.Bus != nil {
+		return u.opts.Bus.URL()
+	}
+	return "nats://127.0.0.1:" + strconv.Itoa(u.opts.NATSPort)
+}
+
+// userRole is the identity the tests' own connections and CLI invocations use, as a
+// person running backups, unlocks and restores would: the operator.
+const userRole = events.RoleOperator
 
 // Cluster is the cluster name the services run with.
 func (u *Up) Cluster() string { return u.opts.Cluster }
@@ -81,8 +93,12 @@ func (u *Up) Cluster() string { return u.opts.Cluster }
 // LogPath is the file holding the process's output.
 func (u *Up) LogPath() string { return u.opts.LogPath }
 
-// Env is what a freezeframe CLI needs to talk to this process (NATS_URL, CLUSTER).
+// Env is what a freezeframe CLI needs to talk to this process: NATS_URL, CLUSTER, and
+// with a Bus the operator's NATS_NKEY.
 func (u *Up) Env() []string {
+	if u.opts.Bus != nil {
+		return append(u.opts.Bus.Env(userRole), "CLUSTER="+u.opts.Cluster)
+	}
 	return []string{"NATS_URL=" + u.NATSURL(), "CLUSTER=" + u.opts.Cluster}
 }
 
@@ -119,11 +135,15 @@ func (u *Up) start(ctx context.Context) error {
 	cmd.Env = append(cleanEnv(),
 		"KUBECONFIG="+u.opts.Kubeconfig,
 		"FREEZEFRAME_STATE_DIR="+u.opts.StateDir,
-		"FREEZEFRAME_NATS_PORT="+strconv.Itoa(u.opts.NATSPort),
 		"CLUSTER="+u.opts.Cluster,
 		// A test stops it; nothing in flight is worth waiting long for.
 		"SHUTDOWN_TIMEOUT=5s",
 	)
+	if u.opts.Bus != nil {
+		cmd.Env = append(cmd.Env, u.opts.Bus.ServiceEnv()...)
+	} else {
+		cmd.Env = append(cmd.Env, "FREEZEFRAME_NATS_PORT="+strconv.Itoa(u.opts.NATSPort))
+	}
 	cmd.Env = append(cmd.Env, u.opts.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, and killed with the test binary if that dies first.
@@ -162,7 +182,7 @@ func (u *Up) waitReady(ctx context.Context, exited <-chan struct{}) error {
 			return fmt.Errorf("exited before it was ready: %v", u.exitErr())
 		default:
 		}
-		nc, err := nats.Connect(u.NATSURL(), nats.Timeout(time.Second), nats.NoReconnect())
+		nc, err := u.dial(userRole, nats.Timeout(time.Second), nats.NoReconnect())
 		if err == nil {
 			_, err = nc.Request(events.APISubject(u.opts.Cluster), []byte("{}"), time.Second)
 			nc.Close()
@@ -248,14 +268,26 @@ func (u *Up) Restart(ctx context.Context) error {
 	return u.start(ctx)
 }
 
-// Connect returns a NATS connection to the embedded server and an events client over it.
-// Close the connection when done; it does not survive a restart of the process.
+// Connect returns a NATS connection as the operator (with a Bus) and an events client
+// over it. Close the connection when done; without a Bus it does not survive a restart
+// of the process.
 func (u *Up) Connect() (*nats.Conn, *events.Client, error) {
-	nc, err := nats.Connect(u.NATSURL(), nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	return u.ConnectAs(userRole)
+}
+
+// ConnectAs is Connect as another role: a service's, to publish what only that service
+// may (a redelivery), or admin, to look at consumers and buckets. Its events carry the
+// role's source. Without a Bus every role is the same anonymous user.
+func (u *Up) ConnectAs(role events.Role) (*nats.Conn, *events.Client, error) {
+	nc, err := u.dial(role, nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", u.NATSURL(), err)
+		return nil, nil, err
 	}
-	client, err := events.NewClient(nc, events.WithSource("/freezeframe/e2e"))
+	source := role.Source()
+	if role == events.RoleAdmin {
+		source = events.SourceClient
+	}
+	client, err := events.NewClient(nc, events.WithSource(source))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -263,9 +295,23 @@ func (u *Up) Connect() (*nats.Conn, *events.Client, error) {
 	return nc, client, nil
 }
 
+func (u *Up) dial(role events.Role, opts ...nats.Option) (*nats.Conn, error) {
+	if u.opts.Bus != nil {
+		return u.opts.Bus.Connect(role, opts...)
+	}
+	nc, err := nats.Connect(u.NATSURL(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", u.NATSURL(), err)
+	}
+	return nc, nil
+}
+
 // LogTail returns the last n lines of the process's log.
-func (u *Up) LogTail(n int) string {
-	b, err := os.ReadFile(u.opts.LogPath)
+func (u *Up) LogTail(n int) string { return logTail(u.opts.LogPath, n) }
+
+// logTail returns the last n lines of the file at path.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
