@@ -80,4 +80,3 @@ func EnsureNATSServer(ctx context.Context, version string, progress io.Writer) (
 	}
 	return bin, nil
 }
-
