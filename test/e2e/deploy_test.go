@@ -128,7 +128,7 @@ func TestChartRender(t *testing.T) {
 				kinds[o.GetKind()]++
 			}
 			t.Logf("rendered %d objects: %v", len(objs), kinds)
-			for kind, want := range map[string]int{"CustomResourceDefinition": 2, "Deployment": 4, "ServiceAccount": 4, "PodDisruptionBudget": 4, "ClusterRole": 3, "ClusterRoleBinding": 3} {
+			for kind, want := range map[string]int{"CustomResourceDefinition": 2, "Deployment": 4, "ServiceAccount": 4, "PodDisruptionBudget": 4, "ClusterRole": 3, "ClusterRoleBinding": 3, "Job": 1} {
 				got := 0
 				for _, o := range deploy.Select(objs, kind) {
 					if o.GetLabels()["app.kubernetes.io/part-of"] == "freezeframe" || kind == "CustomResourceDefinition" {
@@ -199,6 +199,127 @@ func TestChartRender(t *testing.T) {
 	}
 }
 
+// podVolumeSecret returns the Secret behind the pod volume called name, and the items
+// it projects (key -> path).
+func podVolumeSecret(d *unstructured.Unstructured, name string) (string, map[string]string) {
+	vols, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+	for _, v := range vols {
+		m := v.(map[string]any)
+		if m["name"] != name {
+			continue
+		}
+		secret, _, _ := unstructured.NestedString(m, "secret", "secretName")
+		items, _, _ := unstructured.NestedSlice(m, "secret", "items")
+		paths := map[string]string{}
+		for _, it := range items {
+			im := it.(map[string]any)
+			paths[im["key"].(string)], _ = im["path"].(string)
+		}
+		return secret, paths
+	}
+	return "", nil
+}
+
+// With values-nats-auth.yaml each service connects as its own NATS identity (its seed
+// from its own Secret, mounted read-only, passed as <SERVICE>_NATS_NKEY), over TLS with a
+// client certificate, and the setup Job creates the stream and consumers as admin after
+// the bundled NATS exists. A seed given as a value becomes a Secret of the chart's; the
+// admin's is a hook Secret gone once setup succeeded.
+func TestChartNATSIdentities(t *testing.T) {
+	t.Parallel()
+	helm, dir := preparedChart(t)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	authVals := filepath.Join(chart.root, deploy.ChartDir, "values-nats-auth.yaml")
+	objs, err := helm.Template(ctx, dir, "ff", "freezeframe", []string{chart.prodVals, authVals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const seedPath = "/etc/freezeframe/nats-identity/seed.nk"
+	for _, svc := range deploy.Services {
+		d := deploy.Find(objs, "Deployment", "ff-freezeframe-"+svc)
+		if d == nil {
+			t.Fatalf("no Deployment for %s", svc)
+		}
+		prefix := strings.ToUpper(svc) + "_"
+		if v, _ := containerEnv(t, d, prefix+"NATS_NKEY"); v != seedPath {
+			t.Errorf("%s: %sNATS_NKEY=%q, want %s", svc, prefix, v, seedPath)
+		}
+		for _, shared := range []string{"NATS_NKEY", "NATS_CREDS"} {
+			if v, ok := containerEnv(t, d, shared); ok {
+				t.Errorf("%s: shared %s=%q beside its own identity", svc, shared, v)
+			}
+		}
+		secret, items := podVolumeSecret(d, "nats-identity")
+		if want := "freezeframe-" + svc + "-nats"; secret != want || items["seed.nk"] != "seed.nk" || len(items) != 1 {
+			t.Errorf("%s: identity volume from Secret %q items %v, want %s projecting only seed.nk", svc, secret, items, want)
+		}
+		for env, want := range map[string]string{
+			"NATS_TLS_CA":   "/etc/freezeframe/nats-tls/ca.crt",
+			"NATS_TLS_CERT": "/etc/freezeframe/nats-tls/tls.crt",
+			"NATS_TLS_KEY":  "/etc/freezeframe/nats-tls/tls.key",
+		} {
+			if v, _ := containerEnv(t, d, env); v != want {
+				t.Errorf("%s: %s=%q, want %s", svc, env, v, want)
+			}
+		}
+		cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+		mounts, _, _ := unstructured.NestedSlice(cs[0].(map[string]any), "volumeMounts")
+		for _, m := range mounts {
+			mm := m.(map[string]any)
+			if strings.HasPrefix(mm["name"].(string), "nats-") && mm["readOnly"] != true {
+				t.Errorf("%s: %s mounted writable", svc, mm["name"])
+			}
+		}
+	}
+	job := deploy.Find(objs, "Job", "ff-freezeframe-setup")
+	if job == nil {
+		t.Fatal("no setup Job")
+	}
+	if hook := job.GetAnnotations()["helm.sh/hook"]; hook != "post-install,post-upgrade" {
+		t.Errorf("setup Job hook %q with the bundled NATS, want post-install,post-upgrade", hook)
+	}
+	if v, _ := containerEnv(t, job, "NATS_NKEY"); v != seedPath {
+		t.Errorf("setup Job: NATS_NKEY=%q, want %s", v, seedPath)
+	}
+	if secret, _ := podVolumeSecret(job, "nats-identity"); secret != "freezeframe-admin-nats" {
+		t.Errorf("setup Job's identity from %q, want freezeframe-admin-nats", secret)
+	}
+	if args, _, _ := unstructured.NestedSlice(job.Object, "spec", "template", "spec", "containers"); len(args) != 1 ||
+		fmt.Sprint(args[0].(map[string]any)["args"]) != "[setup]" || !strings.HasSuffix(args[0].(map[string]any)["image"].(string), "/freezeframe:0.1.0") {
+		t.Errorf("setup Job container: %v", args)
+	}
+
+	// Seeds as values: the chart's Secrets; the admin's only for the hook.
+	objs, err = helm.Template(ctx, dir, "ff", "freezeframe", nil,
+		"natsConnection.identities.hooker.seed=SUHOOKERSEED", "natsConnection.identities.admin.seed=SUADMINSEED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookerSecret := deploy.Find(objs, "Secret", "ff-freezeframe-hooker-nats")
+	if hookerSecret == nil {
+		t.Fatal("no hooker Secret from its seed")
+	}
+	if v, _, _ := unstructured.NestedString(hookerSecret.Object, "stringData", "seed.nk"); v != "SUHOOKERSEED" {
+		t.Errorf("hooker's Secret holds %q, want its seed", v)
+	}
+	if secret, _ := podVolumeSecret(deploy.Find(objs, "Deployment", "ff-freezeframe-hooker"), "nats-identity"); secret != "ff-freezeframe-hooker-nats" {
+		t.Errorf("hooker's identity from %q, want ff-freezeframe-hooker-nats", secret)
+	}
+	if secret, _ := podVolumeSecret(deploy.Find(objs, "Deployment", "ff-freezeframe-scheduler"), "nats-identity"); secret != "" {
+		t.Errorf("scheduler has no identity set, but mounts one from %q", secret)
+	}
+	admin := deploy.Find(objs, "Secret", "ff-freezeframe-admin-nats")
+	if admin == nil {
+		t.Fatal("no admin Secret from its seed")
+	}
+	if a := admin.GetAnnotations(); a["helm.sh/hook"] != "pre-install,pre-upgrade" || !strings.Contains(a["helm.sh/hook-delete-policy"], "hook-succeeded") {
+		t.Errorf("admin Secret annotations %v: want a pre-install hook deleted once it succeeded", a)
+	}
+	if job := deploy.Find(objs, "Job", "ff-freezeframe-setup"); job == nil || job.GetAnnotations()["helm.sh/hook"] != "pre-install,pre-upgrade" {
+		t.Errorf("setup Job with a NATS of one's own: want a pre-install,pre-upgrade hook")
+	}
+}
+
 // The chart's CRDs are deploy/crds/, byte for byte: deploy/crds is the one source
 // (`make helm-crds` copies it).
 func TestChartCRDsMatchDeploy(t *testing.T) {
@@ -251,6 +372,8 @@ func TestChartDryRun(t *testing.T) {
 		// RBAC restricted to namespaces.
 		{"options", nil, []string{
 			"natsConnection.auth.secretName=nats-creds", "natsConnection.auth.credsKey=ff.creds",
+			"natsConnection.identities.hooker.seed=SUHOOKERSEED", "natsConnection.identities.snapshotter.existingSecret=snap-nats",
+			"natsConnection.identities.admin.seed=SUADMINSEED",
 			"natsConnection.tls.secretName=nats-tls", "natsConnection.tls.caKey=ca.crt",
 			"natsConnection.tls.certKey=tls.crt", "natsConnection.tls.keyKey=tls.key",
 			"notifier.slack.secretName=slack", "notifier.slack.webhookURLKey=url", "notifier.slack.tokenKey=token",
