@@ -95,7 +95,7 @@ func replica(t *testing.T, js jetstream.JetStream, fake *slacktest.Server, log *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := notify.OpenLedger(t.Context(), js, "freezeframe-notified", 1, time.Hour)
+	ledger, err := notify.OpenLedger(t.Context(), js, events.LedgerBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
