@@ -533,9 +533,9 @@ func TestServiceAccountBackup(t *testing.T) {
 		}
 	})
 
-	// Ready: the scheduler answers, and the hooker's, snapshotter's and notifier's
-	// consumers are bound (the snapshotter binds after its VolumeSnapshot watch has
-	// synced, which needs list and watch). The test asks as the operator, and looks at
+	// Ready: the scheduler answers, and the hooker, snapshotter and notifier pull from
+	// their consumers (the snapshotter after its VolumeSnapshot watch has synced, which
+	// needs list and watch). The test asks as the operator, and looks at
 	// the consumers as admin.
 	nc, err := bus.Connect(events.RoleOperator)
 	if err != nil {
@@ -567,18 +567,27 @@ func TestServiceAccountBackup(t *testing.T) {
 		if _, err := nc.Request(events.APISubject(cluster), []byte("{}"), time.Second); err != nil {
 			return false
 		}
-		stream, err := js.Stream(ctx, "FREEZEFRAME")
+		stream, err := js.Stream(ctx, events.DefaultStream)
 		if err != nil {
 			return false
 		}
-		names := map[string]bool{}
-		for name := range stream.ConsumerNames(ctx).Name() {
-			names[name] = true
-			if strings.HasPrefix(name, "hooker-") {
-				names["hooker-triggers"] = true
+		// Setup made the shared durables: a service is there once it pulls from its
+		// own. The hooker's replica makes its own consumer of resume triggers.
+		for _, durable := range []string{events.DurableHooker, events.DurableSnapshotter, events.DurableNotifier} {
+			cons, err := stream.Consumer(ctx, durable)
+			if err != nil {
+				return false
+			}
+			if info, err := cons.Info(ctx); err != nil || info.NumWaiting == 0 {
+				return false
 			}
 		}
-		return names["hooker"] && names["hooker-triggers"] && names["snapshotter"] && names["notifier"]
+		for name := range stream.ConsumerNames(ctx).Name() {
+			if strings.HasPrefix(name, events.HookerReplicaConsumerPrefix) && name != events.DurableHooker {
+				return true
+			}
+		}
+		return false
 	})
 	if dead != nil {
 		t.Fatal(dead)

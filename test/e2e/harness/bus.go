@@ -142,9 +142,10 @@ func (b *Bus) Seed(role events.Role) string {
 	return filepath.Join(b.authDir(), string(role)+".nk")
 }
 
-// Env is what a freezeframe CLI needs to talk to the bus as role: NATS_URL, NATS_NKEY.
+// Env is what a freezeframe CLI needs to talk to the bus as role: NATS_URL, NATS_NKEY,
+// and FREEZEFRAME_ROLE (which names the inbox its replies come to).
 func (b *Bus) Env(role events.Role) []string {
-	return []string{"NATS_URL=" + b.URL(), "NATS_NKEY=" + b.Seed(role)}
+	return []string{"NATS_URL=" + b.URL(), "NATS_NKEY=" + b.Seed(role), "FREEZEFRAME_ROLE=" + string(role)}
 }
 
 // ServiceEnv is what `freezeframe up` needs to run each service as its own identity:
@@ -157,13 +158,15 @@ func (b *Bus) ServiceEnv() []string {
 	return env
 }
 
-// Connect opens a connection as role. Close it when done.
+// Connect opens a connection as role, its replies on the role's own inbox prefix (the
+// only one its permissions let it subscribe to). Close it when done.
 func (b *Bus) Connect(role events.Role, opts ...nats.Option) (*nats.Conn, error) {
 	auth, err := nats.NkeyOptionFromSeed(b.Seed(role))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", b.URL(), role, err)
 	}
-	nc, err := nats.Connect(b.URL(), append([]nats.Option{auth, nats.Name("e2e-" + string(role))}, opts...)...)
+	base := []nats.Option{auth, nats.Name("e2e-" + string(role)), nats.CustomInboxPrefix(events.InboxPrefix(role))}
+	nc, err := nats.Connect(b.URL(), append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", b.URL(), role, err)
 	}
