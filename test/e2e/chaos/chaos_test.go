@@ -76,8 +76,9 @@ func runMatrix(t *testing.T, rows []chaos.Row) {
 	}
 }
 
-// serviceBinaries returns the directory holding the four service binaries:
-// FREEZEFRAME_CHAOS_BIN (e.g. bin/ after make build), else they are built from
+// serviceBinaries returns the directory holding the four service binaries and
+// the freezeframe CLI (which sets up the bus): FREEZEFRAME_CHAOS_BIN (e.g. bin/
+// after make build), else they are built from
 // this checkout (GOWORK=off, as make build does) into a temporary directory.
 func serviceBinaries(t *testing.T) string {
 	t.Helper()
@@ -91,16 +92,20 @@ func serviceBinaries(t *testing.T) string {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	// Built together: mostly linking, which the cores share.
+	// Built together: mostly linking, which the cores share. The CLI sets up the bus.
 	var wg sync.WaitGroup
-	errs := make([]error, len(chaos.ServiceNames))
-	for i, s := range chaos.ServiceNames {
+	pkgs := []string{filepath.Join("cmd", "freezeframe")}
+	for _, s := range chaos.ServiceNames {
+		pkgs = append(pkgs, filepath.Join("services", s))
+	}
+	errs := make([]error, len(pkgs))
+	for i, pkg := range pkgs {
 		wg.Go(func() {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, s), ".")
-			cmd.Dir = filepath.Join(root, "services", s)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), ".")
+			cmd.Dir = filepath.Join(root, pkg)
 			cmd.Env = append(os.Environ(), "GOWORK=off")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("build %s: %w\n%s", s, err, out)
+				errs[i] = fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,9 +28,10 @@ import (
 // Config configures Run.
 type Config struct {
 	Cluster *sandbox.Cluster
-	// BinDir holds the scheduler, hooker, snapshotter and notifier binaries.
+	// BinDir holds the scheduler, hooker, snapshotter and notifier binaries, and
+	// the freezeframe CLI, which sets up the bus.
 	BinDir string
-	// NATSServer is the nats-server binary (EnsureNATSServer).
+	// NATSServer is the nats-server binary (harness.EnsureNATSServer).
 	NATSServer string
 	// WorkDir holds one directory per row: NATS store, service logs.
 	WorkDir string
@@ -241,8 +243,10 @@ func (r *rowRun) setUp(ctx context.Context) error {
 		specs = append(specs, spec{Hooker, h})
 	}
 	specs = append(specs, spec{Snapshotter, Snapshotter}, spec{Notifier, Notifier})
-	// Started together: each waits for its own readiness. The first to
-	// create the stream wins; the others update it to the same config.
+	if err := r.setUpBus(ctx); err != nil {
+		return err
+	}
+	// Started together: each waits for its own readiness.
 	var wg sync.WaitGroup
 	r.svcs = make([]*Service, len(specs))
 	errs := make([]error, len(specs))
@@ -274,6 +278,26 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return r.writer.WaitAcked(wctx, 50)
+}
+
+// setUpBus runs `freezeframe setup`: the stream, the shared durables and the
+// buckets, with the services' settings (ack waits, replicas) so that the
+// consumers match them. The services create none of them.
+func (r *rowRun) setUpBus(ctx context.Context) error {
+	env := baseEnv()
+	for _, kind := range ServiceNames {
+		for _, kv := range r.serviceEnv(kind, kind) {
+			env = append(env, strings.ToUpper(kind)+"_"+kv)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(r.e.cfg.BinDir, "freezeframe"), "setup")
+	cmd.Env = append(env, "NATS_URL="+r.natsURL())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("freezeframe setup: %w\n%s", err, out)
+	}
+	return nil
 }
 
 func (r *rowRun) serviceEnv(kind, name string) []string {
