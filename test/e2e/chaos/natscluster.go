@@ -14,18 +14,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/test/e2e/harness"
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
 // NATSCluster is a JetStream cluster of nats-server processes on loopback.
 type NATSCluster struct {
 	Nodes []*NATSServer
+	ids   harness.Identities
 }
 
 // StartNATSCluster starts n nodes (three, or five) routed to each other, each
 // with its store under dir/<name>, and waits until JetStream answers on
 // every node (a meta leader is elected).
-func StartNATSCluster(ctx context.Context, bin, dir string, n int) (*NATSCluster, error) {
+func StartNATSCluster(ctx context.Context, bin, dir string, n int, ids harness.Identities) (*NATSCluster, error) {
 	ports := make([]int, 2*n)
 	for i := range ports {
 		p, err := sandbox.FreePort()
@@ -38,16 +41,20 @@ func StartNATSCluster(ctx context.Context, bin, dir string, n int) (*NATSCluster
 	for i := range n {
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(ports[n+i]))
 	}
-	c := &NATSCluster{}
+	conf, err := writeAuthConfig(dir, ids)
+	if err != nil {
+		return nil, fmt.Errorf("start nats cluster: %w", err)
+	}
+	c := &NATSCluster{ids: ids}
 	for i := range n {
 		name := fmt.Sprintf("nats-%d", i)
 		store := filepath.Join(dir, name)
 		if err := os.MkdirAll(store, 0o755); err != nil {
 			return nil, fmt.Errorf("start nats cluster: %w", err)
 		}
-		c.Nodes = append(c.Nodes, &NATSServer{Port: ports[i], Proc: &Proc{
+		c.Nodes = append(c.Nodes, &NATSServer{Port: ports[i], ids: ids, Proc: &Proc{
 			Name: name, Bin: bin, Log: filepath.Join(dir, name+".log"), Env: os.Environ(),
-			Args: []string{"--jetstream", "--store_dir", store, "--addr", "127.0.0.1", "--port", strconv.Itoa(ports[i]),
+			Args: []string{"--config", conf, "--jetstream", "--store_dir", store, "--addr", "127.0.0.1", "--port", strconv.Itoa(ports[i]),
 				"--server_name", name, "--cluster_name", "chaos", "--cluster", routes[i], "--routes", strings.Join(routes, ",")},
 		}})
 	}
@@ -78,7 +85,7 @@ func StartNATSCluster(ctx context.Context, bin, dir string, n int) (*NATSCluster
 
 // waitMetaLeader waits until a stream at R3 can be created (and deletes it).
 func (c *NATSCluster) waitMetaLeader(ctx context.Context) error {
-	nc, err := connectAll(c.URL())
+	nc, err := connectAll(c.URL(), c.ids)
 	if err != nil {
 		return err
 	}
@@ -143,10 +150,14 @@ func (c *NATSCluster) Stop(ctx context.Context) {
 	wg.Wait()
 }
 
-// connectAll connects to any node of url (comma-separated), reconnecting
-// forever.
-func connectAll(url string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+// connectAll connects to any node of url (comma-separated) as admin,
+// reconnecting forever: the test watches every event and every consumer.
+func connectAll(url string, ids harness.Identities) (*nats.Conn, error) {
+	opts, err := ids.Options(events.RoleAdmin)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	nc, err := nats.Connect(url, append(opts, nats.Timeout(2*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", url, err)
 	}

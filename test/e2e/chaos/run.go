@@ -99,7 +99,13 @@ func Run(ctx context.Context, cfg Config, rows []Row, onResult func(Result)) ([]
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, app: app, markers: markers, webhook: cfg.Slack.Webhook("chaos", nuid.Next())}
+	// One identity per role, as in production: each service connects with its
+	// own seed and may do only its part; the test itself is admin.
+	ids, err := harness.WriteIdentities(ctx, filepath.Join(cfg.BinDir, "freezeframe"), filepath.Join(cfg.WorkDir, "identities"))
+	if err != nil {
+		return nil, fmt.Errorf("run chaos: %w", err)
+	}
+	e := &env{cfg: cfg, app: app, markers: markers, webhook: cfg.Slack.Webhook("chaos", nuid.Next()), ids: ids}
 	var out []Result
 	for i, row := range rows {
 		if ctx.Err() != nil {
@@ -123,6 +129,7 @@ type env struct {
 	app     *sandbox.Database
 	markers string
 	webhook string
+	ids     harness.Identities
 }
 
 // bound is the writer-observed freeze the cap allows: MaxFreeze from
@@ -206,8 +213,25 @@ func (e *env) runRow(ctx context.Context, i int, row Row) Result {
 		return res
 	}
 	res.FrozenFor, res.Hooks, err = r.check(ctx)
+	// Every service did its part within its identity's permissions.
+	for _, s := range r.natsNodes() {
+		for _, v := range s.Violations() {
+			r.violate("NATS refused a client: %s", v)
+		}
+	}
 	res.Violations, res.NA, res.Err = r.violations, r.na, err
 	return res
+}
+
+// natsNodes are the row's nats-server processes.
+func (r *rowRun) natsNodes() []*NATSServer {
+	if r.cluster != nil {
+		return r.cluster.Nodes
+	}
+	if r.nats != nil {
+		return []*NATSServer{r.nats}
+	}
+	return nil
 }
 
 func (r *rowRun) setUp(ctx context.Context) error {
@@ -224,10 +248,10 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	}
 	var err error
 	if r.row.kind == kindNATS {
-		if r.cluster, err = StartNATSCluster(ctx, r.e.cfg.NATSServer, r.dir, 3); err != nil {
+		if r.cluster, err = StartNATSCluster(ctx, r.e.cfg.NATSServer, r.dir, 3, r.e.ids); err != nil {
 			return err
 		}
-	} else if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
+	} else if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats", r.e.ids); err != nil {
 		return err
 	}
 	if r.proxy, err = harness.StartAPIProxy(r.e.cfg.Cluster.Config, r.dir); err != nil {
@@ -260,7 +284,7 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if r.nc, err = connectAll(r.natsURL()); err != nil {
+	if r.nc, err = connectAll(r.natsURL(), r.e.ids); err != nil {
 		return err
 	}
 	if r.js, err = jetstream.New(r.nc); err != nil {
@@ -293,7 +317,7 @@ func (r *rowRun) setUpBus(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(r.e.cfg.BinDir, "freezeframe"), "setup")
-	cmd.Env = append(env, "NATS_URL="+r.natsURL())
+	cmd.Env = append(env, "NATS_URL="+r.natsURL(), "NATS_NKEY="+r.e.ids.Seed(events.RoleAdmin))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("freezeframe setup: %w\n%s", err, out)
 	}
@@ -301,7 +325,7 @@ func (r *rowRun) setUpBus(ctx context.Context) error {
 }
 
 func (r *rowRun) serviceEnv(kind, name string) []string {
-	env := []string{"NATS_URL=" + r.natsURL(), "CLUSTER=chaos", "KUBECONFIG=" + r.e.cfg.Cluster.Kubeconfig}
+	env := []string{"NATS_URL=" + r.natsURL(), "NATS_NKEY=" + r.e.ids.Seed(events.Role(kind)), "CLUSTER=chaos", "KUBECONFIG=" + r.e.cfg.Cluster.Kubeconfig}
 	if r.cluster != nil {
 		env = append(env, "STREAM_REPLICAS=3")
 	}

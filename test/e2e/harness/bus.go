@@ -34,10 +34,45 @@ type BusOptions struct {
 	Env []string
 }
 
+// Identities are one nkey seed per role and the server's auth.conf (public keys and
+// permissions), as `freezeframe nats-auth` writes them into Dir.
+type Identities struct{ Dir string }
+
+// WriteIdentities runs `freezeframe nats-auth --out dir` with the freezeframe binary bin.
+func WriteIdentities(ctx context.Context, bin, dir string) (Identities, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "nats-auth", "--out", dir)
+	cmd.Env = cleanEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Identities{}, fmt.Errorf("freezeframe nats-auth: %w\n%s", err, out)
+	}
+	return Identities{Dir: dir}, nil
+}
+
+// Seed is the path of role's nkey seed file.
+func (i Identities) Seed(role events.Role) string {
+	return filepath.Join(i.Dir, string(role)+".nk")
+}
+
+// AuthConf is the path of the server's authorization block, for `include`.
+func (i Identities) AuthConf() string { return filepath.Join(i.Dir, "auth.conf") }
+
+// Options are the connection options of role: its nkey, and its replies on the role's
+// own inbox prefix (the only one its permissions let it subscribe to).
+func (i Identities) Options(role events.Role) ([]nats.Option, error) {
+	auth, err := nats.NkeyOptionFromSeed(i.Seed(role))
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", role, err)
+	}
+	return []nats.Option{auth, nats.CustomInboxPrefix(events.InboxPrefix(role))}, nil
+}
+
 // Bus is a running nats-server with per-role identities, the event stream and the
 // services' consumers and buckets already set up. It outlives any `freezeframe up`
 // started against it, as a production NATS outlives the services.
 type Bus struct {
+	Identities
 	opts BusOptions
 	port int
 	proc *sandbox.Process
@@ -58,11 +93,8 @@ func StartBus(ctx context.Context, opts BusOptions) (_ *Bus, err error) {
 		return nil, fmt.Errorf("start bus: %w", err)
 	}
 	b := &Bus{opts: opts, port: port}
-	if err := os.MkdirAll(b.authDir(), 0o700); err != nil {
+	if b.Identities, err = WriteIdentities(ctx, opts.Bin, filepath.Join(opts.Dir, "auth")); err != nil {
 		return nil, fmt.Errorf("start bus: %w", err)
-	}
-	if out, err := b.freezeframe(ctx, nil, "nats-auth", "--out", b.authDir()); err != nil {
-		return nil, fmt.Errorf("start bus: freezeframe nats-auth: %w\n%s", err, out)
 	}
 	conf := filepath.Join(opts.Dir, "nats-server.conf")
 	// The seeds stay on this side: the server sees auth.conf, public keys and permissions.
@@ -89,8 +121,6 @@ func StartBus(ctx context.Context, opts BusOptions) (_ *Bus, err error) {
 	}
 	return b, nil
 }
-
-func (b *Bus) authDir() string { return filepath.Join(b.opts.Dir, "auth") }
 
 // freezeframe runs the CLI with a clean environment plus env, and returns its output.
 func (b *Bus) freezeframe(ctx context.Context, env []string, args ...string) ([]byte, error) {
@@ -137,11 +167,6 @@ func (b *Bus) waitJetStream(ctx context.Context) error {
 // URL is the server's client URL.
 func (b *Bus) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(b.port) }
 
-// Seed is the path of role's nkey seed file.
-func (b *Bus) Seed(role events.Role) string {
-	return filepath.Join(b.authDir(), string(role)+".nk")
-}
-
 // Env is what a freezeframe CLI needs to talk to the bus as role: NATS_URL, NATS_NKEY,
 // and FREEZEFRAME_ROLE (which names the inbox its replies come to).
 func (b *Bus) Env(role events.Role) []string {
@@ -158,14 +183,13 @@ func (b *Bus) ServiceEnv() []string {
 	return env
 }
 
-// Connect opens a connection as role, its replies on the role's own inbox prefix (the
-// only one its permissions let it subscribe to). Close it when done.
+// Connect opens a connection as role (Identities.Options). Close it when done.
 func (b *Bus) Connect(role events.Role, opts ...nats.Option) (*nats.Conn, error) {
-	auth, err := nats.NkeyOptionFromSeed(b.Seed(role))
+	base, err := b.Options(role)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s as %s: %w", b.URL(), role, err)
+		return nil, fmt.Errorf("connect to %s: %w", b.URL(), err)
 	}
-	base := []nats.Option{auth, nats.Name("e2e-" + string(role)), nats.CustomInboxPrefix(events.InboxPrefix(role))}
+	base = append(base, nats.Name("e2e-"+string(role)))
 	nc, err := nats.Connect(b.URL(), append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", b.URL(), role, err)
