@@ -91,7 +91,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // rights of role (requester or operator) at least.
 func addConnectFlags(fs *flag.FlagSet, cf *connectFlags, role events.Role) {
 	fs.StringVar(&cf.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL ($NATS_URL)")
-	fs.StringVar(&cf.nkey, "nkey", os.Getenv("NATS_NKEY"), "nkey seed file of the NATS identity ($NATS_NKEY; see `freezeframe nats-auth`)")
+	fs.StringVar(&cf.nkey, "nkey", os.Getenv("NATS_NKEY"), "nkey seed file of the NATS identity ($NATS_NKEY; written by freezeframe nats-auth)")
 	fs.StringVar(&cf.creds, "creds", os.Getenv("NATS_CREDS"), "NATS .creds file ($NATS_CREDS)")
 	fs.StringVar(&cf.tlsCA, "tls-ca", os.Getenv("NATS_TLS_CA"), "CA bundle to verify the NATS server ($NATS_TLS_CA)")
 	fs.StringVar(&cf.role, "role", envOr("FREEZEFRAME_ROLE", string(role)), "role of the NATS identity, which names its reply inbox: requester, operator or admin ($FREEZEFRAME_ROLE)")
