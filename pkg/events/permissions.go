@@ -127,6 +127,9 @@ func Permissions(role Role, res Resources) Grant {
 	case RoleOperator:
 		ownConsumers(false)
 		g.pub("freezeframe.api.backup.>")
+		// An operator may use the commands a requester uses, which reply
+		// on the requester's inbox unless told otherwise (--role).
+		g.sub(InboxPrefix(RoleRequester) + ".>")
 		g.readBucket(res.FreezesBucket)
 		g.readBucket(BackupsBucket)
 	}

@@ -178,6 +178,9 @@ func TestSlackContract(t *testing.T) {
 	if err := js.DeleteConsumer(t.Context(), events.DefaultStream, notify.Durable); err != nil {
 		t.Fatal(err)
 	}
+	if err := events.EnsureConsumer(t.Context(), js, notify.Config{}.SharedConsumers()[0]); err != nil { // as `freezeframe setup` does
+		t.Fatal(err)
+	}
 	run(t, js, replica(t, js, fake, log))
 	waitSettled(t, js, 10)
 	check(t)

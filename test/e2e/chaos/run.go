@@ -257,6 +257,10 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	if r.proxy, err = harness.StartAPIProxy(r.e.cfg.Cluster.Config, r.dir); err != nil {
 		return err
 	}
+	// After the proxy: setup reads the services' settings, the proxy's among them.
+	if err := r.setUpBus(ctx); err != nil {
+		return err
+	}
 	hookers := []string{"hooker"}
 	if r.row.kind == kindStopHolder {
 		hookers = []string{"hooker-a", "hooker-b"}
@@ -267,10 +271,8 @@ func (r *rowRun) setUp(ctx context.Context) error {
 		specs = append(specs, spec{Hooker, h})
 	}
 	specs = append(specs, spec{Snapshotter, Snapshotter}, spec{Notifier, Notifier})
-	if err := r.setUpBus(ctx); err != nil {
-		return err
-	}
-	// Started together: each waits for its own readiness.
+	// Started together: each waits for its own readiness, on the bus
+	// set up above.
 	var wg sync.WaitGroup
 	r.svcs = make([]*Service, len(specs))
 	errs := make([]error, len(specs))
