@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,7 +73,9 @@ the current kubeconfig. With NATS_URL unset it starts an embedded NATS server
 with JetStream on 127.0.0.1 (data under --state-dir) and sets it up as
 "freezeframe setup" does; with NATS_URL set it connects there instead and
 tries the set-up (the services wait for an admin's "freezeframe setup" if
-its identity may not). Flags:
+its identity may not), unless the services have NATS identities of their own
+(SCHEDULER_NATS_NKEY, HOOKER_NATS_NKEY, ... or _NATS_CREDS): such a bus is
+the admin's to set up. Flags:
 `)
 		fs.PrintDefaults()
 		fmt.Fprintln(stderr)
@@ -170,8 +173,18 @@ its identity may not). Flags:
 // upSetUpBus creates what the services need on NATS before they start.
 // `up` owns an embedded server, so it sets it up; on a NATS of its own
 // (NATS_URL) it tries, and when its identity may not (no admin rights) the
-// services wait for an admin's `freezeframe setup`.
+// services wait for an admin's `freezeframe setup`. It does not try when the
+// services have identities of their own: the attempt would be made with a
+// service's, refused (a violation in the server's log) and waited out.
 func upSetUpBus(ctx context.Context, cfgs upConfigs, embeddedNATS bool, log *slog.Logger) error {
+	if !embeddedNATS {
+		if owners := ownIdentities(); len(owners) > 0 {
+			// A bus secured per service is set up by its admin, not by a service:
+			// trying with a service's identity would only be refused.
+			log.Info("the bus is set up by `freezeframe setup` as admin: the services have identities of their own", "services", owners)
+			return nil
+		}
+	}
 	nc, js, err := service.Connect(ctx, cfgs.hooker.NATS, "freezeframe-setup", log, nats.CustomInboxPrefix(events.InboxPrefix(events.RoleAdmin)))
 	if err != nil {
 		return err
@@ -197,4 +210,16 @@ func envInt(key string, def int) int {
 		return v
 	}
 	return def
+}
+
+// ownIdentities lists the services given NATS credentials of their own
+// (<SERVICE>_NATS_NKEY or <SERVICE>_NATS_CREDS) rather than the shared ones.
+func ownIdentities() []string {
+	var out []string
+	for _, svc := range []string{"SCHEDULER", "HOOKER", "SNAPSHOTTER", "NOTIFIER"} {
+		if os.Getenv(svc+"_NATS_NKEY") != "" || os.Getenv(svc+"_NATS_CREDS") != "" {
+			out = append(out, strings.ToLower(svc))
+		}
+	}
+	return out
 }
