@@ -289,11 +289,18 @@ func TestChartNATSIdentities(t *testing.T) {
 		t.Errorf("setup Job container: %v", args)
 	}
 
-	// Seeds as values: the chart's Secrets; the admin's only for the hook.
+	// Seeds as values: the chart's Secrets; the admin's only for the hook. The setup Job
+	// gets the services' settings, so that it makes their consumers to match.
 	objs, err = helm.Template(ctx, dir, "ff", "freezeframe", nil,
-		"natsConnection.identities.hooker.seed=SUHOOKERSEED", "natsConnection.identities.admin.seed=SUADMINSEED")
+		"natsConnection.identities.hooker.seed=SUHOOKERSEED", "natsConnection.identities.admin.seed=SUADMINSEED",
+		"hooker.env.HOOKER_ACK_WAIT=45s", "env.OTEL_TRACES_EXPORTER=none")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"HOOKER_ACK_WAIT": "45s", "OTEL_TRACES_EXPORTER": "none"} {
+		if v, _ := containerEnv(t, deploy.Find(objs, "Job", "ff-freezeframe-setup"), k); v != want {
+			t.Errorf("setup Job: %s=%q, want %s (the service's setting)", k, v, want)
+		}
 	}
 	hookerSecret := deploy.Find(objs, "Secret", "ff-freezeframe-hooker-nats")
 	if hookerSecret == nil {
