@@ -258,11 +258,17 @@ func testRefusals(t *testing.T, srv *authServer) {
 			}},
 		{"hooker pulls the snapshotter's events", events.RoleHooker, "$JS.API.CONSUMER.MSG.NEXT." + stream + ".snapshotter", nil},
 		{"requester deletes the hooker's consumer", events.RoleRequester, "$JS.API.CONSUMER.DELETE." + stream + ".hooker",
-			func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) { _ = js.DeleteConsumer(ctx, stream, "hooker") }},
+			func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) {
+				_ = js.DeleteConsumer(ctx, stream, "hooker")
+			}},
 		{"snapshotter deletes the lease bucket", events.RoleSnapshotter, "$JS.API.STREAM.DELETE.KV_" + events.FreezesBucket,
-			func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) { _ = js.DeleteKeyValue(ctx, events.FreezesBucket) }},
+			func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) {
+				_ = js.DeleteKeyValue(ctx, events.FreezesBucket)
+			}},
 		{"notifier answers backup requests", events.RoleNotifier, events.APISubject("dev"),
-			func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) { _, _ = nc.QueueSubscribe(events.APISubject("dev"), "x", func(*nats.Msg) {}) }},
+			func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) {
+				_, _ = nc.QueueSubscribe(events.APISubject("dev"), "x", func(*nats.Msg) {})
+			}},
 		{"requester reads the operator's replies", events.RoleRequester, events.InboxPrefix(events.RoleOperator) + ".>",
 			func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) {
 				_, _ = nc.Subscribe(events.InboxPrefix(events.RoleOperator)+".>", func(*nats.Msg) {})

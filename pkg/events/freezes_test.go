@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )

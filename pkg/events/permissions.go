@@ -138,7 +138,9 @@ func Permissions(role Role, res Resources) Grant {
 
 type grantBuilder struct{ g Grant }
 
-func (b *grantBuilder) pub(subjects ...string) { b.g.Publish.Allow = appendNew(b.g.Publish.Allow, subjects) }
+func (b *grantBuilder) pub(subjects ...string) {
+	b.g.Publish.Allow = appendNew(b.g.Publish.Allow, subjects)
+}
 func (b *grantBuilder) sub(subjects ...string) {
 	b.g.Subscribe.Allow = appendNew(b.g.Subscribe.Allow, subjects)
 }
