@@ -130,7 +130,8 @@ func startUp(t *testing.T, env ...string) *harness.Up {
 	bin := freezeframeBin(t)
 	installCRD(t)
 	dir := t.TempDir()
-	bus := startBus(t, filepath.Join(dir, "nats"))
+	// Setup sees the services' settings too, so that it makes their consumers to match.
+	bus := startBus(t, filepath.Join(dir, "nats"), env...)
 	up, err := harness.StartUp(t.Context(), harness.UpOptions{
 		Bin:        bin,
 		Kubeconfig: c.Kubeconfig,
