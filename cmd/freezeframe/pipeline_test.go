@@ -145,8 +145,9 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 	return freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), false, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Pods:       freeze.NewKubeObjects(kube),
 		Exec:       ex,
 		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,

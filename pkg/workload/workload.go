@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 )
@@ -44,6 +45,9 @@ type Info struct {
 	Pods []Pod
 	// Replicas is how many pods the workload asks for (spec.replicas).
 	Replicas int32
+	// Selector selects the workload's pods (spec.selector): a pod it does
+	// not match is not the workload's, whatever its name.
+	Selector labels.Selector
 }
 
 // Content is the workload as unstructured content, for templates that read
@@ -123,7 +127,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
 	}
-	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, object: obj, Replicas: replicas}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, object: obj, Replicas: replicas, Selector: sel}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue

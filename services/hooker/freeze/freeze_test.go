@@ -122,8 +122,9 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 		}
 		svc := New(cfg, Deps{
 			Workloads:  workload.NewResolver(kube),
-			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
+			Blueprints: NewKubeBlueprints(dyn, cfg.NamespacedBlueprints, cfg.BlueprintNamespace),
 			Objects:    NewKubeObjects(kube),
+			Pods:       NewKubeObjects(kube),
 			Exec:       ex,
 			Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
 			Lookup:     events.NewStreamHistory(js, "").Lookup,

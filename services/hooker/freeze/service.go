@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -43,6 +44,12 @@ type ObjectSource interface {
 	ConfigMap(ctx context.Context, namespace, name string) (blueprint.ConfigMap, error)
 }
 
+// PodSource reads one pod, to check a hook's target just before the exec
+// (KubeObjects).
+type PodSource interface {
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+}
+
 // Executor runs a command in a pod (*podexec.Executor).
 type Executor interface {
 	Exec(ctx context.Context, r podexec.Request) (podexec.Result, error)
@@ -56,9 +63,13 @@ type Deps struct {
 	Workloads  WorkloadResolver
 	Blueprints BlueprintSource
 	Objects    ObjectSource
-	Exec       Executor
-	Publisher  Publisher
-	Lookup     EventLookup
+	// Pods are read to check that a hook execs only into its workload's
+	// pods or the allow-list's; without it every exec outside the pods
+	// resolved for the backup is refused.
+	Pods      PodSource
+	Exec      Executor
+	Publisher Publisher
+	Lookup    EventLookup
 	// Leases keeps one freeze lease per workload (lease.Open).
 	Leases *lease.Store
 }
@@ -70,6 +81,8 @@ type Service struct {
 	workloads  WorkloadResolver
 	blueprints BlueprintSource
 	objects    ObjectSource
+	pods       PodSource
+	execAllow  ExecAllowList
 	exec       Executor
 	pub        Publisher
 	leases     *lease.Store
@@ -101,7 +114,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	return &Service{
 		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
-		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
+		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, pods: d.Pods, execAllow: cfg.ExecAllow, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
 		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 	}
@@ -186,7 +199,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if w := cfg.blueprintNamespaceWarning(); w != "" {
 		log.WarnContext(ctx, w, "blueprint_namespaces", blueprintNamespaces)
 	}
-	log.InfoContext(ctx, "blueprints are looked for in the workload's namespace, then in the blueprint namespaces", "blueprint_namespaces", blueprintNamespaces)
+	if cfg.NamespacedBlueprints {
+		log.InfoContext(ctx, "blueprints are looked for in the workload's namespace, then in the blueprint namespaces", "blueprint_namespaces", blueprintNamespaces)
+	} else {
+		log.InfoContext(ctx, "blueprints are looked for in the blueprint namespaces only (HOOKER_NAMESPACED_BLUEPRINTS is off)", "blueprint_namespaces", blueprintNamespaces)
+	}
+	log.InfoContext(ctx, "hooks exec only into the pods of the workload they back up, and those of the exec allow-list", "exec_allow", cfg.ExecAllow.String())
 	bus, err := service.OpenBus(ctx, cfg.Common, "hooker", log)
 	if err != nil {
 		return err
@@ -209,8 +227,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	s := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kc),
-		Blueprints: NewKubeBlueprints(dc, blueprintNamespaces...),
+		Blueprints: NewKubeBlueprints(dc, cfg.NamespacedBlueprints, blueprintNamespaces...),
 		Objects:    NewKubeObjects(kc),
+		Pods:       NewKubeObjects(kc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
 		Lookup:     events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream).Lookup,

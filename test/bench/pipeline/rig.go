@@ -134,8 +134,9 @@ func Start(tb testing.TB, o Options) *Rig {
 	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dyn, false, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Pods:       freeze.NewKubeObjects(kube),
 		Exec:       r.Exec,
 		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,
