@@ -50,8 +50,8 @@ type ExecNotAllowedError struct {
 }
 
 func (e *ExecNotAllowedError) Error() string {
-	return fmt.Sprintf("%s: phase %s targets pod %s/%s, which is not a pod of %s (%s): a hook may exec only into the pods of the workload it backs up; "+
-		"to allow it, the platform team adds %q to the hooker's exec allow-list (HOOKER_EXEC_ALLOW, chart value hooker.execAllow)",
+	return fmt.Sprintf("%s: phase %s targets pod %s/%s, which is not a pod of %s: %s. A hook may exec only into the pods of the workload it backs up; "+
+		"to allow this one, the platform team adds %q to the hooker's exec allow-list (HOOKER_EXEC_ALLOW, chart value hooker.execAllow)",
 		ErrExecNotAllowed, e.Phase, e.Namespace, e.Pod, e.Workload, e.Why, e.Namespace+":<label selector of that pod>")
 }
 

@@ -61,19 +61,20 @@ type fixture struct {
 	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
 }
 
-func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
-	f := newEnv(t, bp, annotations)
+// newFixture starts one hooker replica; kubeObjs are added to the cluster.
+func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string, kubeObjs ...runtime.Object) *fixture {
+	f := newEnv(t, bp, annotations, kubeObjs...)
 	f.svc, _ = f.start(t, cfg, "hooker-0")
 	return f
 }
 
 // newEnv makes the cluster and the server; start adds a hooker replica
 // whose cancel func stops it as a crash would (no more lease renewals).
-func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
+func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string, kubeObjs ...runtime.Object) *fixture {
 	t.Helper()
 	srv := eventstest.NewServer(t)
 	nc, js := srv.JetStream()
-	kube := kubefake.NewClientset(
+	kube := kubefake.NewClientset(append([]runtime.Object{
 		&appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: annotations},
 			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
@@ -94,7 +95,7 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "redis"}}},
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 		},
-	)
+	}, kubeObjs...)...)
 	var objs []runtime.Object
 	if bp != nil {
 		objs = append(objs, bp)
