@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -164,6 +167,41 @@ func (p BackupRequested) Validate() error {
 	}
 	if p.SnapshotsToKeep < 0 {
 		errs = append(errs, errors.New("snapshotsToKeep: must not be negative"))
+	}
+	errs = append(errs, ValidateOptions(p.Options))
+	return errors.Join(errs...)
+}
+
+// secretWords are the parts of an option name that say its value is a
+// credential.
+var secretWords = []string{"password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "credential", "privatekey", "seed"}
+
+// SecretLookingOption reports whether an option's name says it holds a
+// credential ("dbPassword", "api_key", "SLACK_TOKEN"), case, "_" and "-"
+// ignored.
+func SecretLookingOption(name string) bool {
+	n := strings.NewReplacer("_", "", "-", "", ".", "").Replace(strings.ToLower(name))
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateOptions refuses options whose names look like credentials. A
+// request is stored in the event stream as it was sent, readable by every
+// requester and kept for the stream's whole retention: a password there is
+// a password leaked. Blueprints read credentials from Kubernetes Secrets
+// they name under "objects", which the hooker fetches at backup time and
+// never writes to the stream.
+func ValidateOptions(opts map[string]string) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(opts)) {
+		if SecretLookingOption(name) {
+			errs = append(errs, fmt.Errorf("options.%s: looks like a credential, and options are stored in the event stream in clear: "+
+				"put it in a Kubernetes Secret and have the blueprint read it through objects (.Phases.<phase>.Secrets)", name))
+		}
 	}
 	return errors.Join(errs...)
 }

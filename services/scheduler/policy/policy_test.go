@@ -311,6 +311,10 @@ func TestPausedAndRefused(t *testing.T) {
 			o["spec"].(map[string]any)["blueprint"] = ""
 		}),
 		newPolicy("bad", "61 * * * *", "", created),
+		// A credential as an option would be stored in the stream: nothing is requested.
+		newPolicy("leaky", "@hourly", "", created, func(o map[string]any) {
+			o["spec"].(map[string]any)["options"] = map[string]any{"dbPassword": "hunter2"}
+		}),
 		// ops/cache has no blueprint: its backup ends at once, and says why.
 		newPolicy("ops", "@hourly", "", created, func(o map[string]any) {
 			o["spec"].(map[string]any)["selection"].(map[string]any)["namespaces"] = []any{"ops"}
@@ -334,5 +338,8 @@ func TestPausedAndRefused(t *testing.T) {
 	}
 	if st := status(t, dyn, "bad"); !strings.Contains(st.Message, "61") {
 		t.Errorf("invalid schedule status %+v", st)
+	}
+	if st := status(t, dyn, "leaky"); !strings.Contains(st.Message, "options.dbPassword") || !strings.Contains(st.Message, "Kubernetes Secret") || st.NextScheduleTime != nil {
+		t.Errorf("secret option status %+v", st)
 	}
 }

@@ -133,6 +133,10 @@ func (s *Scheduler) reconcileOne(ctx context.Context, u *unstructured.Unstructur
 	st := p.Status
 	st.ObservedGeneration = p.Generation
 	sched, err := ParseSchedule(p.Spec.Schedule, p.Spec.TimeZone)
+	if err == nil {
+		// Every request would be refused for it: say so once, here.
+		err = events.ValidateOptions(p.Spec.Options)
+	}
 	if err != nil {
 		st.Message = err.Error()
 		st.NextScheduleTime = nil
