@@ -288,7 +288,9 @@ func (r *rowRun) serviceEnv(kind, name string) []string {
 		env = append(env, "MAX_FREEZE="+r.e.cfg.MaxFreeze.String(), "ACK_WAIT="+ackWait.String(),
 			"LEASE_RENEW_EVERY=250ms", "LEASE_STALE_AFTER="+leaseStaleAfter.String(),
 			"SNAPSHOT_STALL_AFTER="+snapshotStall.String(), "WATCHDOG_TICK=100ms",
-			"POD_NAME="+name, "HOOK_TIMEOUT=20s")
+			"POD_NAME="+name, "HOOK_TIMEOUT=20s",
+			// Each row's blueprint lives in its application's namespace.
+			"NAMESPACED_BLUEPRINTS=true")
 		if r.row.kind == kindCutExec {
 			// Its exec streams go through the proxy, which cuts them.
 			env = append(env, "KUBECONFIG="+r.proxy.Kubeconfig)
