@@ -64,8 +64,12 @@ type ExecAllowEntry struct {
 	Selector  labels.Selector
 }
 
-// ExecAllowList is the platform team's widening of where hooks may exec.
-type ExecAllowList []ExecAllowEntry
+// ExecAllowList is the platform team's widening of where hooks may exec. A
+// struct rather than a slice, so that --help does not call it a
+// comma-separated list: entries are separated by ";".
+type ExecAllowList struct {
+	Entries []ExecAllowEntry
+}
 
 // ParseExecAllowList reads HOOKER_EXEC_ALLOW: entries separated by ";",
 // each "namespace:label selector" (the selector in kubectl's syntax, e.g.
@@ -95,10 +99,10 @@ func ParseExecAllowList(s string) (ExecAllowList, error) {
 			errs = append(errs, fmt.Errorf("%q: label selector: %w", entry, err))
 			continue
 		}
-		out = append(out, ExecAllowEntry{Namespace: ns, Selector: selector})
+		out.Entries = append(out.Entries, ExecAllowEntry{Namespace: ns, Selector: selector})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("exec allow-list (HOOKER_EXEC_ALLOW): %w", err)
+		return ExecAllowList{}, fmt.Errorf("exec allow-list (HOOKER_EXEC_ALLOW): %w", err)
 	}
 	return out, nil
 }
@@ -115,7 +119,7 @@ func (l *ExecAllowList) Decode(s string) error {
 
 // allows reports whether an entry covers the pod.
 func (l ExecAllowList) allows(pod *corev1.Pod) bool {
-	for _, e := range l {
+	for _, e := range l.Entries {
 		if e.Namespace == pod.Namespace && e.Selector.Matches(labels.Set(pod.Labels)) {
 			return true
 		}
@@ -125,8 +129,8 @@ func (l ExecAllowList) allows(pod *corev1.Pod) bool {
 
 // String lists the entries as HOOKER_EXEC_ALLOW writes them, for the log.
 func (l ExecAllowList) String() string {
-	parts := make([]string, len(l))
-	for i, e := range l {
+	parts := make([]string, len(l.Entries))
+	for i, e := range l.Entries {
 		parts[i] = e.Namespace + ":" + e.Selector.String()
 	}
 	return strings.Join(parts, ";")
