@@ -188,7 +188,7 @@ func (s *Service) checkTarget(ctx context.Context, p *plan, phase, namespace, po
 	if obj.DeletionTimestamp != nil {
 		return refuse("the pod is being deleted")
 	}
-	if namespace == sc.namespace && sc.selector.Matches(labels.Set(obj.Labels)) {
+	if namespace == sc.namespace && sc.selector != nil && sc.selector.Matches(labels.Set(obj.Labels)) {
 		return nil
 	}
 	if s.execAllow.allows(obj) {
@@ -197,5 +197,9 @@ func (s *Service) checkTarget(ctx context.Context, p *plan, phase, namespace, po
 	if namespace != sc.namespace {
 		return refuse("another namespace, and no allow-list entry selects it")
 	}
-	return refuse("not selected by the workload's selector " + sc.selector.String() + ", and no allow-list entry selects it")
+	selector := "(none)"
+	if sc.selector != nil {
+		selector = sc.selector.String()
+	}
+	return refuse("not selected by the workload's selector " + selector + ", and no allow-list entry selects it")
 }
