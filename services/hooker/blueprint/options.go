@@ -216,7 +216,7 @@ func renderGuarded(text string, params Params, u *unsafeOptions, render func(Par
 		// rand functions would fail.
 		out, err := render(u.params(params, 0))
 		if err != nil {
-			return "", err
+			return "", u.scrub(err, 0)
 		}
 		return u.resolve(out, 0)
 	}
@@ -224,7 +224,7 @@ func renderGuarded(text string, params Params, u *unsafeOptions, render func(Par
 	for run := range outs {
 		out, err := render(u.params(params, run))
 		if err != nil {
-			return "", err
+			return "", u.scrub(err, run)
 		}
 		if outs[run], err = u.resolve(out, run); err != nil {
 			return "", err
@@ -234,4 +234,22 @@ func renderGuarded(text string, params Params, u *unsafeOptions, render func(Par
 		return "", u.unquotedError(append([]string(nil), u.names...), "changes the rendered text other than through shellquote (b64enc, trunc, ...)")
 	}
 	return outs[0], nil
+}
+
+// scrub rewrites a template error (ErrTemplate, from execute) that quotes a
+// placeholder ("strconv.Atoi: parsing \"ffopt...\"") to name the option
+// instead: the token stays out of events and logs, and the message makes
+// sense to the blueprint's author.
+func (u *unsafeOptions) scrub(err error, run int) error {
+	msg := err.Error()
+	token := optionTokens()[run]
+	if !strings.Contains(msg, token) {
+		return err
+	}
+	for i, name := range u.names {
+		msg = strings.ReplaceAll(msg, placeholder(rawOptionPrefix, token, i), "<option "+name+">")
+		msg = strings.ReplaceAll(msg, placeholder(quotedOptionPrefix, token, i), "<option "+name+", quoted>")
+	}
+	msg = strings.ReplaceAll(msg, token, "<option>")
+	return kindErr(ErrTemplate, msg)
 }

@@ -138,3 +138,18 @@ func TestOptionPlaceholderCannotBeForged(t *testing.T) {
 		t.Errorf("output %q, want %q", out, want)
 	}
 }
+
+// A template error that quotes an unsafe option names the option, not the
+// placeholder the template saw.
+func TestOptionTemplateErrorNamesTheOption(t *testing.T) {
+	ph := injectionPhase(t, `touch -d {{ mustToDate "2006-01-02" .Options.since | shellquote }} /tmp/mark`)
+	_, err := ph.RenderArgs(Params{Options: map[string]string{"since": "1; reboot"}})
+	if !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), "<option since>") {
+		t.Fatalf("err %v, want a template error naming <option since>", err)
+	}
+	for _, token := range optionTokens() {
+		if strings.Contains(err.Error(), token) {
+			t.Fatalf("error shows the placeholder token: %v", err)
+		}
+	}
+}
