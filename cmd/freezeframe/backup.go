@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -15,7 +16,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleRequester)
 	namespace := fs.String("n", "default", "namespace of the workload")
 	wait := fs.Bool("wait", false, "print the backup's events as they happen, until its snapshots are ready to restore; exit 0 when it succeeded, 1 when it failed")
 	waitReady := fs.Bool("wait-ready", true, "with --wait, wait for snapshot-ready too; false: stop once the application is resumed")
@@ -86,8 +87,14 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func addConnectFlags(fs *flag.FlagSet, cf *connectFlags) {
+// addConnectFlags adds the connection flags of a command that needs the
+// rights of role (requester or operator) at least.
+func addConnectFlags(fs *flag.FlagSet, cf *connectFlags, role events.Role) {
 	fs.StringVar(&cf.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL ($NATS_URL)")
+	fs.StringVar(&cf.nkey, "nkey", os.Getenv("NATS_NKEY"), "nkey seed file of the NATS identity ($NATS_NKEY; written by freezeframe nats-auth)")
+	fs.StringVar(&cf.creds, "creds", os.Getenv("NATS_CREDS"), "NATS .creds file ($NATS_CREDS)")
+	fs.StringVar(&cf.tlsCA, "tls-ca", os.Getenv("NATS_TLS_CA"), "CA bundle to verify the NATS server ($NATS_TLS_CA)")
+	fs.StringVar(&cf.role, "role", envOr("FREEZEFRAME_ROLE", string(role)), "role of the NATS identity, which names its reply inbox: requester, operator or admin ($FREEZEFRAME_ROLE)")
 	fs.StringVar(&cf.stream, "stream", envOr("STREAM", events.DefaultStream), "event stream ($STREAM)")
 	fs.StringVar(&cf.cluster, "cluster", envOr("CLUSTER", "default"), "cluster name the services run with ($CLUSTER)")
 }

@@ -51,7 +51,7 @@ func cmdBackups(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	fs := flag.NewFlagSet("backups", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleOperator)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	workloadRef := fs.String("workload", "", "only this workload, as KIND/NAME")
 	output := fs.String("o", "table", "output: table or json")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,10 @@ type connectFlags struct {
 	natsURL string
 	stream  string
 	cluster string
+	// nkey and creds are the identity's credentials; role names its inbox
+	// prefix (events.InboxPrefix), which the identity's permissions allow.
+	nkey, creds, tlsCA string
+	role               string
 }
 
 func (c *connectFlags) client(ctx context.Context) (*events.Client, func(), error) {
@@ -29,7 +34,26 @@ func (c *connectFlags) client(ctx context.Context) (*events.Client, func(), erro
 // connectJetStream opens the connection of a command that reads the stream
 // and the key-value buckets directly.
 func (c *connectFlags) connectJetStream() (*nats.Conn, *events.Client, jetstream.JetStream, error) {
-	nc, err := nats.Connect(c.natsURL, nats.Name("freezeframe-cli"), nats.Timeout(5*time.Second))
+	opts := []nats.Option{nats.Name("freezeframe-cli"), nats.Timeout(5 * time.Second),
+		nats.CustomInboxPrefix(events.InboxPrefix(events.Role(c.role))),
+		// A refused publish or subscription otherwise just goes unanswered.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			fmt.Fprintf(os.Stderr, "freezeframe: NATS: %v (identity of role %q: see `freezeframe nats-auth`)\n", err, c.role)
+		})}
+	if c.nkey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.nkey)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("nkey %s: %w", c.nkey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.creds != "" {
+		opts = append(opts, nats.UserCredentials(c.creds))
+	}
+	if c.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(c.tlsCA))
+	}
+	nc, err := nats.Connect(c.natsURL, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connect to NATS at %s (is `freezeframe up` running? set NATS_URL or --nats): %w", c.natsURL, err)
 	}

@@ -18,7 +18,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("events", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleRequester)
 	var f events.Filter
 	fs.StringVar(&f.Namespace, "n", "", "only this namespace")
 	workloadRef := fs.String("workload", "", "only this workload, as KIND/NAME")

@@ -16,6 +16,7 @@ require (
 	github.com/freezeframe/freezeframe/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/services/scheduler v0.0.0-00010101000000-000000000000
 	github.com/freezeframe/freezeframe/services/snapshotter v0.0.0-00010101000000-000000000000
+	github.com/freezeframe/freezeframe/test/sandbox v0.0.0-00010101000000-000000000000
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.7.0
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -23,9 +23,12 @@ Usage:
   freezeframe backups [-n NS]            every backup per workload: how it ended, its snapshots, retention's plan
   freezeframe restore BACKUP_ID          make claims from a backup's snapshots; --wait reports each one bound; --in-place replaces the workload's (asks first unless --yes)
   freezeframe unlock KIND/NAME -n NS     resume a frozen application now (asks first unless --yes)
+  freezeframe setup                      create or update the stream, shared consumers and buckets (admin identity)
+  freezeframe nats-auth --out DIR        write one nkey seed per role and a nats-server auth.conf with their permissions
   freezeframe help [COMMAND]             show help
 
-Every command reaches NATS at $NATS_URL (default nats://127.0.0.1:4222).
+Every command reaches NATS at $NATS_URL (default nats://127.0.0.1:4222), as
+the identity in $NATS_NKEY (an nkey seed file) or $NATS_CREDS when set.
 Run "freezeframe COMMAND --help" for a command's flags; "freezeframe up --help"
 lists every configuration key of the services.
 `
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRestore(ctx, rest, os.Stdin, stdout, stderr, kubeSnapshots)
 	case "unlock":
 		err = cmdUnlock(ctx, rest, os.Stdin, stdout, stderr)
+	case "setup":
+		err = cmdSetup(ctx, rest, stdout, stderr)
+	case "nats-auth":
+		err = cmdNATSAuth(rest, stdout, stderr)
 	case "help", "--help", "-h":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

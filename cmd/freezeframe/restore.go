@@ -18,7 +18,7 @@ func cmdRestore(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleOperator)
 	toNamespace := fs.String("to-namespace", "", "make the claims in this namespace, which must exist (default: the backup's own)")
 	suffix := fs.String("name-suffix", "", "append this to each claim's name (default: none into another namespace; -restore-<end of the backup id> into the backup's own)")
 	inPlace := fs.Bool("in-place", false, "replace the workload's own claims: scale it to 0, set their volumes to Retain, delete them, make them again from the snapshots, scale it back up (asks first unless --yes)")

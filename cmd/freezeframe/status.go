@@ -55,7 +55,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleOperator)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	output := fs.String("o", "table", "output: table or json")
 	since := fs.Duration("since", 7*24*time.Hour, "read the events of this long ago onwards, for backups in flight and last results")

@@ -26,7 +26,7 @@ func cmdUnlock(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := flag.NewFlagSet("unlock", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf connectFlags
-	addConnectFlags(fs, &cf)
+	addConnectFlags(fs, &cf, events.RoleOperator)
 	namespace := fs.String("n", "default", "namespace of the workload")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the resume (exit 3 after)")

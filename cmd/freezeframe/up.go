@@ -10,10 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"go.opentelemetry.io/otel"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/embedded"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/services/hooker/freeze"
@@ -65,8 +69,10 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 Runs the scheduler, hooker, snapshotter and notifier in one process against
 the current kubeconfig. With NATS_URL unset it starts an embedded NATS server
-with JetStream on 127.0.0.1 (data under --state-dir); with NATS_URL set it
-connects there instead. Flags:
+with JetStream on 127.0.0.1 (data under --state-dir) and sets it up as
+"freezeframe setup" does; with NATS_URL set it connects there instead and
+tries the set-up (the services wait for an admin's "freezeframe setup" if
+its identity may not). Flags:
 `)
 		fs.PrintDefaults()
 		fmt.Fprintln(stderr)
@@ -91,7 +97,8 @@ connects there instead. Flags:
 		}
 	}
 
-	if os.Getenv("NATS_URL") == "" {
+	embeddedNATS := os.Getenv("NATS_URL") == ""
+	if embeddedNATS {
 		dir := filepath.Join(*stateDir, "nats")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("state dir: %w", err)
@@ -106,6 +113,9 @@ connects there instead. Flags:
 			c.NATS.URL = srv.ClientURL()
 			return nil
 		})
+	}
+	if err := upSetUpBus(ctx, cfgs, embeddedNATS, log); err != nil {
+		return err
 	}
 	shutdownTracing, err := service.SetupTracing(ctx, "freezeframe")
 	if err != nil {
@@ -155,6 +165,31 @@ connects there instead. Flags:
 	start("notifier", func(ctx context.Context, l *slog.Logger) error { return notify.Run(ctx, cfgs.notifier, l) })
 	log.Info("freezeframe up", "cluster", cfgs.hooker.Cluster, "nats", cfgs.hooker.NATS.URL)
 	return g.Wait()
+}
+
+// upSetUpBus creates what the services need on NATS before they start.
+// `up` owns an embedded server, so it sets it up; on a NATS of its own
+// (NATS_URL) it tries, and when its identity may not (no admin rights) the
+// services wait for an admin's `freezeframe setup`.
+func upSetUpBus(ctx context.Context, cfgs upConfigs, embeddedNATS bool, log *slog.Logger) error {
+	nc, js, err := service.Connect(ctx, cfgs.hooker.NATS, "freezeframe-setup", log, nats.CustomInboxPrefix(events.InboxPrefix(events.RoleAdmin)))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	report := func(line string) { log.Info("set up: " + line) }
+	if embeddedNATS {
+		return setUpBus(ctx, js, cfgs, log, report)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := setUpBus(sctx, js, cfgs, log, report); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("could not set up the bus; the services wait for `freezeframe setup` run with admin credentials", "err", err)
+	}
+	return nil
 }
 
 func envInt(key string, def int) int {

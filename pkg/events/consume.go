@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type ConsumerConfig struct {
 	// InactiveThreshold removes the consumer after this long without a
 	// client, for consumers named after one replica. Zero keeps it.
 	InactiveThreshold time.Duration
+	// Owned says that this process owns the consumer and creates it when
+	// missing (one named after a replica, a test's). A shared durable is
+	// not owned: Setup creates it.
+	Owned bool
 	// RetryDelay gives the redelivery delay after the n-th failed attempt.
 	// Default: 250ms doubling to 30s.
 	RetryDelay func(attempt int) time.Duration
@@ -131,15 +136,92 @@ type Consumer struct {
 	tracer  trace.Tracer
 }
 
-// NewConsumer creates or updates the durable consumer described by cfg.
+// NewConsumer binds to the durable consumer described by cfg. A shared
+// durable (see Durables) is created by Setup, not here: when it is missing
+// the error wraps ErrNotSetUp. When it exists with other settings than cfg
+// asks for (a test's short AckWait, a service's MaxDeliver), NewConsumer
+// tries to update it; an identity that may not (see Permissions) keeps the
+// settings Setup gave it, with a warning. A consumer cfg.Owned is created
+// or updated here.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h Handler, log *slog.Logger) (*Consumer, error) {
 	cfg = cfg.withDefaults()
+	cc, err := cfg.jetStreamConfig()
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("consumer", cfg.Durable)
+	newConsumer := func(cons jetstream.Consumer) *Consumer {
+		// Delivery.Last must count the attempts the server makes.
+		if md := cons.CachedInfo().Config.MaxDeliver; md > 0 {
+			cfg.MaxDeliver = md
+		}
+		return &Consumer{cfg: cfg, cons: cons, handler: h, log: log, tracer: otel.GetTracerProvider().Tracer(instrumentationName)}
+	}
+	existing, err := js.Consumer(ctx, cfg.Stream, cfg.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound) && !cfg.Owned:
+		return nil, fmt.Errorf("consumer %s on stream %s not found: %w", cfg.Durable, cfg.Stream, ErrNotSetUp)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("stream %s not found: %w", cfg.Stream, ErrNotSetUp)
+	case err == nil && sameConsumer(existing.CachedInfo().Config, cc):
+		return newConsumer(existing), nil
+	case err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	if existing != nil {
+		// The deliver policy of a durable cannot change; keep its own.
+		cc.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+	}
+	uctx, cancel := ctx, context.CancelFunc(func() {})
+	if existing != nil && !cfg.Owned {
+		// Refused by permissions, the request goes unanswered: do not
+		// wait the whole JetStream timeout for it.
+		uctx, cancel = context.WithTimeout(ctx, consumerUpdatePatience)
+	}
+	cons, err := js.CreateOrUpdateConsumer(uctx, cfg.Stream, cc)
+	cancel()
+	if err != nil {
+		if existing != nil && !cfg.Owned && ctx.Err() == nil {
+			got := existing.CachedInfo().Config
+			log.WarnContext(ctx, "consumer settings differ from this service's and could not be updated: keeping the consumer's; run `freezeframe setup` with the same settings",
+				"ack_wait", got.AckWait, "want_ack_wait", cc.AckWait, "max_deliver", got.MaxDeliver, "want_max_deliver", cc.MaxDeliver,
+				"max_ack_pending", got.MaxAckPending, "want_max_ack_pending", cc.MaxAckPending, "filter_subjects", got.FilterSubjects, "err", err)
+			return newConsumer(existing), nil
+		}
+		return nil, fmt.Errorf("new consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	return newConsumer(cons), nil
+}
+
+// consumerUpdatePatience bounds the attempt to update a shared durable.
+const consumerUpdatePatience = 3 * time.Second
+
+// EnsureConsumer creates or updates the durable consumer cfg describes,
+// keeping the deliver policy of one that exists. Setup calls it with admin
+// rights.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) error {
+	cfg = cfg.withDefaults()
+	cc, err := cfg.jetStreamConfig()
+	if err != nil {
+		return err
+	}
+	if existing, err := js.Consumer(ctx, cfg.Stream, cfg.Durable); err == nil {
+		cc.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	return nil
+}
+
+// jetStreamConfig is the server's configuration of the consumer.
+func (cfg ConsumerConfig) jetStreamConfig() (jetstream.ConsumerConfig, error) {
 	if cfg.Durable == "" || len(cfg.Kinds) == 0 {
-		return nil, errors.New("new consumer: durable name and at least one kind required")
+		return jetstream.ConsumerConfig{}, errors.New("new consumer: durable name and at least one kind required")
 	}
 	subjects, err := Filter{Kinds: cfg.Kinds}.Subjects()
 	if err != nil {
-		return nil, fmt.Errorf("new consumer %s: %w", cfg.Durable, err)
+		return jetstream.ConsumerConfig{}, fmt.Errorf("new consumer %s: %w", cfg.Durable, err)
 	}
 	cc := jetstream.ConsumerConfig{
 		Durable:           cfg.Durable,
@@ -154,16 +236,17 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	}
 	if cfg.NewOnly {
 		cc.DeliverPolicy = jetstream.DeliverNewPolicy
-		if existing, err := js.Consumer(ctx, cfg.Stream, cfg.Durable); err == nil {
-			// The deliver policy of a durable cannot change; keep its own.
-			cc.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
-		}
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
-	if err != nil {
-		return nil, fmt.Errorf("new consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
-	}
-	return &Consumer{cfg: cfg, cons: cons, handler: h, log: log.With("consumer", cfg.Durable), tracer: otel.GetTracerProvider().Tracer(instrumentationName)}, nil
+	return cc, nil
+}
+
+// sameConsumer reports whether the existing consumer serves as want: the
+// same events, redelivery and ack wait, and room for at least as many
+// events in flight (replicas of a service share one durable).
+func sameConsumer(got, want jetstream.ConsumerConfig) bool {
+	return slices.Equal(got.FilterSubjects, want.FilterSubjects) && got.AckWait == want.AckWait &&
+		got.MaxDeliver == want.MaxDeliver && got.MaxAckPending >= want.MaxAckPending &&
+		got.InactiveThreshold == want.InactiveThreshold && got.AckPolicy == want.AckPolicy
 }
 
 // Run handles events until ctx ends, then stops fetching and gives in-flight

@@ -45,12 +45,23 @@
 // consumer with explicit acks ([Consumer]). The stream is created bounded
 // (30 days, [DefaultStreamMaxBytes] 1 GiB, [DefaultStreamMaxMsgs] 1,000,000
 // events, oldest discarded first); a stream that exists keeps the limits an
-// operator gave it, and services only add the subjects and the duplicates
-// window they need. Events travel in binary content
+// operator gave it, and the set-up only adds the subjects and the
+// duplicates window freezeframe needs. Events travel in binary content
 // mode: each attribute is a "ce-" header and the payload is the data. The
 // event id is also the Nats-Msg-Id, so a republished event (a retried
 // handler) is dropped by the stream as a duplicate. W3C trace context
 // travels in the "traceparent" and "tracestate" headers.
+//
+// # Set-up and permissions
+//
+// The stream, the durables the services share ([Durables]) and the
+// key-value buckets are created by one step with admin rights, [Setup]
+// (`freezeframe setup`, `freezeframe up`, the chart's install job); the
+// services bind to them ([BindStream], [BindKeyValue], [NewConsumer]) and
+// wait, saying so, while they are missing ([ErrNotSetUp]). [Permissions]
+// derives each [Role]'s NATS grants from the access table (the event kinds
+// it emits) and the JetStream API subjects its work needs, so that a
+// service needs no right to create, change or delete any of them.
 //
 // # Settlement
 //

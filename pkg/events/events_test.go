@@ -24,9 +24,11 @@ var redis = events.Workload{Cluster: "dev", Namespace: "shop", Kind: events.Kind
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// runConsumer starts a consumer and stops it at the end of the test.
+// runConsumer starts a consumer of the test's own and stops it at the end
+// of the test.
 func runConsumer(t *testing.T, js jetstream.JetStream, cfg events.ConsumerConfig, h events.Handler) {
 	t.Helper()
+	cfg.Owned = true
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := events.NewConsumer(t.Context(), js, cfg, h, quietLog())
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )
@@ -19,11 +17,8 @@ func TestCheckFrozenFollowsTheRecord(t *testing.T) {
 	srv := eventstest.NewServer(t)
 	_, js := srv.JetStream()
 	ctx := t.Context()
-	live, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.FreezesBucket})
+	live, err := js.KeyValue(ctx, events.FreezesBucket) // set up by the server
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BackupsBucket}); err != nil {
 		t.Fatal(err)
 	}
 	ref := events.BackupRef{BackupID: "bk-1", Workload: events.Workload{Cluster: "c", Namespace: "shop", Kind: "deploy", Name: "db"}}

@@ -197,7 +197,7 @@ func TestHostileEventsAreTerminatedOnEveryPath(t *testing.T) {
 	for _, k := range events.Kinds() {
 		// AckWait short: a message left unsettled would be redelivered
 		// within the test and show in NumRedelivered.
-		c, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "hostile-" + string(k), Kinds: []events.Kind{k}, AckWait: time.Second, MaxDeliver: 3},
+		c, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Owned: true, Durable: "hostile-" + string(k), Kinds: []events.Kind{k}, AckWait: time.Second, MaxDeliver: 3},
 			func(_ context.Context, ev events.Event) error {
 				mu.Lock()
 				defer mu.Unlock()

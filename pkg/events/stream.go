@@ -82,8 +82,8 @@ const streamSubject = SubjectRoot + ".>"
 // EnsureStream creates the backup event stream with cfg when it is missing.
 // When it exists, it only adds what freezeframe needs and the stream lacks
 // (the backup event subjects, a duplicates window as long as cfg's) and
-// keeps everything else, the limits an operator set in particular. Every
-// service calls it at start, so no start order is needed.
+// keeps everything else, the limits an operator set in particular. Setup
+// calls it with admin rights; services only bind (BindStream).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	cfg = cfg.withDefaults()
 	s, err := js.Stream(ctx, cfg.Name)

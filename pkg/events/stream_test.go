@@ -11,7 +11,7 @@ import (
 )
 
 func TestEnsureStreamCreatesWithBoundedDefaults(t *testing.T) {
-	srv := eventstest.NewServer(t)
+	srv := eventstest.NewBareServer(t)
 	js, err := jetstream.New(srv.Connect())
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestEnsureStreamCreatesWithBoundedDefaults(t *testing.T) {
 		t.Errorf("subjects %v", c.Subjects)
 	}
 	// Negative means unlimited, as in JetStream.
-	js2, err := jetstream.New(eventstest.NewServer(t).Connect())
+	js2, err := jetstream.New(eventstest.NewBareServer(t).Connect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestEnsureStreamKeepsWhatTheOperatorSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := eventstest.NewServer(t)
+			srv := eventstest.NewBareServer(t)
 			js, err := jetstream.New(srv.Connect())
 			if err != nil {
 				t.Fatal(err)

@@ -24,14 +24,20 @@ type Bus struct {
 	StreamMaxAge time.Duration
 }
 
-// OpenBus connects to NATS and makes sure the event stream exists. Events
-// are published with source "/freezeframe/<name>".
+// OpenBus connects to NATS as the role name ("hooker": replies on
+// events.InboxPrefix of it) and binds to the event stream, waiting for
+// `freezeframe setup` to create it if it is missing. Events are published
+// with source "/freezeframe/<name>".
 func OpenBus(ctx context.Context, c Common, name string, log *slog.Logger) (*Bus, error) {
-	nc, js, err := Connect(ctx, c.NATS, "freezeframe-"+name, log)
+	nc, js, err := Connect(ctx, c.NATS, "freezeframe-"+name, log, nats.CustomInboxPrefix(events.InboxPrefix(events.Role(name))))
 	if err != nil {
 		return nil, err
 	}
-	stream, err := ensureStream(ctx, js, events.StreamConfig{Name: c.NATS.Stream, Replicas: c.NATS.StreamReplicas, MaxAge: c.NATS.StreamMaxAge}, log)
+	var stream jetstream.Stream
+	err = AwaitSetUp(ctx, log, "bind the event stream", func(ctx context.Context) (err error) {
+		stream, err = events.BindStream(ctx, js, c.NATS.Stream)
+		return err
+	})
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open bus: %w", err)
@@ -57,18 +63,37 @@ func (b *Bus) Close() {
 }
 
 // ensureStreamPatience is how long a service waits for JetStream to answer
-// at start: a fresh cluster electing its meta leader, or several services
-// creating the stream at once, time out for a few seconds.
+// at start: a fresh cluster electing its meta leader times out for a few
+// seconds.
 const ensureStreamPatience = time.Minute
 
-// ensureStream makes sure the stream exists (see RetryWhileJetStreamForms).
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg events.StreamConfig, log *slog.Logger) (stream jetstream.Stream, err error) {
-	err = RetryWhileJetStreamForms(ctx, log, "ensure stream", func(ctx context.Context) error {
-		stream, err = events.EnsureStream(ctx, js, cfg)
-		return err
-	})
-	return stream, err
+// AwaitSetUp calls f until it succeeds or fails otherwise than with a
+// JetStream still forming (see RetryWhileJetStreamForms) or a resource
+// missing (events.ErrNotSetUp). A missing stream, consumer or bucket is
+// waited for as long as ctx lasts, and said in the log now and then: the
+// service is not ready until an admin runs `freezeframe setup`.
+func AwaitSetUp(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
+	var lastSaid time.Time
+	for attempt := 1; ; attempt++ {
+		err := RetryWhileJetStreamForms(ctx, log, what, f)
+		if err == nil || !errors.Is(err, events.ErrNotSetUp) || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(lastSaid) >= setUpReminder {
+			log.WarnContext(ctx, "waiting for the bus to be set up", "what", what, "attempt", attempt, "err", err)
+			lastSaid = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (%w)", what, ctx.Err(), err)
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
 }
+
+// setUpReminder is how often a service waiting for `freezeframe setup`
+// says so.
+const setUpReminder = 30 * time.Second
 
 // RetryWhileJetStreamForms calls f until it succeeds, fails with an error
 // other than JetStream not answering in time (a timeout, no responders, a

@@ -24,8 +24,9 @@ type NATS struct {
 }
 
 // Connect opens a NATS connection that reconnects forever: a service whose
-// NATS went away waits for it rather than exiting mid-backup.
-func Connect(ctx context.Context, cfg NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// NATS went away waits for it rather than exiting mid-backup. The extra
+// options (a custom inbox prefix) are applied last.
+func Connect(ctx context.Context, cfg NATS, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -37,6 +38,9 @@ func Connect(ctx context.Context, cfg NATS, name string, log *slog.Logger) (*nat
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// A permissions violation is otherwise silent: the request or
+		// publish just goes unanswered.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats", "err", err) }),
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -54,6 +58,7 @@ func Connect(ctx context.Context, cfg NATS, name string, log *slog.Logger) (*nat
 	if cfg.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
 	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect nats %s: %w", cfg.URL, err)

@@ -72,7 +72,7 @@ func BenchmarkHop(b *testing.B) {
 	defer rawDCC.Stop()
 
 	evGot := make(chan time.Time, 1)
-	cons, err := events.NewConsumer(ctx, js, events.ConsumerConfig{Durable: "bench", Kinds: []events.Kind{events.KindRequested}},
+	cons, err := events.NewConsumer(ctx, js, events.ConsumerConfig{Owned: true, Durable: "bench", Kinds: []events.Kind{events.KindRequested}},
 		func(context.Context, events.Event) error { evGot <- time.Now(); return nil },
 		slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {

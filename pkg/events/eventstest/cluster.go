@@ -66,8 +66,9 @@ func ClientURLs(nodes []*server.Server) []string {
 	return urls
 }
 
-// ClusterStream creates the backup event stream at R3 through js once the
-// cluster has formed (it refuses until then), failing the test after 30s.
+// ClusterStream sets up the bus at R3 (events.Setup: the backup event
+// stream, the shared durables, the buckets) through js once the cluster has
+// formed (it refuses until then), failing the test after 30s.
 func ClusterStream(t testing.TB, js jetstream.JetStream) jetstream.Stream {
 	t.Helper()
 	var stream jetstream.Stream
@@ -75,7 +76,10 @@ func ClusterStream(t testing.TB, js jetstream.JetStream) jetstream.Stream {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		var err error
-		stream, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
+		if err := events.Setup(ctx, js, events.SetupConfig{Stream: events.StreamConfig{Replicas: 3}}, nil); err != nil {
+			return false
+		}
+		stream, err = js.Stream(ctx, events.DefaultStream)
 		return err == nil
 	})
 	return stream

@@ -20,8 +20,24 @@ type Server struct {
 	t testing.TB
 }
 
-// NewServer starts a server that is shut down at the end of the test.
+// NewServer starts a server that is shut down at the end of the test, set
+// up as `freezeframe setup` does (events.Setup: the stream, the shared
+// durables and the buckets, with default settings), so that services bind
+// to it as they would in a cluster.
 func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s := NewBareServer(t)
+	_, js := s.JetStream()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := events.Setup(ctx, js, events.SetupConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// NewBareServer starts a server without any stream, consumer or bucket.
+func NewBareServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Port: -1, ServerName: "test"})
 	if err != nil {

@@ -13,19 +13,21 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
-// freezeBuckets opens (creating when absent) the freeze record's buckets,
-// as the hooker does.
+// freezeBuckets opens the freeze record's buckets, creating them as
+// `freezeframe setup` does when absent.
 func freezeBuckets(t testing.TB, js jetstream.JetStream) (live, ended jetstream.KeyValue) {
 	t.Helper()
-	live, err := js.CreateOrUpdateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: events.FreezesBucket, History: 1})
-	if err != nil {
-		t.Fatal(err)
+	bucket := func(cfg jetstream.KeyValueConfig) jetstream.KeyValue {
+		kv, err := js.KeyValue(t.Context(), cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(t.Context(), cfg)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
 	}
-	ended, err = js.CreateOrUpdateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: events.BackupsBucket, History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return live, ended
+	return bucket(events.FreezesBucketConfig("", 1)), bucket(events.BackupsBucketConfig(1, 0))
 }
 
 // Freeze records ref as frozen, as the hooker does before it publishes

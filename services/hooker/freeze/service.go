@@ -127,30 +127,48 @@ var (
 	TriggerKinds = []events.Kind{events.KindSnapshotted, events.KindFailed, events.KindUnlockRequested}
 )
 
-// Run consumes events and watches the freeze leases until ctx ends.
-func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	base := events.ConsumerConfig{Stream: s.cfg.NATS.Stream, AckWait: s.cfg.AckWait, Concurrency: s.cfg.Concurrency, ShutdownGrace: s.cfg.ShutdownTimeout,
-		MaxDeliver: s.cfg.MaxDeliver}
-	if s.cfg.RetryMaxDelay > 0 {
-		base.RetryDelay = events.ExponentialDelay(min(250*time.Millisecond, s.cfg.RetryMaxDelay), s.cfg.RetryMaxDelay)
+// consumerBase is what the hooker's consumers share.
+func (c Config) consumerBase() events.ConsumerConfig {
+	base := events.ConsumerConfig{Stream: c.NATS.Stream, AckWait: c.AckWait, Concurrency: c.Concurrency, ShutdownGrace: c.ShutdownTimeout,
+		MaxDeliver: c.MaxDeliver}
+	if c.RetryMaxDelay > 0 {
+		base.RetryDelay = events.ExponentialDelay(min(250*time.Millisecond, c.RetryMaxDelay), c.RetryMaxDelay)
 	}
-	reqCfg := base
-	reqCfg.Durable, reqCfg.Kinds = "hooker", RequestKinds
+	return base
+}
+
+// SharedConsumers are the durables the hooker replicas share, as cfg sets
+// them: `freezeframe setup` creates them (events.Setup).
+func (c Config) SharedConsumers() []events.ConsumerConfig {
+	reqCfg := c.consumerBase()
+	reqCfg.Durable, reqCfg.Kinds = events.DurableHooker, RequestKinds
 	// Few freezes start at once, so that resumes never wait for CPU behind
 	// a crowd of pre-hooks.
-	reqCfg.Concurrency = s.cfg.RequestConcurrency
-	requests, err := events.NewConsumer(ctx, js, reqCfg, s.Handle, s.log)
-	if err != nil {
+	reqCfg.Concurrency = c.RequestConcurrency
+	return []events.ConsumerConfig{reqCfg}
+}
+
+// Run consumes events and watches the freeze leases until ctx ends.
+func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
+	reqCfg := s.cfg.SharedConsumers()[0]
+	var requests *events.Consumer
+	if err := service.AwaitSetUp(ctx, s.log, "bind the hooker's consumer", func(ctx context.Context) (err error) {
+		requests, err = events.NewConsumer(ctx, js, reqCfg, s.Handle, s.log)
+		return err
+	}); err != nil {
 		return err
 	}
 	// Resume triggers go to the replica that froze (it holds the plan in
 	// memory, and any lock session): each replica reads all of them through
-	// its own consumer.
-	trigCfg := base
-	trigCfg.Durable, trigCfg.Kinds = "hooker-"+consumerToken(s.holder), TriggerKinds
-	trigCfg.NewOnly, trigCfg.InactiveThreshold = true, 24*time.Hour
-	triggers, err := events.NewConsumer(ctx, js, trigCfg, s.Handle, s.log)
-	if err != nil {
+	// its own consumer, which only it can name, so it creates it.
+	trigCfg := s.cfg.consumerBase()
+	trigCfg.Durable, trigCfg.Kinds = events.HookerReplicaConsumerPrefix+consumerToken(s.holder), TriggerKinds
+	trigCfg.NewOnly, trigCfg.InactiveThreshold, trigCfg.Owned = true, 24*time.Hour, true
+	var triggers *events.Consumer
+	if err := service.AwaitSetUp(ctx, s.log, "create the replica's consumer", func(ctx context.Context) (err error) {
+		triggers, err = events.NewConsumer(ctx, js, trigCfg, s.Handle, s.log)
+		return err
+	}); err != nil {
 		return err
 	}
 	stream := s.cfg.NATS.Stream
@@ -219,7 +237,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
 	var leases *lease.Store
-	if err := service.RetryWhileJetStreamForms(ctx, log, "open the freeze buckets", func(ctx context.Context) (err error) {
+	if err := service.AwaitSetUp(ctx, log, "open the freeze buckets", func(ctx context.Context) (err error) {
 		leases, err = lease.Open(ctx, bus.JetStream, cfg.leaseConfig(bus.StreamMaxAge))
 		return err
 	}); err != nil {

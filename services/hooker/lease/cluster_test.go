@@ -1,7 +1,6 @@
 package lease_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -30,15 +29,11 @@ func TestReplicatedBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testCfg
-	cfg.Replicas = 3
-	var s *lease.Store
-	eventually(t, 30*time.Second, "a replicated bucket (cluster formed)", func() bool {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		s, err = lease.Open(ctx, js, cfg)
-		return err == nil
-	})
+	eventstest.ClusterStream(t, js) // the buckets at R3
+	s, err := lease.Open(t.Context(), js, testCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := t.Context()
 	w := workload("redis")
 

@@ -186,32 +186,21 @@ type Store struct {
 	cfg   Config
 }
 
-// Open creates or updates the bucket and returns a store over it.
+// Open returns a store over the lease bucket and the backups bucket, which
+// `freezeframe setup` creates (events.Setup): a missing one is an error
+// wrapping events.ErrNotSetUp.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "freezeframe freeze leases: one key per frozen workload",
-		History:     1,
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := events.BindKeyValue(ctx, js, cfg.Bucket)
 	if err != nil {
-		return nil, fmt.Errorf("open lease bucket %s: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("open lease bucket: %w", err)
 	}
-	ended, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      events.BackupsBucket,
-		Description: "freezeframe ended freezes: one key per backup, so that none is frozen twice",
-		History:     1,
-		TTL:         max(cfg.EndedTTL, 0),
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	ended, err := events.BindKeyValue(ctx, js, events.BackupsBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open backups bucket %s: %w", events.BackupsBucket, err)
+		return nil, fmt.Errorf("open backups bucket: %w", err)
 	}
 	return &Store{js: js, kv: kv, ended: ended, cfg: cfg}, nil
 }

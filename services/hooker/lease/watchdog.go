@@ -166,6 +166,9 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	// One acknowledged heartbeat first: it fails loudly if this replica may
 	// not write the bucket, which would otherwise leave it blind forever.
 	if _, err := w.store.kv.Put(ctx, heartbeatKey, r.beat()); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
 		return fmt.Errorf("watchdog heartbeat: %w", err)
 	}
 	r.wg.Go(func() { r.heartbeat(ctx) })

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/embedded"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
@@ -224,6 +226,13 @@ func TestWatchdogBlindDuringOutage(t *testing.T) {
 	// machine can take over a second to do.
 	cfg := testCfg
 	cfg.StaleAfter = 3 * time.Second
+	adminJS, err := jetstream.New(connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Setup(t.Context(), adminJS, events.SetupConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
 	holder := openStore(t, connect(), cfg)
 	watcher := openStore(t, connect(), cfg)
 	rec := &recorder{}

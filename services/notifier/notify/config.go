@@ -71,8 +71,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer bus.Close()
 	if router != nil {
-		ledger, err := OpenLedger(ctx, bus.JetStream, cfg.SlackConfig.Bucket, cfg.NATS.StreamReplicas, cfg.NATS.StreamMaxAge)
-		if err != nil {
+		var ledger *Ledger
+		if err := service.AwaitSetUp(ctx, log, "open the notification ledger", func(ctx context.Context) (err error) {
+			ledger, err = OpenLedger(ctx, bus.JetStream, cfg.SlackConfig.Bucket)
+			return err
+		}); err != nil {
 			return err
 		}
 		client := slack.NewClient(slack.Options{

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
 // Delivery states recorded in the ledger.
@@ -26,23 +28,13 @@ const (
 // "n.<hash>" are deliveries, "t.<hash>" turns.
 type Ledger struct{ kv jetstream.KeyValue }
 
-// OpenLedger creates or opens the bucket. Entries outlive the events they
-// record (maxAge is the stream's), so a replay of the whole stream finds
-// them.
-func OpenLedger(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, maxAge time.Duration) (*Ledger, error) {
-	if maxAge <= 0 {
-		maxAge = 30 * 24 * time.Hour
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "freezeframe notifier: events posted to each destination",
-		History:     1,
-		TTL:         maxAge + 24*time.Hour,
-		Replicas:    max(replicas, 1),
-		Storage:     jetstream.FileStorage,
-	})
+// OpenLedger opens the bucket, which `freezeframe setup` creates
+// (events.LedgerBucketConfig): a missing one is an error wrapping
+// events.ErrNotSetUp.
+func OpenLedger(ctx context.Context, js jetstream.JetStream, bucket string) (*Ledger, error) {
+	kv, err := events.BindKeyValue(ctx, js, bucket)
 	if err != nil {
-		return nil, fmt.Errorf("open notification ledger %s: %w", bucket, err)
+		return nil, fmt.Errorf("open notification ledger: %w", err)
 	}
 	return &Ledger{kv: kv}, nil
 }

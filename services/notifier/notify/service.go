@@ -12,7 +12,7 @@ import (
 )
 
 // Durable is the consumer the notifier replicas share.
-const Durable = "notifier"
+const Durable = events.DurableNotifier
 
 // Notifier tells people that a backup or a restore ended.
 type Notifier interface {
@@ -36,19 +36,24 @@ func New(cfg Config, n Notifier, log *slog.Logger) *Service {
 	return &Service{cfg: cfg.withDefaults(), notifier: n, log: log, metrics: newMetrics(cfg.Common)}
 }
 
+// SharedConsumers are the durables the notifier replicas share, as cfg
+// sets them: `freezeframe setup` creates them (events.Setup).
+func (c Config) SharedConsumers() []events.ConsumerConfig {
+	c = c.withDefaults()
+	d, _ := events.DurableNamed(Durable)
+	cc := d.Consumer(c.NATS.Stream)
+	cc.Concurrency, cc.ShutdownGrace = c.Concurrency, c.ShutdownTimeout
+	return []events.ConsumerConfig{cc}
+}
+
 // Run notifies terminal events from the stream until ctx ends, then lets
 // the notifications in flight finish within the shutdown timeout.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	c, err := events.NewConsumer(ctx, js, events.ConsumerConfig{
-		Stream:  s.cfg.NATS.Stream,
-		Durable: Durable,
-		// SnapshotReady only to count a backup complete (countBackup).
-		Kinds: []events.Kind{events.KindResumed, events.KindFailed, events.KindSnapshotReady,
-			events.KindRestored, events.KindRestoreFailed},
-		Concurrency:   s.cfg.Concurrency,
-		ShutdownGrace: s.cfg.ShutdownTimeout,
-	}, s.handle, s.log)
-	if err != nil {
+	var c *events.Consumer
+	if err := service.AwaitSetUp(ctx, s.log, "bind the notifier's consumer", func(ctx context.Context) (err error) {
+		c, err = events.NewConsumer(ctx, js, s.cfg.SharedConsumers()[0], s.handle, s.log)
+		return err
+	}); err != nil {
 		return err
 	}
 	stream := s.cfg.NATS.Stream

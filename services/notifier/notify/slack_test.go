@@ -95,7 +95,7 @@ func replica(t *testing.T, js jetstream.JetStream, fake *slacktest.Server, log *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := notify.OpenLedger(t.Context(), js, "freezeframe-notified", 1, time.Hour)
+	ledger, err := notify.OpenLedger(t.Context(), js, events.LedgerBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +176,9 @@ func TestSlackContract(t *testing.T) {
 	// A restart with a new consumer replays the whole stream: nothing is
 	// posted again.
 	if err := js.DeleteConsumer(t.Context(), events.DefaultStream, notify.Durable); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureConsumer(t.Context(), js, notify.Config{}.SharedConsumers()[0]); err != nil { // as `freezeframe setup` does
 		t.Fatal(err)
 	}
 	run(t, js, replica(t, js, fake, log))

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/notifier/slack"
 	"github.com/freezeframe/freezeframe/services/notifier/slack/slacktest"
@@ -21,7 +22,10 @@ func TestTurnsShareRetryAfter(t *testing.T) {
 	dest := slack.Destination{Name: "webhook", WebhookURL: slack.Secret(fake.Webhook("webhook", "turnsecret"))}
 	msg := slack.Message{Text: "hello", Blocks: []slack.Block{slack.Section("*hello*")}}
 	replica := func(interval time.Duration) func(ctx context.Context) error {
-		l, err := OpenLedger(t.Context(), js, "turns-test", 1, time.Hour)
+		if _, err := js.CreateOrUpdateKeyValue(t.Context(), events.LedgerBucketConfig("turns-test", 1, time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := OpenLedger(t.Context(), js, "turns-test")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,8 +21,7 @@ func TestProgressReportedWhileCutting(t *testing.T) {
 		cfg:     snapshot.Config{CutTimeout: 3 * time.Second, ProgressEvery: 50 * time.Millisecond, Replica: "snapshotter-7"},
 		ctrl:    snapshottest.ControllerOptions{NeverCut: map[string]bool{"wal": true}},
 	})
-	// The hooker creates the bucket; here the test does.
-	kv, err := e.js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: events.FreezesBucket})
+	kv, err := e.js.KeyValue(t.Context(), events.FreezesBucket) // made by the set-up
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ import (
 //     delays a cut.
 
 // RestoreDurable is the consumer of RestoreRequested events.
-const RestoreDurable = "snapshotter-restore"
+const RestoreDurable = events.DurableSnapshotterRestore
 
 // Labels and annotations on what a restore creates. They are not
 // LabelBackupID: the catalog and retention count what carries that label as

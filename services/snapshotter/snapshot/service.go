@@ -28,13 +28,37 @@ import (
 
 // Durable is the name of the snapshotter's consumer of Quiesced events,
 // shared by its replicas.
-const Durable = "snapshotter"
+const Durable = events.DurableSnapshotter
 
 // ReadyDurable is the name of the consumer that follows each Snapshotted
 // until its snapshots are ready. Readiness lives in its own consumer, not in
 // the Quiesced handler, so that the cut is acknowledged at once and a crash
 // while the storage uploads is picked up from the Snapshotted event.
-const ReadyDurable = "snapshotter-ready"
+const ReadyDurable = events.DurableSnapshotterReady
+
+// SharedConsumers are the durables the snapshotter replicas share, as cfg
+// sets them: cuts (Quiesced), readiness (Snapshotted) and restores, in that
+// order. `freezeframe setup` creates them (events.Setup).
+func (c Config) SharedConsumers() []events.ConsumerConfig {
+	common := events.ConsumerConfig{
+		Stream:     c.NATS.Stream,
+		AckWait:    c.AckWait,
+		MaxDeliver: c.MaxDeliver,
+		RetryDelay: events.ExponentialDelay(100*time.Millisecond, c.RetryMaxDelay),
+		// An interrupted snapshot is redelivered; waiting longer than the
+		// operator allows for shutdown helps nobody.
+		ShutdownGrace: c.ShutdownTimeout,
+	}
+	cuts, ready, restores := common, common, common
+	cuts.Durable, cuts.Kinds, cuts.Concurrency = Durable, []events.Kind{events.KindQuiesced}, c.Concurrency
+	ready.Durable, ready.Kinds, ready.Concurrency = ReadyDurable, []events.Kind{events.KindSnapshotted}, c.ReadyConcurrency
+	// A readiness wait holds nothing frozen and picks up where it was on
+	// redelivery: no reason to delay a shutdown for it.
+	ready.ShutdownGrace = readyShutdownGrace
+	restores.Durable, restores.Kinds, restores.Concurrency = RestoreDurable, []events.Kind{events.KindRestoreRequested}, c.RestoreConcurrency
+	restores.ShutdownGrace = readyShutdownGrace // a redelivered restore finds what it made
+	return []events.ConsumerConfig{cuts, ready, restores}
+}
 
 // failurePublishTimeout bounds the publish of BackupFailed, which goes out
 // even when the handler's context has ended: the application is frozen and
@@ -167,39 +191,24 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("watches not synced within %s: check that the snapshot CRDs are installed and the service account may list and watch volumesnapshots, volumesnapshotclasses, persistentvolumeclaims and storageclasses in all namespaces (and the groupsnapshot.storage.k8s.io resources where served)", s.cfg.WatchSyncTimeout)
 	}
 
-	common := events.ConsumerConfig{
-		Stream:     s.cfg.NATS.Stream,
-		AckWait:    s.cfg.AckWait,
-		MaxDeliver: s.cfg.MaxDeliver,
-		RetryDelay: events.ExponentialDelay(100*time.Millisecond, s.cfg.RetryMaxDelay),
-		// An interrupted snapshot is redelivered; waiting longer than the
-		// operator allows for shutdown helps nobody.
-		ShutdownGrace: s.cfg.ShutdownTimeout,
-	}
-	cuts, ready := common, common
-	cuts.Durable, cuts.Kinds, cuts.Concurrency = Durable, []events.Kind{events.KindQuiesced}, s.cfg.Concurrency
-	ready.Durable, ready.Kinds, ready.Concurrency = ReadyDurable, []events.Kind{events.KindSnapshotted}, s.cfg.ReadyConcurrency
-	// A readiness wait holds nothing frozen and picks up where it was on
-	// redelivery: no reason to delay a shutdown for it.
-	ready.ShutdownGrace = readyShutdownGrace
+	shared := s.cfg.SharedConsumers()
+	cuts, ready, restores := shared[0], shared[1], shared[2]
 	s.book = events.NewFreezeBook(js, "")
 	// Bound now, not inside the first backup's freeze (the hooker may
 	// create the buckets after this starts).
 	go func() { _ = s.book.Bind(ctx) }()
 	s.progress = &progressReporter{book: s.book, replica: s.cfg.Replica, every: s.cfg.ProgressEvery, log: s.log}
-	cutCons, err := events.NewConsumer(ctx, js, cuts, s.handle, s.log)
-	if err != nil {
+	var cutCons, readyCons, restoreCons *events.Consumer
+	if err := service.AwaitSetUp(ctx, s.log, "bind the snapshotter's consumers", func(ctx context.Context) (err error) {
+		if cutCons, err = events.NewConsumer(ctx, js, cuts, s.handle, s.log); err != nil {
+			return err
+		}
+		if readyCons, err = events.NewConsumer(ctx, js, ready, s.handleSnapshotted, s.log); err != nil {
+			return err
+		}
+		restoreCons, err = events.NewConsumer(ctx, js, restores, s.handleRestore, s.log)
 		return err
-	}
-	readyCons, err := events.NewConsumer(ctx, js, ready, s.handleSnapshotted, s.log)
-	if err != nil {
-		return err
-	}
-	restores := common
-	restores.Durable, restores.Kinds, restores.Concurrency = RestoreDurable, []events.Kind{events.KindRestoreRequested}, s.cfg.RestoreConcurrency
-	restores.ShutdownGrace = readyShutdownGrace // a redelivered restore finds what it made
-	restoreCons, err := events.NewConsumer(ctx, js, restores, s.handleRestore, s.log)
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "snapshotter ready", "cut_timeout", s.cfg.CutTimeout, "ready_timeout", s.cfg.ReadyTimeout,

@@ -228,6 +228,9 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	} else if r.nats, err = StartNATSServer(ctx, r.e.cfg.NATSServer, r.dir, "nats"); err != nil {
 		return err
 	}
+	if err := r.setUpBus(ctx); err != nil {
+		return err
+	}
 	if r.proxy, err = harness.StartAPIProxy(r.e.cfg.Cluster.Config, r.dir); err != nil {
 		return err
 	}
@@ -241,8 +244,8 @@ func (r *rowRun) setUp(ctx context.Context) error {
 		specs = append(specs, spec{Hooker, h})
 	}
 	specs = append(specs, spec{Snapshotter, Snapshotter}, spec{Notifier, Notifier})
-	// Started together: each waits for its own readiness. The first to
-	// create the stream wins; the others update it to the same config.
+	// Started together: each waits for its own readiness, on the bus
+	// set up above.
 	var wg sync.WaitGroup
 	r.svcs = make([]*Service, len(specs))
 	errs := make([]error, len(specs))
@@ -274,6 +277,35 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return r.writer.WaitAcked(wctx, 50)
+}
+
+// setUpBus creates the stream, the shared consumers and the buckets, as an
+// admin's `freezeframe setup` does: the services only bind to them.
+func (r *rowRun) setUpBus(ctx context.Context) error {
+	nc, err := connectAll(r.natsURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("set up the bus: %w", err)
+	}
+	replicas := 1
+	if r.cluster != nil {
+		replicas = 3
+	}
+	var lastErr error
+	err = poll(ctx, 30*time.Second, 250*time.Millisecond, "the bus set up", func() (bool, error) {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		lastErr = events.Setup(sctx, js, events.SetupConfig{Stream: events.StreamConfig{Replicas: replicas}}, nil)
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last: %v)", err, lastErr)
+	}
+	return nil
 }
 
 func (r *rowRun) serviceEnv(kind, name string) []string {
