@@ -31,7 +31,9 @@ import (
 // Targets are checked twice: while planning, before anything is frozen
 // (phases whose targets come from an earlier phase's output are left to
 // the second check), and again just before each exec, against the pod as
-// it is then (a pod can be replaced, relabelled or deleted meanwhile).
+// it is then (a pod can be replaced, relabelled or deleted meanwhile). The
+// post-hook's targets that the plan vouched for are not read again: they
+// resume what this backup froze, and a read there is frozen time.
 
 // ErrExecNotAllowed matches an *ExecNotAllowedError.
 var ErrExecNotAllowed = errors.New("exec target not allowed")
@@ -158,13 +160,14 @@ func scopeOf(ref events.Workload, info *workload.Info) execScope {
 }
 
 // checkTarget returns nil when a hook of phase may exec into namespace/pod.
-// planning accepts the workload's pods resolved for this backup without
-// reading them again; otherwise the pod is read, since it may have changed
-// since. A refusal is a permanent *ExecNotAllowedError, logged; a failed
+// trustPlan accepts the workload's pods resolved for this backup without
+// reading them again (while planning, and for the post-hook, which resumes
+// what the pre-hook froze); otherwise the pod is read, since it may have
+// changed since. A refusal is a permanent *ExecNotAllowedError, logged; a failed
 // read of the pod is returned as is (transient).
-func (s *Service) checkTarget(ctx context.Context, p *plan, phase, namespace, pod string, planning bool) error {
+func (s *Service) checkTarget(ctx context.Context, p *plan, phase, namespace, pod string, trustPlan bool) error {
 	sc := p.scope
-	if planning && namespace == sc.namespace && sc.planned[pod] {
+	if trustPlan && namespace == sc.namespace && sc.planned[pod] {
 		return nil
 	}
 	refuse := func(why string) error {

@@ -344,8 +344,11 @@ func (s *Service) runPhase(ctx context.Context, p *plan, action string, ph bluep
 			defer func() { endHookSpan(span, errs[i]) }()
 			// Checked again here: the pod may have changed since the plan,
 			// and targets read from an earlier phase's output are first
-			// known now.
-			if err := s.checkTarget(ectx, p, ph.Name, spec.Namespace, t.pod, false); err != nil {
+			// known now. Not read again for the post-hook when the plan
+			// vouched for the pod: resuming what this backup froze is the
+			// safe direction, and a refusal (or an API read) there would
+			// only lengthen the freeze.
+			if err := s.checkTarget(ectx, p, ph.Name, spec.Namespace, t.pod, action == blueprint.ActionPosthook); err != nil {
 				runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container}
 				errs[i] = err
 				return
@@ -397,7 +400,7 @@ func (s *Service) startSession(ctx context.Context, p *plan, action string, ph b
 	}
 	sctx, span := s.startHookSpan(ctx, p, action, ph.Name, spec.Namespace, spec.Pod, spec.Container)
 	defer func() { endHookSpan(span, err) }()
-	if err := s.checkTarget(sctx, p, ph.Name, spec.Namespace, spec.Pod, false); err != nil {
+	if err := s.checkTarget(sctx, p, ph.Name, spec.Namespace, spec.Pod, action == blueprint.ActionPosthook); err != nil {
 		return nil, err
 	}
 	timeout := spec.Timeout
