@@ -30,7 +30,11 @@ type ClientOption func(*Client)
 // WithStream names the event stream, when it is not DefaultStream.
 func WithStream(name string) ClientOption { return func(c *Client) { c.stream = name } }
 
-// WithSource sets the CloudEvents source of published events (default "/freezeframe/client").
+// WithSource sets the CloudEvents source of published events (default
+// SourceClient, "/freezeframe/client"). Consumers act only on events whose
+// source may emit their kind (see SourcesOf and CheckSource): a client's
+// events carry SourceClient or SourceCLI, and the publisher refuses any
+// other with ErrForbiddenSource.
 func WithSource(source string) ClientOption {
 	return func(c *Client) { c.pub = NewPublisher(c.js, source) }
 }
@@ -42,7 +46,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
 	c := &Client{nc: nc, js: js, stream: DefaultStream}
-	c.pub = NewPublisher(js, "/freezeframe/client")
+	c.pub = NewPublisher(js, SourceClient)
 	for _, o := range opts {
 		o(c)
 	}

@@ -302,7 +302,11 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		// Never handed to a handler, never redelivered: the same bytes
 		// cannot become a valid event. The reason is kept by the server
 		// (the MSG_TERMINATED advisory) as well as logged here.
-		c.log.WarnContext(ctx, "terminating message that is not a valid event", "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", rejectReason(err), "err", err)
+		what := "terminating message that is not a valid event"
+		if errors.Is(err, ErrForbiddenSource) {
+			what = "terminating event from a source not allowed to emit it"
+		}
+		c.log.WarnContext(ctx, what, "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", rejectReason(err), "err", err)
 		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
 		return
 	}
@@ -363,6 +367,8 @@ func rejectReason(err error) string {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		return "too-large"
+	case errors.Is(err, ErrForbiddenSource):
+		return "forbidden-source"
 	case errors.Is(err, ErrSubjectMismatch), errors.Is(err, ErrBadSubject):
 		return "subject-mismatch"
 	case errors.Is(err, ErrUnknownVersion):
