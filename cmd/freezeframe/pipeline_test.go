@@ -92,12 +92,12 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 			}
 		}()
 	}
-	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
+	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
 	hooker := newHooker(t, common, js, kube, ex, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: 10 * time.Second},
-		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, events.RoleSnapshotter.Source()), log)
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 	notifier := notify.New(notify.Config{Common: common}, notified, log)
 	run("notifier", func(ctx context.Context) error { return notifier.Run(ctx, js) })
@@ -148,7 +148,7 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
 		Exec:       ex,
-		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 }

@@ -125,7 +125,7 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
 			Objects:    NewKubeObjects(kube),
 			Exec:       ex,
-			Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+			Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 			Lookup:     events.NewStreamHistory(js, "").Lookup,
 			Leases:     leases,
 		}, log.With("replica", replica))
@@ -182,7 +182,7 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 	if qp.Holder != "hooker-0" || qp.Blueprint != "redis-hooks" || len(qp.Hooks) != 1 || qp.FreezeDeadline.Sub(qp.QuiescedAt) > 5*time.Minute || qp.FreezeDeadline.Sub(qp.QuiescedAt) < 4*time.Minute {
 		t.Errorf("quiesced payload %+v", qp)
 	}
-	pub := events.NewPublisher(f.js, "/test/snapshotter")
+	pub := events.NewPublisher(f.js, events.RoleSnapshotter.Source())
 	if _, _, err := pub.Publish(t.Context(), &events.Snapshotted{BackupRef: qp.BackupRef, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,8 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 		t.Fatalf("commands %q, want %q", got, want)
 	}
 	// A duplicate trigger after the resume runs nothing again.
-	if _, _, err := pub.Publish(t.Context(), &events.UnlockRequested{BackupRef: qp.BackupRef, Reason: "late watchdog"}); err != nil {
+	watchdog := events.NewPublisher(f.js, events.RoleHooker.Source())
+	if _, _, err := watchdog.Publish(t.Context(), &events.UnlockRequested{BackupRef: qp.BackupRef, Reason: "late watchdog"}); err != nil {
 		t.Fatal(err)
 	}
 	col.Next(5 * time.Second) // unlock-requested

@@ -105,7 +105,7 @@ func newHarness(t *testing.T) *harness {
 	if _, err := events.EnsureStream(t.Context(), js, events.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{js: js, pub: events.NewPublisher(js, "/freezeframe/scheduler"), logs: &syncBuffer{}}
+	return &harness{js: js, pub: events.NewPublisher(js, events.RoleScheduler.Source()), logs: &syncBuffer{}}
 }
 
 func (h *harness) scheduler(dyn *dynfake.FakeDynamicClient) *policy.Scheduler {
