@@ -58,6 +58,7 @@ type fixture struct {
 	exec   *podexectest.Recorder
 	svc    *Service
 	logs   *strings.Builder
+	logMu  *sync.Mutex
 	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
 }
 
@@ -109,7 +110,7 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{client: client, js: js, exec: ex, logs: logs}
+	f := &fixture{client: client, js: js, exec: ex, logs: logs, logMu: &logMu}
 	f.start = func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc) {
 		leases, err := lease.Open(t.Context(), js, lease.Config{RenewEvery: 200 * time.Millisecond, StaleAfter: 2 * time.Second})
 		if err != nil {
@@ -138,6 +139,13 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 		return svc, stop
 	}
 	return f
+}
+
+// logText is everything the fixture's replicas logged so far.
+func (f *fixture) logText() string {
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
+	return f.logs.String()
 }
 
 type lockedWriter struct {
@@ -229,7 +237,7 @@ func TestPrehookFailureResumesAndFails(t *testing.T) {
 	if failed.Step != events.StepQuiesce || !failed.ResumePending || !strings.Contains(failed.Reason, "pauseWrites") {
 		t.Errorf("failure %+v", failed)
 	}
-	if strings.Contains(failed.Reason, password) || strings.Contains(f.logs.String(), password) {
+	if strings.Contains(failed.Reason, password) || strings.Contains(f.logText(), password) {
 		t.Fatalf("secret leaked: reason %q", failed.Reason)
 	}
 	if r := evs[2].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterPrehookFailed {
