@@ -62,21 +62,22 @@ type fixture struct {
 	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
 }
 
-func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
-	f := newEnv(t, bp, annotations)
+func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string, objs ...runtime.Object) *fixture {
+	f := newEnv(t, bp, annotations, objs...)
 	f.svc, _ = f.start(t, cfg, "hooker-0")
 	return f
 }
 
 // newEnv makes the cluster and the server; start adds a hooker replica
 // whose cancel func stops it as a crash would (no more lease renewals).
-func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
+// objs are custom resources (BackupPolicies) the hooker may read.
+func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string, objs ...runtime.Object) *fixture {
 	t.Helper()
 	srv := eventstest.NewServer(t)
 	nc, js := srv.JetStream()
 	kube := kubefake.NewClientset(
 		&appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: annotations},
+			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: annotations, Labels: map[string]string{"app": "redis"}},
 			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
 		},
 		&corev1.Pod{
@@ -96,7 +97,6 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 		},
 	)
-	var objs []runtime.Object
 	if bp != nil {
 		objs = append(objs, bp)
 	}
@@ -125,6 +125,7 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Workloads:  workload.NewResolver(kube),
 			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
 			Objects:    NewKubeObjects(kube),
+			Policies:   NewKubePolicies(dyn),
 			Exec:       ex,
 			Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 			Lookup:     events.NewStreamHistory(js, "").Lookup,

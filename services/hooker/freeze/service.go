@@ -59,6 +59,10 @@ type Deps struct {
 	Exec       Executor
 	Publisher  Publisher
 	Lookup     EventLookup
+	// Policies reads the BackupPolicy a scheduled request names, to honour
+	// the retention it carries (KubePolicies); nil: no request's retention
+	// is honoured.
+	Policies PolicySource
 	// Leases keeps one freeze lease per workload (lease.Open).
 	Leases *lease.Store
 }
@@ -70,6 +74,7 @@ type Service struct {
 	workloads  WorkloadResolver
 	blueprints BlueprintSource
 	objects    ObjectSource
+	policies   PolicySource
 	exec       Executor
 	pub        Publisher
 	leases     *lease.Store
@@ -101,7 +106,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	return &Service{
 		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
-		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
+		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, policies: d.Policies, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
 		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 	}
@@ -211,6 +216,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Workloads:  workload.NewResolver(kc),
 		Blueprints: NewKubeBlueprints(dc, blueprintNamespaces...),
 		Objects:    NewKubeObjects(kc),
+		Policies:   NewKubePolicies(dc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
 		Lookup:     events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream).Lookup,
@@ -224,7 +230,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	switch p := ev.Payload.(type) {
 	case *events.BackupRequested:
-		return s.freeze(ctx, p)
+		return s.freeze(ctx, p, ev.CloudEvent.Source())
 	case *events.Snapshotted:
 		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, false, nil)
 	case *events.BackupFailed:
