@@ -519,6 +519,8 @@ func TestServiceAccountBackup(t *testing.T) {
 			{"create", core, "pods", "exec", appNS, "", true},
 			{"get", core, "secrets", "", appNS, demo.Secret, true},
 			{"get", "cr.kanister.io", "blueprints", "", "kanister", "", true},
+			{"get", "freezeframe.io", "backuppolicies", "", appNS, "", true},
+			{"list", "freezeframe.io", "backuppolicies", "", "", "", false},
 			{"delete", core, "pods", "", appNS, "", false},
 			{"list", core, "secrets", "", "", "", false},
 			{"list", core, "secrets", "", appNS, "", false},

@@ -139,6 +139,15 @@ hooker:
   - apiGroups: [freezeframe.io, cr.kanister.io]
     resources: [blueprints]
     verbs: [get]
+{{- if .Values.scheduler.policies }}
+- name: policies
+  namespaced: false
+  rules:
+  # A scheduled request's snapshotsToKeep counts only when the BackupPolicy it names says it.
+  - apiGroups: [freezeframe.io]
+    resources: [backuppolicies]
+    verbs: [get]
+{{- end }}
 snapshotter:
 - name: snapshots
   namespaced: false
