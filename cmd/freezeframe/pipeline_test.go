@@ -57,9 +57,11 @@ func (n *recordingNotifier) count() int {
 
 type pipeline struct {
 	natsURL  string
+	js       jetstream.JetStream
 	client   *events.Client
 	exec     *podexectest.Recorder
 	snaps    *snapfake.Clientset
+	kube     *kubefake.Clientset
 	notified *recordingNotifier
 }
 
@@ -108,7 +110,7 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 		t.Fatal(err)
 	}
 	waitForResponder(t, nc)
-	return &pipeline{natsURL: srv.ClientURL(), client: client, exec: ex, snaps: snaps, notified: notified}
+	return &pipeline{natsURL: srv.ClientURL(), js: js, client: client, exec: ex, snaps: snaps, kube: kube, notified: notified}
 }
 
 // redisCluster is the fake cluster the rigs run on: the redis Deployment bound to the
@@ -142,11 +144,13 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 	if err != nil {
 		t.Fatal(err)
 	}
+	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause())
 	return freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Policies:   freeze.NewKubePolicies(dyn),
 		Exec:       ex,
 		Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,

@@ -64,7 +64,10 @@ func NewBackupID() string {
 
 // PublishBackupRequested puts a BackupRequested straight onto the stream,
 // without the scheduler's checks; a missing BackupID is filled in. Publishing
-// the same BackupID again is dropped by the stream.
+// the same BackupID again is dropped by the stream. Its SnapshotsToKeep is
+// ignored by the hooker (the Quiesced says so in RetentionIgnored): only a
+// BackupPolicy or the workload's annotation sets retention (see
+// BackupRequested.SnapshotsToKeep).
 func (c *Client) PublishBackupRequested(ctx context.Context, req BackupRequested) (Event, error) {
 	if req.BackupID == "" {
 		req.BackupID = NewBackupID()
@@ -95,6 +98,7 @@ var ErrRequestRefused = errors.New("backup request refused")
 
 // RequestBackup asks the cluster's scheduler for a backup and returns its
 // id. The scheduler checks the workload before it publishes BackupRequested.
+// As with PublishBackupRequested, a SnapshotsToKeep set here is ignored.
 // The id is chosen here, so retrying after a lost reply cannot start a
 // second backup.
 func (c *Client) RequestBackup(ctx context.Context, req BackupRequested) (string, error) {
