@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -61,7 +62,15 @@ type ConsumerConfig struct {
 	// nats.go's default of 5s stalled a frozen application's snapshot for
 	// seconds through a failover. Default 500ms.
 	Heartbeat time.Duration
+	// Meters records MetricEventsRejected; nil: otel.GetMeterProvider().
+	Meters metric.MeterProvider
 }
+
+// MetricEventsRejected counts the messages a consumer terminated unread, by
+// consumer and reason (too-large, subject-mismatch, forbidden-source,
+// unknown-version, unknown-type, undecodable): a forged or broken publisher
+// shows here before anyone reads the logs.
+const MetricEventsRejected = "freezeframe_events_rejected_total"
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.Stream == "" {
@@ -87,6 +96,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.RetryDelay == nil {
 		c.RetryDelay = ExponentialDelay(250*time.Millisecond, 30*time.Second)
+	}
+	if c.Meters == nil {
+		c.Meters = otel.GetMeterProvider()
 	}
 	return c
 }
@@ -126,9 +138,10 @@ func DeliveryOf(ctx context.Context) (Delivery, bool) {
 type Consumer struct {
 	cfg     ConsumerConfig
 	cons    jetstream.Consumer
-	handler Handler
-	log     *slog.Logger
-	tracer  trace.Tracer
+	handler  Handler
+	log      *slog.Logger
+	tracer   trace.Tracer
+	rejected metric.Int64Counter
 }
 
 // NewConsumer creates or updates the durable consumer described by cfg.
@@ -159,11 +172,16 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 			cc.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
 		}
 	}
+	rejected, err := cfg.Meters.Meter(instrumentationName).Int64Counter(MetricEventsRejected, metric.WithUnit("{message}"),
+		metric.WithDescription("messages terminated unread: not a valid event, or from a source not allowed to emit its kind"))
+	if err != nil {
+		return nil, fmt.Errorf("new consumer %s: rejected counter: %w", cfg.Durable, err)
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
 	if err != nil {
 		return nil, fmt.Errorf("new consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	return &Consumer{cfg: cfg, cons: cons, handler: h, log: log.With("consumer", cfg.Durable), tracer: otel.GetTracerProvider().Tracer(instrumentationName)}, nil
+	return &Consumer{cfg: cfg, cons: cons, handler: h, log: log.With("consumer", cfg.Durable), tracer: otel.GetTracerProvider().Tracer(instrumentationName), rejected: rejected}, nil
 }
 
 // Run handles events until ctx ends, then stops fetching and gives in-flight
@@ -306,7 +324,9 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		if errors.Is(err, ErrForbiddenSource) {
 			what = "terminating event from a source not allowed to emit it"
 		}
-		c.log.WarnContext(ctx, what, "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", rejectReason(err), "err", err)
+		reason := rejectReason(err)
+		c.log.WarnContext(ctx, what, "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", reason, "err", err)
+		c.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("consumer", c.cfg.Durable), attribute.String("reason", reason)))
 		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
 		return
 	}

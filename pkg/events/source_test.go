@@ -1,8 +1,14 @@
 package events_test
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
@@ -93,5 +99,69 @@ func TestPublisherRefusesKindsItsSourceMayNotEmit(t *testing.T) {
 	}
 	if _, _, err := events.NewPublisher(js, events.RoleOperator.Source()).Publish(t.Context(), &events.UnlockRequested{BackupRef: ref, Reason: events.ResumeOperator}); err != nil {
 		t.Fatalf("publish UnlockRequested as an operator: %v", err)
+	}
+}
+
+// A consumer counts what it terminates unread by reason, so a forged
+// publisher shows on a dashboard: a forged Resumed is one forbidden-source.
+func TestConsumerCountsForgedEvents(t *testing.T) {
+	_, js := eventstest.NewServer(t).JetStream()
+	reader := sdkmetric.NewManualReader()
+	handled := make(chan events.Event, 1)
+	c, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "counted", Kinds: []events.Kind{events.KindResumed},
+		Meters: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))},
+		func(_ context.Context, ev events.Event) error { handled <- ev; return nil }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	forged, err := events.NewEvent(events.SourceCLI, &events.Resumed{BackupRef: events.BackupRef{BackupID: "bk-forged", Workload: redis}, Reason: events.ResumeAfterSnapshot, Succeeded: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := events.Encode(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	rejected := func() (forbidden, other int64) {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(t.Context(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				sum, ok := m.Data.(metricdata.Sum[int64])
+				if m.Name != events.MetricEventsRejected || !ok {
+					continue
+				}
+				for _, dp := range sum.DataPoints {
+					if reason, _ := dp.Attributes.Value("reason"); reason.AsString() == "forbidden-source" {
+						forbidden += dp.Value
+					} else {
+						other += dp.Value
+					}
+				}
+			}
+		}
+		return forbidden, other
+	}
+	eventstest.Eventually(t, 10*time.Second, "the forged Resumed counted as forbidden-source", func() bool {
+		forbidden, _ := rejected()
+		return forbidden == 1
+	})
+	if _, other := rejected(); other != 0 {
+		t.Errorf("%d rejections counted under another reason", other)
+	}
+	select {
+	case ev := <-handled:
+		t.Fatalf("the forged Resumed reached the handler: %+v", ev.Payload)
+	default:
 	}
 }

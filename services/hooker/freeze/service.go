@@ -122,7 +122,7 @@ var (
 // Run consumes events and watches the freeze leases until ctx ends.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	base := events.ConsumerConfig{Stream: s.cfg.NATS.Stream, AckWait: s.cfg.AckWait, Concurrency: s.cfg.Concurrency, ShutdownGrace: s.cfg.ShutdownTimeout,
-		MaxDeliver: s.cfg.MaxDeliver}
+		MaxDeliver: s.cfg.MaxDeliver, Meters: s.cfg.Common.Runtime.Meters}
 	if s.cfg.RetryMaxDelay > 0 {
 		base.RetryDelay = events.ExponentialDelay(min(250*time.Millisecond, s.cfg.RetryMaxDelay), s.cfg.RetryMaxDelay)
 	}

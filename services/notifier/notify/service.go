@@ -47,6 +47,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 			events.KindRestored, events.KindRestoreFailed},
 		Concurrency:   s.cfg.Concurrency,
 		ShutdownGrace: s.cfg.ShutdownTimeout,
+		Meters:        s.cfg.Common.Runtime.Meters,
 	}, s.handle, s.log)
 	if err != nil {
 		return err

@@ -175,6 +175,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		// An interrupted snapshot is redelivered; waiting longer than the
 		// operator allows for shutdown helps nobody.
 		ShutdownGrace: s.cfg.ShutdownTimeout,
+		Meters:        s.cfg.Common.Runtime.Meters,
 	}
 	cuts, ready := common, common
 	cuts.Durable, cuts.Kinds, cuts.Concurrency = Durable, []events.Kind{events.KindQuiesced}, s.cfg.Concurrency
