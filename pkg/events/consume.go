@@ -136,8 +136,8 @@ func DeliveryOf(ctx context.Context) (Delivery, bool) {
 
 // Consumer runs a handler over a durable pull consumer.
 type Consumer struct {
-	cfg     ConsumerConfig
-	cons    jetstream.Consumer
+	cfg      ConsumerConfig
+	cons     jetstream.Consumer
 	handler  Handler
 	log      *slog.Logger
 	tracer   trace.Tracer
