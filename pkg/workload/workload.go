@@ -194,7 +194,8 @@ func BlueprintOf(override string, annotations map[string]string) (name string, k
 }
 
 // Annotations that choose how a workload's volumes are snapshotted. A
-// request (or the policy behind it) that sets the same thing wins.
+// request that sets the same thing wins: for retention, only one the hooker
+// trusts (a BackupPolicy's, checked against the policy).
 const (
 	// AnnotationSnapshotClass names the VolumeSnapshotClass (or, for a group
 	// snapshot, the VolumeGroupSnapshotClass) to use instead of the default
@@ -206,7 +207,8 @@ const (
 )
 
 // SnapshotSettingsOf returns the snapshot class and retention of a workload:
-// the request's when set, else its annotations'. An annotation that is not a
+// the given ones when set (a request's class; a retention the hooker
+// trusts), else its annotations'. An annotation that is not a
 // positive number of snapshots is an error, reported before anything is
 // frozen.
 func SnapshotSettingsOf(class string, keep int, annotations map[string]string) (string, int, error) {
