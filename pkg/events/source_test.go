@@ -165,3 +165,41 @@ func TestConsumerCountsForgedEvents(t *testing.T) {
 	default:
 	}
 }
+
+// A forged event stored after the genuine one on its subject does not hide
+// it from Lookup (a takeover rebuilds its plan from the stored request); a
+// subject holding only forgeries has no event, and says they were refused.
+func TestLookupPassesOverForgedEvents(t *testing.T) {
+	_, js := eventstest.NewServer(t).JetStream()
+	ref := events.BackupRef{BackupID: "bk-look", Workload: redis}
+	forge := func(id, blueprint string) {
+		t.Helper()
+		ev, err := events.NewEvent("/forged", &events.BackupRequested{BackupRef: ref, RequestedBy: "cli", Blueprint: blueprint}, events.WithID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := events.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge("forged-0", "evil")
+	if _, err := events.Lookup(t.Context(), js, "", events.KindRequested, ref); !errors.Is(err, events.ErrNoEvent) || !errors.Is(err, events.ErrForbiddenSource) {
+		t.Fatalf("only a forged request stored: Lookup = %v, want ErrNoEvent and ErrForbiddenSource", err)
+	}
+	if _, _, err := events.NewPublisher(js, events.RoleScheduler.Source()).Publish(t.Context(), &events.BackupRequested{BackupRef: ref, RequestedBy: "cli", Blueprint: "redis-hooks"}); err != nil {
+		t.Fatal(err)
+	}
+	forge("forged-1", "evil")
+	forge("forged-2", "evil")
+	ev, err := events.Lookup(t.Context(), js, "", events.KindRequested, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ev.Payload.(*events.BackupRequested); r.Blueprint != "redis-hooks" || ev.CloudEvent.Source() != events.RoleScheduler.Source() {
+		t.Fatalf("Lookup returned %s from %s, want the scheduler's request", r.Blueprint, ev.CloudEvent.Source())
+	}
+}
