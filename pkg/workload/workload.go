@@ -39,6 +39,8 @@ type Info struct {
 	Name        string
 	Namespace   string
 	Annotations map[string]string
+	// Labels are the workload's own labels (what a BackupPolicy selects).
+	Labels map[string]string
 	// object is the workload as read; Content converts it for templates.
 	object runtime.Object
 	// Pods are the running pods, sorted by name.
@@ -94,21 +96,21 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 		err      error
 	)
 	switch kind {
-	case "Deployment":
+	case kindDeployment:
 		var d *appsv1.Deployment
 		d, err = r.client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = d, d.Spec.Selector, d.ObjectMeta
 			replicas = replicasOf(d.Spec.Replicas)
-			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: kindDeployment}
 		}
-	case "StatefulSet":
+	case kindStatefulSet:
 		var s *appsv1.StatefulSet
 		s, err = r.client.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = s, s.Spec.Selector, s.ObjectMeta
 			replicas = replicasOf(s.Spec.Replicas)
-			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"}
+			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: kindStatefulSet}
 		}
 	default:
 		return nil, fmt.Errorf("resolve %s %s/%s: unsupported kind", kind, namespace, name)
@@ -127,7 +129,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
 	}
-	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, object: obj, Replicas: replicas, Selector: sel}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Labels: meta.Labels, object: obj, Replicas: replicas, Selector: sel}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
@@ -196,7 +198,8 @@ func BlueprintOf(override string, annotations map[string]string) (name string, k
 }
 
 // Annotations that choose how a workload's volumes are snapshotted. A
-// request (or the policy behind it) that sets the same thing wins.
+// request that sets the same thing wins: for retention, only one the hooker
+// trusts (a BackupPolicy's, checked against the policy).
 const (
 	// AnnotationSnapshotClass names the VolumeSnapshotClass (or, for a group
 	// snapshot, the VolumeGroupSnapshotClass) to use instead of the default
@@ -208,7 +211,8 @@ const (
 )
 
 // SnapshotSettingsOf returns the snapshot class and retention of a workload:
-// the request's when set, else its annotations'. An annotation that is not a
+// the given ones when set (a request's class; a retention the hooker
+// trusts), else its annotations'. An annotation that is not a
 // positive number of snapshots is an error, reported before anything is
 // frozen.
 func SnapshotSettingsOf(class string, keep int, annotations map[string]string) (string, int, error) {

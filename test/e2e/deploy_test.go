@@ -530,6 +530,8 @@ func TestServiceAccountBackup(t *testing.T) {
 			{"create", core, "pods", "exec", "kube-system", "", false},
 			{"get", core, "pods", "exec", "kube-system", "", false},
 			{"get", core, "pods", "", "kube-system", "", false},
+			{"get", "freezeframe.io", "backuppolicies", "", appNS, "", true},
+			{"list", "freezeframe.io", "backuppolicies", "", "", "", false},
 			{"delete", core, "pods", "", appNS, "", false},
 			{"list", core, "secrets", "", "", "", false},
 			{"list", core, "secrets", "", appNS, "", false},

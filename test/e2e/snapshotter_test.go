@@ -308,7 +308,7 @@ func redeliverQuiesced(t *testing.T, up *harness.Up, evs []events.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := events.NewPublisher(js, "/e2e").Publish(t.Context(), q, events.WithID(q.BackupID+".quiesced.redelivered")); err != nil {
+	if _, _, err := events.NewPublisher(js, events.RoleHooker.Source()).Publish(t.Context(), q, events.WithID(q.BackupID+".quiesced.redelivered")); err != nil {
 		t.Fatal(err)
 	}
 }

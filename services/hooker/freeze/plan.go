@@ -31,7 +31,10 @@ type plan struct {
 	maxFreeze time.Duration
 	class     string
 	keep      int
-	volumes   []string
+	// retentionIgnored says why the request's snapshotsToKeep was not
+	// applied (see trustedRetention); empty when it was, or set none.
+	retentionIgnored string
+	volumes          []string
 	// scope is where the hooks may exec (confine.go).
 	scope execScope
 	// localBlueprint: the blueprint lives in the workload's namespace, so
@@ -43,8 +46,9 @@ type plan struct {
 }
 
 // prepare resolves the workload and its blueprint, validates both hooks and
-// fetches every object they name. An error here means nothing was frozen.
-func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*plan, error) {
+// fetches every object they name; source is the request's CloudEvents
+// source. An error here means nothing was frozen.
+func (s *Service) prepare(ctx context.Context, req *events.BackupRequested, source string) (*plan, error) {
 	w := req.Workload
 	info, err := s.workloads.Resolve(ctx, w.Namespace, w.Kind, w.Name)
 	if err != nil {
@@ -76,11 +80,18 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 		return nil, err // pods may be starting: retried
 	}
-	class, keep, err := workload.SnapshotSettingsOf(req.SnapshotClass, req.SnapshotsToKeep, info.Annotations)
+	keep, retentionIgnored, err := s.trustedRetention(ctx, req, source, info)
+	if err != nil {
+		return nil, err
+	}
+	if retentionIgnored != "" {
+		s.log.WarnContext(ctx, "ignoring the request's retention", "backup_id", req.BackupID, "workload", w.String(), "reason", retentionIgnored)
+	}
+	class, keep, err := workload.SnapshotSettingsOf(req.SnapshotClass, keep, info.Annotations)
 	if err != nil {
 		return nil, events.Permanent(fmt.Errorf("%s: %w", w, err))
 	}
-	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs(),
+	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, retentionIgnored: retentionIgnored, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs(),
 		scope: scopeOf(w, info), localBlueprint: bp.Namespace == w.Namespace}
 	// The blueprint, then the request (a policy's), may shorten the cap,
 	// never lengthen it past the operator's.

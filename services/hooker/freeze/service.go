@@ -70,6 +70,10 @@ type Deps struct {
 	Exec      Executor
 	Publisher Publisher
 	Lookup    EventLookup
+	// Policies reads the BackupPolicy a scheduled request names, to honour
+	// the retention it carries (KubePolicies); nil: no request's retention
+	// is honoured.
+	Policies PolicySource
 	// Leases keeps one freeze lease per workload (lease.Open).
 	Leases *lease.Store
 }
@@ -83,6 +87,7 @@ type Service struct {
 	objects    ObjectSource
 	pods       PodSource
 	execAllow  ExecAllowList
+	policies   PolicySource
 	exec       Executor
 	pub        Publisher
 	leases     *lease.Store
@@ -114,7 +119,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	return &Service{
 		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
-		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, pods: d.Pods, execAllow: cfg.ExecAllow, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
+		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, pods: d.Pods, execAllow: cfg.ExecAllow, policies: d.Policies, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
 		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 	}
@@ -130,7 +135,7 @@ var (
 // consumerBase is what the hooker's consumers share.
 func (c Config) consumerBase() events.ConsumerConfig {
 	base := events.ConsumerConfig{Stream: c.NATS.Stream, AckWait: c.AckWait, Concurrency: c.Concurrency, ShutdownGrace: c.ShutdownTimeout,
-		MaxDeliver: c.MaxDeliver}
+		MaxDeliver: c.MaxDeliver, Meters: c.Common.Runtime.Meters}
 	if c.RetryMaxDelay > 0 {
 		base.RetryDelay = events.ExponentialDelay(min(250*time.Millisecond, c.RetryMaxDelay), c.RetryMaxDelay)
 	}
@@ -248,6 +253,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Blueprints: NewKubeBlueprints(dc, cfg.NamespacedBlueprints, blueprintNamespaces...),
 		Objects:    NewKubeObjects(kc),
 		Pods:       NewKubeObjects(kc),
+		Policies:   NewKubePolicies(dc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
 		Lookup:     events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream).Lookup,
@@ -261,7 +267,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	switch p := ev.Payload.(type) {
 	case *events.BackupRequested:
-		return s.freeze(ctx, p)
+		return s.freeze(ctx, p, ev.CloudEvent.Source())
 	case *events.Snapshotted:
 		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, false, nil)
 	case *events.BackupFailed:

@@ -105,7 +105,7 @@ func newHarness(t *testing.T) *harness {
 	if _, err := events.EnsureStream(t.Context(), js, events.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{js: js, pub: events.NewPublisher(js, "/freezeframe/scheduler"), logs: &syncBuffer{}}
+	return &harness{js: js, pub: events.NewPublisher(js, events.RoleScheduler.Source()), logs: &syncBuffer{}}
 }
 
 func (h *harness) scheduler(dyn *dynfake.FakeDynamicClient) *policy.Scheduler {
@@ -191,10 +191,16 @@ func TestTicks(t *testing.T) {
 		kind, name, _ := strings.Cut(rest, "/")
 		k, _ := events.NormalizeKind(kind)
 		ref := events.BackupRef{BackupID: b.BackupID, Workload: events.Workload{Cluster: cluster, Namespace: ns, Kind: k, Name: name}}
+		// As the hooker would end them.
+		hooker := events.NewPublisher(h.js, events.RoleHooker.Source())
+		var err error
 		if name == "pg" {
-			h.pub.Publish(t.Context(), &events.Resumed{BackupRef: ref, Reason: events.ResumeAfterSnapshot, Succeeded: true})
+			_, _, err = hooker.Publish(t.Context(), &events.Resumed{BackupRef: ref, Reason: events.ResumeAfterSnapshot, Succeeded: true})
 		} else {
-			h.pub.Publish(t.Context(), &events.BackupFailed{BackupRef: ref, Step: events.StepQuiesce, Reason: "exec failed"})
+			_, _, err = hooker.Publish(t.Context(), &events.BackupFailed{BackupRef: ref, Step: events.StepQuiesce, Reason: "exec failed"})
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T02:10:00Z")); err != nil {

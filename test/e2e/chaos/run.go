@@ -265,7 +265,7 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return fmt.Errorf("connect jetstream: %w", err)
 	}
-	if r.client, err = events.NewClient(r.nc, events.WithSource("/freezeframe/chaos")); err != nil {
+	if r.client, err = events.NewClient(r.nc); err != nil {
 		return err
 	}
 	if r.obs, err = Observe(r.nc); err != nil {

@@ -258,7 +258,7 @@ func (u *Up) Connect() (*nats.Conn, *events.Client, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", u.NATSURL(), err)
 	}
-	client, err := events.NewClient(nc, events.WithSource("/freezeframe/e2e"))
+	client, err := events.NewClient(nc, events.WithSource(events.RoleRequester.Source()))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

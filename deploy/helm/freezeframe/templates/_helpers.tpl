@@ -184,6 +184,15 @@ hooker:
     resources: [pods/exec]
     verbs: [create, get]
 {{- end }}
+{{- if .Values.scheduler.policies }}
+- name: policies
+  namespaced: false
+  rules:
+  # A scheduled request's snapshotsToKeep counts only when the BackupPolicy it names says it.
+  - apiGroups: [freezeframe.io]
+    resources: [backuppolicies]
+    verbs: [get]
+{{- end }}
 snapshotter:
 - name: snapshots
   namespaced: false
