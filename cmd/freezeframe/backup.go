@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/workload"
 )
 
 func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,7 +25,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	blueprintName := fs.String("blueprint", "", "use this blueprint instead of the one the workload's annotation names")
 	maxFreeze := fs.Duration("max-freeze", 0, "resume the application after this long at the latest (0: the hooker's default)")
 	class := fs.String("snapshot-class", "", "VolumeSnapshotClass to use (default: the workload's freezeframe.io/snapshot-class annotation, else the default class of the volumes' CSI driver)")
-	keep := fs.Int("keep", 0, "once this backup is ready, keep this many complete backups of the workload and delete older ones (default: the workload's freezeframe.io/snapshots-to-keep annotation, else keep all)")
+	keep := fs.Int("keep", 0, "refused: a request cannot set retention, which deletes backups; set spec.snapshotsToKeep in a BackupPolicy or annotate the workload with freezeframe.io/snapshots-to-keep=N")
 	id := fs.String("id", "", "backup id (default: a new one); requesting an id again is a no-op")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: freezeframe backup KIND/NAME -n NAMESPACE [--wait] [flags]\n\nKIND is deployment (deploy) or statefulset (sts). Flags:")
@@ -33,6 +34,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ref, err := parseWithPositional(fs, args)
 	if err != nil {
 		return err
+	}
+	if *keep != 0 {
+		// The hooker would ignore it (only a BackupPolicy's scheduled
+		// request may set retention): say so now, not in an event later.
+		return fmt.Errorf("--keep %d: retention deletes backups, so a request cannot set it; set spec.snapshotsToKeep in a BackupPolicy, or annotate the workload: kubectl annotate %s -n %s %s=%d", *keep, ref, *namespace, workload.AnnotationSnapshotsToKeep, *keep)
 	}
 	kind, name, err := events.ParseWorkloadRef(ref)
 	if err != nil {
@@ -44,12 +50,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer closeConn()
 	req := events.BackupRequested{
-		BackupRef:       events.BackupRef{BackupID: *id, Workload: events.Workload{Cluster: cf.cluster, Namespace: *namespace, Kind: kind, Name: name}},
-		RequestedBy:     "cli",
-		Blueprint:       *blueprintName,
-		MaxFreeze:       events.Duration(*maxFreeze),
-		SnapshotClass:   *class,
-		SnapshotsToKeep: *keep,
+		BackupRef:     events.BackupRef{BackupID: *id, Workload: events.Workload{Cluster: cf.cluster, Namespace: *namespace, Kind: kind, Name: name}},
+		RequestedBy:   "cli",
+		Blueprint:     *blueprintName,
+		MaxFreeze:     events.Duration(*maxFreeze),
+		SnapshotClass: *class,
 	}
 	backupID, err := client.RequestBackup(ctx, req)
 	if err != nil {

@@ -49,9 +49,10 @@ func TestBackupsCatalogAgreesWithEventsEndsAndCluster(t *testing.T) {
 	if out, err := backups(t, p.snaps, conn...); err != nil || !strings.Contains(out, "no backups") {
 		t.Fatalf("nothing backed up yet: %v\n%s", err, out)
 	}
+	p.keep(t, "2")
 	var ids []string
 	for range 3 {
-		code, out, errOut := cli(t, append([]string{"backup", "deploy/redis", "-n", "shop", "--wait", "--keep", "2"}, conn...)...)
+		code, out, errOut := cli(t, append([]string{"backup", "deploy/redis", "-n", "shop", "--wait"}, conn...)...)
 		if code != 0 {
 			t.Fatalf("backup exit %d\n%s\n%s", code, out, errOut)
 		}

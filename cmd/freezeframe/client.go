@@ -57,7 +57,7 @@ func (c *connectFlags) connectJetStream() (*nats.Conn, *events.Client, jetstream
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connect to NATS at %s (is `freezeframe up` running? set NATS_URL or --nats): %w", c.natsURL, err)
 	}
-	cl, err := events.NewClient(nc, events.WithStream(c.stream), events.WithSource("/freezeframe/cli"))
+	cl, err := events.NewClient(nc, events.WithStream(c.stream), events.WithSource(events.SourceCLI))
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err

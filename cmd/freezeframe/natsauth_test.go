@@ -375,8 +375,9 @@ func testSecureBackup(t *testing.T, srv *authServer) {
 	hooker := freeze.New(cfgs.hooker, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), false, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Pods:       freeze.NewKubeObjects(kube),
 		Exec:       ex,
 		Publisher:  hookBus.Publisher,
 		Lookup:     events.NewStreamHistory(hookBus.JetStream, "").Lookup,

@@ -57,9 +57,11 @@ func (n *recordingNotifier) count() int {
 
 type pipeline struct {
 	natsURL  string
+	js       jetstream.JetStream
 	client   *events.Client
 	exec     *podexectest.Recorder
 	snaps    *snapfake.Clientset
+	kube     *kubefake.Clientset
 	notified *recordingNotifier
 }
 
@@ -92,12 +94,12 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 			}
 		}()
 	}
-	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
+	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
 	hooker := newHooker(t, common, js, kube, ex, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: 10 * time.Second},
-		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, events.RoleSnapshotter.Source()), log)
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 	notifier := notify.New(notify.Config{Common: common}, notified, log)
 	run("notifier", func(ctx context.Context) error { return notifier.Run(ctx, js) })
@@ -108,7 +110,7 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 		t.Fatal(err)
 	}
 	waitForResponder(t, nc)
-	return &pipeline{natsURL: srv.ClientURL(), client: client, exec: ex, snaps: snaps, notified: notified}
+	return &pipeline{natsURL: srv.ClientURL(), js: js, client: client, exec: ex, snaps: snaps, kube: kube, notified: notified}
 }
 
 // redisCluster is the fake cluster the rigs run on: the redis Deployment bound to the
@@ -142,13 +144,16 @@ func newHooker(t *testing.T, common service.Common, js jetstream.JetStream, kube
 	if err != nil {
 		t.Fatal(err)
 	}
+	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause())
 	return freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), blueprinttest.RedisPause()), "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dyn, false, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Pods:       freeze.NewKubeObjects(kube),
+		Policies:   freeze.NewKubePolicies(dyn),
 		Exec:       ex,
-		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 }

@@ -81,7 +81,7 @@ func cmdUnlock(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	// Its own id: an earlier unlock of this freeze revision (the watchdog's)
 	// must not make the stream drop this one as a duplicate.
 	id := events.DefaultID(u) + ".operator"
-	if _, _, err := events.NewPublisher(js, "/freezeframe/cli").Publish(ctx, u, events.WithID(id)); err != nil {
+	if _, _, err := events.NewPublisher(js, events.SourceCLI).Publish(ctx, u, events.WithID(id)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "unlock of backup %s requested by %s; waiting for the resume\n", l.BackupID, u.RequestedBy)

@@ -23,7 +23,7 @@ type history struct {
 
 func (h *history) add(at time.Time, p events.Payload) {
 	h.t.Helper()
-	ev, err := events.NewEvent("/test", p, events.WithTime(at))
+	ev, err := eventstest.NewEvent(p, events.WithTime(at))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestClientBackupsReadsTheStreamAndTheEnds(t *testing.T) {
 	}
 
 	evs, ends, snaps := catalogSources(t)
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	for _, ev := range evs {
 		if _, _, err := pub.Publish(t.Context(), ev.Payload, events.WithTime(ev.Time())); err != nil {
 			t.Fatal(err)

@@ -30,7 +30,11 @@ type ClientOption func(*Client)
 // WithStream names the event stream, when it is not DefaultStream.
 func WithStream(name string) ClientOption { return func(c *Client) { c.stream = name } }
 
-// WithSource sets the CloudEvents source of published events (default "/freezeframe/client").
+// WithSource sets the CloudEvents source of published events (default
+// SourceClient, "/freezeframe/client"). Consumers act only on events whose
+// source may emit their kind (see SourcesOf and CheckSource): a client's
+// events carry SourceClient or SourceCLI, and the publisher refuses any
+// other with ErrForbiddenSource.
 func WithSource(source string) ClientOption {
 	return func(c *Client) { c.pub = NewPublisher(c.js, source) }
 }
@@ -42,7 +46,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
 	c := &Client{nc: nc, js: js, stream: DefaultStream}
-	c.pub = NewPublisher(js, "/freezeframe/client")
+	c.pub = NewPublisher(js, SourceClient)
 	for _, o := range opts {
 		o(c)
 	}
@@ -60,7 +64,10 @@ func NewBackupID() string {
 
 // PublishBackupRequested puts a BackupRequested straight onto the stream,
 // without the scheduler's checks; a missing BackupID is filled in. Publishing
-// the same BackupID again is dropped by the stream.
+// the same BackupID again is dropped by the stream. Its SnapshotsToKeep is
+// ignored by the hooker (the Quiesced says so in RetentionIgnored): only a
+// BackupPolicy or the workload's annotation sets retention (see
+// BackupRequested.SnapshotsToKeep).
 func (c *Client) PublishBackupRequested(ctx context.Context, req BackupRequested) (Event, error) {
 	if req.BackupID == "" {
 		req.BackupID = NewBackupID()
@@ -91,6 +98,7 @@ var ErrRequestRefused = errors.New("backup request refused")
 
 // RequestBackup asks the cluster's scheduler for a backup and returns its
 // id. The scheduler checks the workload before it publishes BackupRequested.
+// As with PublishBackupRequested, a SnapshotsToKeep set here is ignored.
 // The id is chosen here, so retrying after a lost reply cannot start a
 // second backup.
 func (c *Client) RequestBackup(ctx context.Context, req BackupRequested) (string, error) {

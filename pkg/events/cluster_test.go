@@ -72,7 +72,7 @@ func TestWaitSurvivesTheLossOfItsNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := events.NewPublisher(pubJS, "/test")
+	pub := eventstest.NewPipeline(pubJS)
 	ref := events.BackupRef{BackupID: "bk-failover", Workload: events.Workload{Cluster: "c", Namespace: "shop", Kind: events.KindDeployment, Name: "redis"}}
 	publish := func(p events.Payload) {
 		t.Helper()
@@ -162,7 +162,7 @@ func TestConsumerSurvivesTheLossOfItsLeader(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cons.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	publish := func(id string) time.Time {
 		t.Helper()
 		ref := events.BackupRef{BackupID: id, Workload: events.Workload{Cluster: "c", Namespace: "shop", Kind: events.KindDeployment, Name: "db"}}

@@ -116,16 +116,20 @@ func Encode(e Event) (*nats.Msg, error) {
 // DecodeMessage reads a message delivered on subject as a freezeframe event
 // (see Decode) and checks it against the subject: the kind in the subject
 // must be the kind of the event's type, and the workload and backup id in
-// the subject those of the payload. Everything read from the stream goes
-// through it. Errors wrap ErrUndecodable (with ErrSubjectMismatch,
-// ErrBadSubject or ErrUnknownVersion where they apply) or ErrUnknownType;
-// on error the Event is zero.
+// the subject those of the payload. It also checks the event's source
+// against who may emit its kind (CheckSource). Everything read from the
+// stream goes through it. Errors wrap ErrUndecodable (with
+// ErrSubjectMismatch, ErrBadSubject, ErrForbiddenSource or ErrUnknownVersion
+// where they apply) or ErrUnknownType; on error the Event is zero.
 func DecodeMessage(subject string, h nats.Header, data []byte) (Event, error) {
 	ev, err := Decode(h, data)
 	if err != nil {
 		return Event{}, err
 	}
 	if err := checkSubject(subject, ev); err != nil {
+		return Event{}, err
+	}
+	if err := CheckSource(ev); err != nil {
 		return Event{}, err
 	}
 	return ev, nil
@@ -163,7 +167,8 @@ func checkSubject(subject string, ev Event) error {
 
 // Decode reads a NATS message as a freezeframe event, in binary or
 // structured content mode, and validates the payload. It does not know the
-// subject: use DecodeMessage for messages from the stream. Errors wrap
+// subject and does not check the source: use DecodeMessage for messages
+// from the stream. Errors wrap
 // ErrUndecodable or ErrUnknownType (with ErrUnknownVersion for a version
 // this build does not read); on error the Event is zero.
 func Decode(h nats.Header, data []byte) (Event, error) {

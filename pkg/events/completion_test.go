@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )
 
 func TestCompletionNeedsResumedAndReadyInEitherOrder(t *testing.T) {
@@ -12,7 +13,7 @@ func TestCompletionNeedsResumedAndReadyInEitherOrder(t *testing.T) {
 	snaps := []events.Snapshot{{Name: "ff-1-data", Namespace: "shop", PVC: "data", CutAt: time.Now()}}
 	ev := func(p events.Payload) events.Event {
 		t.Helper()
-		e, err := events.NewEvent("/test", p)
+		e, err := eventstest.NewEvent(p)
 		if err != nil {
 			t.Fatal(err)
 		}

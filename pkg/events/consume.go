@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -66,7 +67,15 @@ type ConsumerConfig struct {
 	// nats.go's default of 5s stalled a frozen application's snapshot for
 	// seconds through a failover. Default 500ms.
 	Heartbeat time.Duration
+	// Meters records MetricEventsRejected; nil: otel.GetMeterProvider().
+	Meters metric.MeterProvider
 }
+
+// MetricEventsRejected counts the messages a consumer terminated unread, by
+// consumer and reason (too-large, subject-mismatch, forbidden-source,
+// unknown-version, unknown-type, undecodable): a forged or broken publisher
+// shows here before anyone reads the logs.
+const MetricEventsRejected = "freezeframe_events_rejected_total"
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.Stream == "" {
@@ -92,6 +101,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.RetryDelay == nil {
 		c.RetryDelay = ExponentialDelay(250*time.Millisecond, 30*time.Second)
+	}
+	if c.Meters == nil {
+		c.Meters = otel.GetMeterProvider()
 	}
 	return c
 }
@@ -129,11 +141,12 @@ func DeliveryOf(ctx context.Context) (Delivery, bool) {
 
 // Consumer runs a handler over a durable pull consumer.
 type Consumer struct {
-	cfg     ConsumerConfig
-	cons    jetstream.Consumer
-	handler Handler
-	log     *slog.Logger
-	tracer  trace.Tracer
+	cfg      ConsumerConfig
+	cons     jetstream.Consumer
+	handler  Handler
+	log      *slog.Logger
+	tracer   trace.Tracer
+	rejected metric.Int64Counter
 }
 
 // NewConsumer binds to the durable consumer described by cfg. A shared
@@ -150,12 +163,17 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 		return nil, err
 	}
 	log = log.With("consumer", cfg.Durable)
+	rejected, err := cfg.Meters.Meter(instrumentationName).Int64Counter(MetricEventsRejected, metric.WithUnit("{message}"),
+		metric.WithDescription("messages terminated unread: not a valid event, or from a source not allowed to emit its kind"))
+	if err != nil {
+		return nil, fmt.Errorf("new consumer %s: rejected counter: %w", cfg.Durable, err)
+	}
 	newConsumer := func(cons jetstream.Consumer) *Consumer {
 		// Delivery.Last must count the attempts the server makes.
 		if md := cons.CachedInfo().Config.MaxDeliver; md > 0 {
 			cfg.MaxDeliver = md
 		}
-		return &Consumer{cfg: cfg, cons: cons, handler: h, log: log, tracer: otel.GetTracerProvider().Tracer(instrumentationName)}
+		return &Consumer{cfg: cfg, cons: cons, handler: h, log: log, tracer: otel.GetTracerProvider().Tracer(instrumentationName), rejected: rejected}
 	}
 	existing, err := js.Consumer(ctx, cfg.Stream, cfg.Durable)
 	switch {
@@ -385,7 +403,13 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		// Never handed to a handler, never redelivered: the same bytes
 		// cannot become a valid event. The reason is kept by the server
 		// (the MSG_TERMINATED advisory) as well as logged here.
-		c.log.WarnContext(ctx, "terminating message that is not a valid event", "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", rejectReason(err), "err", err)
+		what := "terminating message that is not a valid event"
+		if errors.Is(err, ErrForbiddenSource) {
+			what = "terminating event from a source not allowed to emit it"
+		}
+		reason := rejectReason(err)
+		c.log.WarnContext(ctx, what, "subject", truncate(msg.Subject(), 512), "seq", delivery.Sequence, "attempt", delivery.Attempt, "reason", reason, "err", err)
+		c.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("consumer", c.cfg.Durable), attribute.String("reason", reason)))
 		c.settle(ctx, msg, func() error { return msg.TermWithReason(truncate(err.Error(), 512)) })
 		return
 	}
@@ -446,6 +470,8 @@ func rejectReason(err error) string {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		return "too-large"
+	case errors.Is(err, ErrForbiddenSource):
+		return "forbidden-source"
 	case errors.Is(err, ErrSubjectMismatch), errors.Is(err, ErrBadSubject):
 		return "subject-mismatch"
 	case errors.Is(err, ErrUnknownVersion):

@@ -35,7 +35,7 @@ func TestConsumerConcurrencyBound(t *testing.T) {
 			mu.Unlock()
 			return nil
 		})
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
 			if _, _, err := pub.Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: fmt.Sprintf("bk-%d", i), Workload: redis}}); err != nil {

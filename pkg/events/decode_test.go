@@ -15,7 +15,7 @@ import (
 // encoded is a valid Resumed of backup bk-1 on its subject.
 func encoded(t *testing.T) *nats.Msg {
 	t.Helper()
-	ev, err := events.NewEvent("/test", &events.Resumed{BackupRef: events.BackupRef{BackupID: "bk-1", Workload: redis}, Reason: events.ResumeAfterSnapshot, Succeeded: true})
+	ev, err := eventstest.NewEvent(&events.Resumed{BackupRef: events.BackupRef{BackupID: "bk-1", Workload: redis}, Reason: events.ResumeAfterSnapshot, Succeeded: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +59,8 @@ func TestDecodeMessageChecksTheSubject(t *testing.T) {
 		{"attribute given twice", func(m *nats.Msg) { m.Header["CE-Type"] = []string{events.TypeQuiesced} }, []error{events.ErrUndecodable}},
 		{"attribute with two values", func(m *nats.Msg) { m.Header.Add("ce-type", events.TypeQuiesced) }, []error{events.ErrUndecodable}},
 		{"extension given twice", func(m *nats.Msg) { m.Header["Ce-Backupid"] = []string{"bk-1"} }, []error{events.ErrUndecodable}},
+		{"resumed from a source other than the hooker", func(m *nats.Msg) { m.Header.Set("ce-source", events.SourceCLI) }, []error{events.ErrUndecodable, events.ErrForbiddenSource}},
+		{"resumed from another service", func(m *nats.Msg) { m.Header.Set("ce-source", events.RoleSnapshotter.Source()) }, []error{events.ErrUndecodable, events.ErrForbiddenSource}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,15 +132,15 @@ func TestPublisherRefusesEventsOverTheLimit(t *testing.T) {
 	srv := eventstest.NewServer(t)
 	_, js := srv.JetStream()
 	huge := &events.BackupFailed{BackupRef: events.BackupRef{BackupID: "bk-big", Workload: redis}, Step: events.StepQuiesce, Reason: strings.Repeat("x", events.DefaultMaxEventSize)}
-	_, _, err := events.NewPublisher(js, "/test").Publish(t.Context(), huge)
+	_, _, err := eventstest.NewPipeline(js).Publish(t.Context(), huge)
 	if !errors.Is(err, events.ErrTooLarge) || !events.IsPermanent(err) {
 		t.Fatalf("err %v, want a permanent ErrTooLarge", err)
 	}
 	small := &events.BackupFailed{BackupRef: events.BackupRef{BackupID: "bk-small", Workload: redis}, Step: events.StepQuiesce, Reason: strings.Repeat("x", 600)}
-	if _, _, err := events.NewPublisher(js, "/test", events.WithMaxEventSize(512)).Publish(t.Context(), small); !errors.Is(err, events.ErrTooLarge) {
+	if _, _, err := eventstest.NewPipeline(js, events.WithMaxEventSize(512)).Publish(t.Context(), small); !errors.Is(err, events.ErrTooLarge) {
 		t.Fatalf("err %v with a 512-byte limit, want ErrTooLarge", err)
 	}
-	if _, _, err := events.NewPublisher(js, "/test").Publish(t.Context(), small); err != nil {
+	if _, _, err := eventstest.NewPipeline(js).Publish(t.Context(), small); err != nil {
 		t.Fatalf("a 1 KiB event under the default limit: %v", err)
 	}
 	s, err := js.Stream(t.Context(), events.DefaultStream)

@@ -72,9 +72,12 @@
 // larger than [ConsumerConfig].MaxEventSize ([DefaultMaxEventSize], 64 KiB,
 // which publishers refuse to exceed too: [ErrTooLarge]), undecodable, an
 // unknown type or a version this build does not read ([ErrUnknownVersion]),
-// or not matching their subject ([DecodeMessage], [ErrSubjectMismatch]): a
+// not matching their subject ([DecodeMessage], [ErrSubjectMismatch]): a
 // consumer selects events by subject, so the type must be of the subject's
-// kind and the payload's workload and backup id those of the subject. While a handler runs, the
+// kind and the payload's workload and backup id those of the subject; or
+// from a source not allowed to emit their kind ([CheckSource],
+// [ErrForbiddenSource], the table in access.go): the bus is not the only
+// authority. While a handler runs, the
 // consumer sends in-progress heartbeats so that a long hook or snapshot is
 // not redelivered to another replica.
 //

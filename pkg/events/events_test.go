@@ -52,7 +52,7 @@ func TestRoundTripThroughStream(t *testing.T) {
 		got <- ev
 		return nil
 	})
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
 	sent, dup, err := pub.Publish(t.Context(), &events.Quiesced{
 		BackupRef:  events.BackupRef{BackupID: "bk-1", Workload: redis},
@@ -98,7 +98,7 @@ func TestRoundTripThroughStream(t *testing.T) {
 func TestDuplicatePublishIsDropped(t *testing.T) {
 	srv := eventstest.NewServer(t)
 	_, js := srv.JetStream()
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	req := &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-dup", Workload: redis}}
 	if _, dup, err := pub.Publish(t.Context(), req); err != nil || dup {
 		t.Fatalf("first publish: dup=%v err=%v", dup, err)
@@ -138,7 +138,7 @@ func TestMalformedMessagesAreTerminatedAndConsumerGoesOn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	if _, _, err := pub.Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-good", Workload: redis}}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestTransientFailureIsRedelivered(t *testing.T) {
 		}
 		return nil
 	})
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	if _, _, err := pub.Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-r", Workload: redis}}); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 			calls.Add(1)
 			return events.Permanent(errors.New("deployment shop/redis not found"))
 		})
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	if _, _, err := pub.Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-p", Workload: redis}}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestTraceContextCrossesAHop(t *testing.T) {
 	srv := eventstest.NewServer(t)
 	_, js := srv.JetStream()
 	handled := make(chan struct{})
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	runConsumer(t, js, events.ConsumerConfig{Durable: "t", Kinds: []events.Kind{events.KindRequested}}, func(ctx context.Context, ev events.Event) error {
 		// The next hop publishes from the handler's context.
 		_, _, err := pub.Publish(ctx, &events.BackupFailed{BackupRef: ev.Payload.Ref(), Step: events.StepResolve, Reason: "test"})
@@ -272,7 +272,7 @@ func TestClientWaitReturnsTerminalEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := ev.BackupID()
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	ref := events.BackupRef{BackupID: id, Workload: redis}
 	// Another backup's events must not end the wait.
 	if _, _, err := pub.Publish(t.Context(), &events.Resumed{BackupRef: events.BackupRef{BackupID: "bk-other", Workload: redis}, Reason: events.ResumeAfterSnapshot, Succeeded: true}); err != nil {

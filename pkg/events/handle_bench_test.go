@@ -38,7 +38,7 @@ func (m *deliveredMsg) TermWithReason(string) error               { m.settled++;
 // settlement of one delivered BackupRequested.
 func BenchmarkHandle(b *testing.B) {
 	w := Workload{Cluster: "bench", Namespace: "bench", Kind: "deployment", Name: "db"}
-	ev, err := NewEvent("/freezeframe/bench", &BackupRequested{BackupRef: BackupRef{BackupID: NewBackupID(), Workload: w}, RequestedBy: "bench"})
+	ev, err := NewEvent(RoleScheduler.Source(), &BackupRequested{BackupRef: BackupRef{BackupID: NewBackupID(), Workload: w}, RequestedBy: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func validPayload(k events.Kind, ref events.BackupRef) events.Payload {
 
 func encodePayload(t testing.TB, p events.Payload) *nats.Msg {
 	t.Helper()
-	ev, err := events.NewEvent("/test", p)
+	ev, err := eventstest.NewEvent(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,13 @@ func hostileMessages(t testing.TB, k events.Kind) []hostile {
 	m = encodePayload(t, validPayload(k, ref(8)))
 	m.Header["CE-TYPE"] = []string{events.TypeBackupRequested}
 	add("attribute given twice", "given twice", m)
+
+	// A valid event from a source not allowed to emit its kind: the bus let
+	// the publish through (no permissions, a too-wide grant); the reader
+	// does not.
+	m = encodePayload(t, validPayload(k, ref(9)))
+	m.Header.Set("ce-source", "/forged")
+	add("forbidden source", "from source /forged: only "+events.SourcesOf(k)[0], m)
 	return out
 }
 
@@ -219,7 +226,7 @@ func TestHostileEventsAreTerminatedOnEveryPath(t *testing.T) {
 	}
 
 	// Every kind's hostile messages, then one valid event of that kind.
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	want := map[events.Kind]map[uint64]hostile{}
 	total := 0
 	for _, k := range events.Kinds() {
@@ -274,7 +281,7 @@ func TestHostileEventsAreTerminatedOnEveryPath(t *testing.T) {
 	mu.Unlock()
 
 	// The log gives each termination its reason.
-	terminations := 0
+	terminations, forged := 0, 0
 	for line := range strings.Lines(logs.String()) {
 		var rec struct {
 			Msg, Reason, Subject string
@@ -282,15 +289,22 @@ func TestHostileEventsAreTerminatedOnEveryPath(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
-		if rec.Msg == "terminating message that is not a valid event" {
+		switch rec.Msg {
+		case "terminating message that is not a valid event":
 			terminations++
-			if rec.Reason == "" || rec.Subject == "" {
+			if rec.Reason == "" || rec.Reason == "forbidden-source" || rec.Subject == "" {
 				t.Errorf("termination logged without reason or subject: %s", line)
+			}
+		case "terminating event from a source not allowed to emit it":
+			terminations++
+			forged++
+			if rec.Reason != "forbidden-source" || rec.Subject == "" {
+				t.Errorf("forged source logged without its reason or subject: %s", line)
 			}
 		}
 	}
-	if terminations != total {
-		t.Errorf("%d terminations logged, want %d", terminations, total)
+	if terminations != total || forged != len(events.Kinds()) {
+		t.Errorf("%d terminations logged, %d of them for a forbidden source; want %d and %d", terminations, forged, total, len(events.Kinds()))
 	}
 
 	// The client reads the same stream: hostile messages come out as

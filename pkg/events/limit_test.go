@@ -22,7 +22,7 @@ func TestConsumerMaxEventSize(t *testing.T) {
 		func(context.Context, events.Event) error { small.Add(1); return nil })
 	runConsumer(t, js, events.ConsumerConfig{Durable: "default", Kinds: []events.Kind{events.KindFailed}},
 		func(context.Context, events.Event) error { dflt.Add(1); return nil })
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	for i, n := range []int{100, 4000} {
 		if _, _, err := pub.Publish(t.Context(), &events.BackupFailed{BackupRef: events.BackupRef{BackupID: "bk-size-" + string(rune('a'+i)), Workload: redis}, Step: events.StepQuiesce, Reason: strings.Repeat("x", n)}); err != nil {
 			t.Fatal(err)

@@ -34,7 +34,9 @@ func WithMaxEventSize(n int) PublisherOption {
 }
 
 // NewPublisher returns a publisher whose events name source (e.g.
-// "/freezeframe/hooker") as their CloudEvents source.
+// "/freezeframe/hooker", Role.Source) as their CloudEvents source. It
+// publishes only the kinds that source may emit (see SourcesOf): any other
+// is refused with ErrForbiddenSource, as every consumer would refuse it.
 func NewPublisher(js jetstream.JetStream, source string, opts ...PublisherOption) *Publisher {
 	p := &Publisher{js: js, source: source, tracer: otel.GetTracerProvider().Tracer(instrumentationName), maxSize: DefaultMaxEventSize}
 	for _, o := range opts {
@@ -77,6 +79,11 @@ func (p *Publisher) PublishEvent(ctx context.Context, ev Event) (duplicate bool,
 		}
 		span.End()
 	}()
+	// Every consumer would refuse it: say so here, where the misconfigured
+	// source can be fixed.
+	if err := CheckSource(ev); err != nil {
+		return false, fmt.Errorf("publish %s: %w", k, err)
+	}
 	msg, err := Encode(ev)
 	if err != nil {
 		return false, err

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 )
 
 func TestRestoreEventIDsNameTheRestore(t *testing.T) {
@@ -18,7 +19,7 @@ func TestRestoreEventIDsNameTheRestore(t *testing.T) {
 	if !strings.HasSuffix(events.DefaultID(a), ".restore-requested.rs-a") {
 		t.Errorf("id %s: want the kind and the restore id at the end", events.DefaultID(a))
 	}
-	ev, err := events.NewEvent("/test", a)
+	ev, err := eventstest.NewEvent(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func TestRestoreEventIDsNameTheRestore(t *testing.T) {
 	if !strings.HasSuffix(events.DefaultID(down), ".restore-step.rs-a.scale-down") || events.DefaultID(down) == events.DefaultID(up) {
 		t.Errorf("step ids %s, %s: want the restore id and the step at the end", events.DefaultID(down), events.DefaultID(up))
 	}
-	if ev, err := events.NewEvent("/test", down); err != nil || events.RestoreIDOf(ev) != "rs-a" {
+	if ev, err := eventstest.NewEvent(down); err != nil || events.RestoreIDOf(ev) != "rs-a" {
 		t.Errorf("step event: %v, restore id %q", err, events.RestoreIDOf(ev))
 	}
 }

@@ -107,7 +107,7 @@ func TestEnsureStreamKeepsWhatTheOperatorSet(t *testing.T) {
 				t.Errorf("duplicates window %s, want %s", got.Duplicates, tt.wantDups)
 			}
 			// Events flow through the stream as it is.
-			if _, _, err := events.NewPublisher(js, "/test").Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-op", Workload: redis}}); err != nil {
+			if _, _, err := eventstest.NewPipeline(js).Publish(t.Context(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-op", Workload: redis}}); err != nil {
 				t.Fatalf("publish onto the operator's stream: %v", err)
 			}
 			// A second start changes nothing.

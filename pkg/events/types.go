@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -135,7 +138,7 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // BackupRequested asks for one application-consistent backup of a workload.
 type BackupRequested struct {
 	BackupRef
-	// RequestedBy says who asked: "cli", "api", "policy/<name>".
+	// RequestedBy says who asked: "cli", "api", "policy/<namespace>/<name>".
 	RequestedBy string `json:"requestedBy,omitempty"`
 	// Blueprint overrides the blueprint bound to the workload by annotation.
 	Blueprint string `json:"blueprint,omitempty"`
@@ -145,8 +148,13 @@ type BackupRequested struct {
 	// SnapshotClass overrides the VolumeSnapshotClass.
 	SnapshotClass string `json:"snapshotClass,omitempty"`
 	// SnapshotsToKeep is how many complete backups of the workload to keep
-	// once this one is ready; older ones are deleted. Zero means the
-	// workload's annotation, else the snapshotter's default (keep all).
+	// once this one is ready; older ones are deleted. Retention deletes
+	// backups, so the hooker honours it only from the scheduler
+	// (RoleScheduler's source) for RequestedBy "policy/<ns>/<name>" when that
+	// BackupPolicy exists, selects the workload and says the same number;
+	// otherwise it is ignored and the Quiesced says why (RetentionIgnored).
+	// Zero, or ignored: the workload's freezeframe.io/snapshots-to-keep
+	// annotation, else the snapshotter's default (keep all).
 	SnapshotsToKeep int `json:"snapshotsToKeep,omitempty"`
 	// Options are passed to blueprint templates as .Options.
 	Options map[string]string `json:"options,omitempty"`
@@ -164,6 +172,41 @@ func (p BackupRequested) Validate() error {
 	}
 	if p.SnapshotsToKeep < 0 {
 		errs = append(errs, errors.New("snapshotsToKeep: must not be negative"))
+	}
+	errs = append(errs, ValidateOptions(p.Options))
+	return errors.Join(errs...)
+}
+
+// secretWords are the parts of an option name that say its value is a
+// credential.
+var secretWords = []string{"password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "credential", "privatekey", "seed"}
+
+// SecretLookingOption reports whether an option's name says it holds a
+// credential ("dbPassword", "api_key", "SLACK_TOKEN"), case, "_" and "-"
+// ignored.
+func SecretLookingOption(name string) bool {
+	n := strings.NewReplacer("_", "", "-", "", ".", "").Replace(strings.ToLower(name))
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateOptions refuses options whose names look like credentials. A
+// request is stored in the event stream as it was sent, readable by every
+// requester and kept for the stream's whole retention: a password there is
+// a password leaked. Blueprints read credentials from Kubernetes Secrets
+// they name under "objects", which the hooker fetches at backup time and
+// never writes to the stream.
+func ValidateOptions(opts map[string]string) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(opts)) {
+		if SecretLookingOption(name) {
+			errs = append(errs, fmt.Errorf("options.%s: looks like a credential, and options are stored in the event stream in clear: "+
+				"put it in a Kubernetes Secret and have the blueprint read it through objects (.Phases.<phase>.Secrets)", name))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -192,9 +235,14 @@ type Quiesced struct {
 	// the workload's annotation; empty: the default class of each volume's
 	// CSI driver.
 	SnapshotClass string `json:"snapshotClass,omitempty"`
-	// SnapshotsToKeep is the retention asked for by the request or the
-	// workload's annotation; zero: the snapshotter's default.
+	// SnapshotsToKeep is the retention asked for by the request's
+	// BackupPolicy or the workload's annotation; zero: the snapshotter's
+	// default.
 	SnapshotsToKeep int `json:"snapshotsToKeep,omitempty"`
+	// RetentionIgnored says why the request's snapshotsToKeep was not
+	// applied: only a request the scheduler sent for a BackupPolicy that
+	// selects the workload and says the same number may set retention.
+	RetentionIgnored string `json:"retentionIgnored,omitempty"`
 	// Volumes are the PVCs the workload's pods mount, as the hooker saw them
 	// before freezing; the snapshotter uses them instead of asking the API
 	// again while the application is frozen.

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 )
@@ -38,12 +39,17 @@ type Info struct {
 	Name        string
 	Namespace   string
 	Annotations map[string]string
+	// Labels are the workload's own labels (what a BackupPolicy selects).
+	Labels map[string]string
 	// object is the workload as read; Content converts it for templates.
 	object runtime.Object
 	// Pods are the running pods, sorted by name.
 	Pods []Pod
 	// Replicas is how many pods the workload asks for (spec.replicas).
 	Replicas int32
+	// Selector selects the workload's pods (spec.selector): a pod it does
+	// not match is not the workload's, whatever its name.
+	Selector labels.Selector
 }
 
 // Content is the workload as unstructured content, for templates that read
@@ -90,21 +96,21 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 		err      error
 	)
 	switch kind {
-	case "Deployment":
+	case kindDeployment:
 		var d *appsv1.Deployment
 		d, err = r.client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = d, d.Spec.Selector, d.ObjectMeta
 			replicas = replicasOf(d.Spec.Replicas)
-			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+			d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: kindDeployment}
 		}
-	case "StatefulSet":
+	case kindStatefulSet:
 		var s *appsv1.StatefulSet
 		s, err = r.client.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			obj, selector, meta = s, s.Spec.Selector, s.ObjectMeta
 			replicas = replicasOf(s.Spec.Replicas)
-			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"}
+			s.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: kindStatefulSet}
 		}
 	default:
 		return nil, fmt.Errorf("resolve %s %s/%s: unsupported kind", kind, namespace, name)
@@ -123,7 +129,7 @@ func (r *Resolver) Resolve(ctx context.Context, namespace, kind, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("list pods of %s %s/%s: %w", kind, namespace, name, err)
 	}
-	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, object: obj, Replicas: replicas}
+	info := &Info{Kind: kind, Name: name, Namespace: namespace, Annotations: meta.Annotations, Labels: meta.Labels, object: obj, Replicas: replicas, Selector: sel}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
@@ -192,7 +198,8 @@ func BlueprintOf(override string, annotations map[string]string) (name string, k
 }
 
 // Annotations that choose how a workload's volumes are snapshotted. A
-// request (or the policy behind it) that sets the same thing wins.
+// request that sets the same thing wins: for retention, only one the hooker
+// trusts (a BackupPolicy's, checked against the policy).
 const (
 	// AnnotationSnapshotClass names the VolumeSnapshotClass (or, for a group
 	// snapshot, the VolumeGroupSnapshotClass) to use instead of the default
@@ -204,7 +211,8 @@ const (
 )
 
 // SnapshotSettingsOf returns the snapshot class and retention of a workload:
-// the request's when set, else its annotations'. An annotation that is not a
+// the given ones when set (a request's class; a retention the hooker
+// trusts), else its annotations'. An annotation that is not a
 // positive number of snapshots is an error, reported before anything is
 // frozen.
 func SnapshotSettingsOf(class string, keep int, annotations map[string]string) (string, int, error) {

@@ -82,7 +82,7 @@ func BenchmarkHop(b *testing.B) {
 	wg.Go(func() { _ = cons.Run(ctx) })
 	defer wg.Wait()
 	defer cancel()
-	pub := events.NewPublisher(js, "/freezeframe/bench")
+	pub := events.NewPublisher(js, events.RoleScheduler.Source())
 	w := events.Workload{Cluster: "bench", Namespace: "bench", Kind: "deployment", Name: "db"}
 	payload := make([]byte, 256) // about the size of an encoded BackupRequested
 
@@ -98,7 +98,7 @@ func BenchmarkHop(b *testing.B) {
 	// encodedRequest is a new BackupRequested as pkg/events puts it on the
 	// wire, and its event id.
 	encodedRequest := func() (*nats.Msg, string) {
-		ev, err := events.NewEvent("/freezeframe/bench", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: events.NewBackupID(), Workload: w}, RequestedBy: "bench"})
+		ev, err := events.NewEvent(events.RoleScheduler.Source(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: events.NewBackupID(), Workload: w}, RequestedBy: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func BenchmarkCodec(b *testing.B) {
 	w := events.Workload{Cluster: "bench", Namespace: "bench", Kind: "deployment", Name: "db"}
 	b.ReportAllocs()
 	for b.Loop() {
-		ev, err := events.NewEvent("/freezeframe/bench", &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-0", Workload: w}, RequestedBy: "bench"})
+		ev, err := events.NewEvent(events.RoleScheduler.Source(), &events.BackupRequested{BackupRef: events.BackupRef{BackupID: "bk-0", Workload: w}, RequestedBy: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -128,7 +128,11 @@ func TestChartRender(t *testing.T) {
 				kinds[o.GetKind()]++
 			}
 			t.Logf("rendered %d objects: %v", len(objs), kinds)
-			for kind, want := range map[string]int{"CustomResourceDefinition": 2, "Deployment": 4, "ServiceAccount": 4, "PodDisruptionBudget": 4, "ClusterRole": 3, "ClusterRoleBinding": 3, "Job": 1} {
+			// RBAC is namespaced by default: the two services that watch or list across all
+			// namespaces keep a ClusterRole; the hooker only reads blueprints in the release's
+			// namespace until rbac.namespaces names where backups run.
+			for kind, want := range map[string]int{"CustomResourceDefinition": 2, "Deployment": 4, "ServiceAccount": 4, "PodDisruptionBudget": 4,
+				"ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Job": 1} {
 				got := 0
 				for _, o := range deploy.Select(objs, kind) {
 					if o.GetLabels()["app.kubernetes.io/part-of"] == "freezeframe" || kind == "CustomResourceDefinition" {
@@ -440,7 +444,8 @@ func TestServiceAccountBackup(t *testing.T) {
 	// The chart's ServiceAccounts and RBAC, for real. The hooker may read the Redis Secret
 	// its blueprint names, and nothing else.
 	objs, err := helm.Template(ctx, dir, release, ns, nil,
-		"hooker.objectAccess[0].namespace="+appNS, "hooker.objectAccess[0].secrets[0]="+demo.Secret)
+		"hooker.objectAccess[0].namespace="+appNS, "hooker.objectAccess[0].secrets[0]="+demo.Secret,
+		"rbac.namespaces[0]="+appNS, "hooker.namespacedBlueprints=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +524,8 @@ func TestServiceAccountBackup(t *testing.T) {
 		}
 		switch svc {
 		case "hooker":
-			env = append(env, "HOOKER_BLUEPRINT_NAMESPACE="+ns, "HOOKER_POD_NAME=hooker-sa-0")
+			// The demo's blueprint lives in the application's namespace.
+			env = append(env, "HOOKER_BLUEPRINT_NAMESPACE="+ns, "HOOKER_POD_NAME=hooker-sa-0", "HOOKER_NAMESPACED_BLUEPRINTS=true")
 		case "snapshotter":
 			env = append(env, "SNAPSHOTTER_WATCH_SYNC_TIMEOUT=30s")
 		}
@@ -670,7 +676,14 @@ func TestServiceAccountBackup(t *testing.T) {
 		"hooker": {
 			{"create", core, "pods", "exec", appNS, "", true},
 			{"get", core, "secrets", "", appNS, demo.Secret, true},
-			{"get", "cr.kanister.io", "blueprints", "", "kanister", "", true},
+			{"get", "cr.kanister.io", "blueprints", "", ns, "", true},
+			{"get", "cr.kanister.io", "blueprints", "", appNS, "", true},
+			// pods/exec only where backups run (rbac.namespaces).
+			{"create", core, "pods", "exec", "kube-system", "", false},
+			{"get", core, "pods", "exec", "kube-system", "", false},
+			{"get", core, "pods", "", "kube-system", "", false},
+			{"get", "freezeframe.io", "backuppolicies", "", appNS, "", true},
+			{"list", "freezeframe.io", "backuppolicies", "", "", "", false},
 			{"delete", core, "pods", "", appNS, "", false},
 			{"list", core, "secrets", "", "", "", false},
 			{"list", core, "secrets", "", appNS, "", false},
@@ -732,5 +745,74 @@ func TestServiceAccountBackup(t *testing.T) {
 				t.Errorf("%s: allowed=%v, want %v (%s)", what, sar.Status.Allowed, ch.allowed, sar.Status.Reason)
 			}
 		}
+	}
+}
+
+// Where the chart lets the hooker exec: nowhere by default, in rbac.namespaces and the
+// exec allow-list's namespaces when set, everywhere only with rbac.clusterWide=true.
+func TestChartExecGrants(t *testing.T) {
+	t.Parallel()
+	helm, dir := preparedChart(t)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	for _, tc := range []struct {
+		name        string
+		set         []string
+		wantRoles   []string // namespaces with a Role granting pods/exec
+		wantCluster bool     // a ClusterRole granting pods/exec
+		wantEnv     string   // HOOKER_EXEC_ALLOW
+	}{
+		{"default", nil, nil, false, ""},
+		{"namespaces", []string{"rbac.namespaces={shop,team-a}"}, []string{"shop", "team-a"}, false, ""},
+		{"allow-list", []string{"rbac.namespaces={shop}", "hooker.execAllow[0].namespace=db-tools", "hooker.execAllow[0].podSelector=app=backup-agent"},
+			[]string{"db-tools", "shop"}, false, "db-tools:app=backup-agent"},
+		{"cluster-wide", []string{"rbac.clusterWide=true"}, nil, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := helm.Template(ctx, dir, "ff", "freezeframe", nil, tc.set...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grantsExec := func(o *unstructured.Unstructured) bool {
+				rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+				for _, r := range rules {
+					res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+					if slices.Contains(res, "pods/exec") {
+						return true
+					}
+				}
+				return false
+			}
+			var roles []string
+			for _, o := range deploy.Select(objs, "Role") {
+				if grantsExec(o) {
+					roles = append(roles, o.GetNamespace())
+				}
+			}
+			slices.Sort(roles)
+			if !slices.Equal(roles, tc.wantRoles) {
+				t.Errorf("pods/exec granted by Roles in %v, want %v", roles, tc.wantRoles)
+			}
+			cluster := false
+			for _, o := range deploy.Select(objs, "ClusterRole") {
+				cluster = cluster || grantsExec(o)
+			}
+			if cluster != tc.wantCluster {
+				t.Errorf("pods/exec in a ClusterRole: %v, want %v", cluster, tc.wantCluster)
+			}
+			d := deploy.Find(objs, "Deployment", "ff-freezeframe-hooker")
+			if d == nil {
+				t.Fatal("no hooker Deployment")
+			}
+			if v, _ := containerEnv(t, d, "HOOKER_EXEC_ALLOW"); v != tc.wantEnv {
+				t.Errorf("HOOKER_EXEC_ALLOW=%q, want %q", v, tc.wantEnv)
+			}
+			if v, _ := containerEnv(t, d, "HOOKER_NAMESPACED_BLUEPRINTS"); v != "false" {
+				t.Errorf("HOOKER_NAMESPACED_BLUEPRINTS=%q, want false by default", v)
+			}
+		})
+	}
+	// Both at once is a mistake, refused.
+	if _, err := helm.Template(ctx, dir, "ff", "freezeframe", nil, "rbac.clusterWide=true", "rbac.namespaces={shop}"); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("clusterWide with namespaces: %v, want a refusal", err)
 	}
 }

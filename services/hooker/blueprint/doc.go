@@ -58,6 +58,14 @@
 // rendered commands and command output through [Redact] with
 // [Params.SecretValues].
 //
+// # Options
+//
+// A request's or policy's options reach templates as .Options, from whoever
+// may request a backup. A value outside [SafeOptionChars] reaches rendered
+// args only through the template function shellquote ([ShellQuote]), or
+// rendering fails with [ErrUnquotedOption] naming the option: a value such
+// as "x; touch /tmp/pwned" never lands in a `bash -c` script as is.
+//
 // # Limits
 //
 // Rendering is bounded in memory whatever the input: one template string
@@ -76,7 +84,8 @@
 // (they would expose the hooker's environment, or do I/O), nor are the key
 // and certificate generators (genPrivateKey, genCA, genSelfSignedCert,
 // genSignedCert and their WithKey forms: seconds of CPU per call), and index
-// fails on a missing map key. KubeExec and KubeExecAll take an optional
-// "timeout" (a Go duration). KubeExecAll drops repeated pod and container
-// names.
+// fails on a missing map key. shellquote is freezeframe's own, and option
+// values a shell could interpret must pass through it. KubeExec and
+// KubeExecAll take an optional "timeout" (a Go duration). KubeExecAll drops
+// repeated pod and container names.
 package blueprint

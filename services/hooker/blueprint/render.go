@@ -27,6 +27,8 @@ import (
 //     MaxListLength items: the number may come from a request's options
 //     (atoi .Options.n), and one render must not exhaust the hooker's
 //     memory while other applications are frozen;
+//   - shellquote is added: options whose values a shell could interpret
+//     reach commands only through it (see renderGuarded);
 //   - the key and certificate generators (genPrivateKey, genCA,
 //     genSelfSignedCert, genSignedCert and their WithKey forms) are
 //     removed: each call costs up to seconds of CPU, and a hook has no use
@@ -48,6 +50,7 @@ func newFuncMap() template.FuncMap {
 	bounded(fm)
 	fm["index"] = strictIndex
 	fm["fail"] = func(msg string) (string, error) { return "", &ownError{msg} }
+	fm["shellquote"] = shellquoteFunc
 	return fm
 }
 
@@ -232,6 +235,9 @@ func renderValue(path string, v any, params Params, fm template.FuncMap, secrets
 // errors (a failing function's message, a value that cannot be ranged over,
 // a map key computed from a secret), and the original error would still hold
 // it for anyone who unwraps.
+//
+// Options whose values are not SafeOption reach the result only through
+// shellquote, or the render fails (see renderGuarded).
 func renderString(path, text string, params Params, fm template.FuncMap, secrets [][]byte) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil // a literal: no need to parse
@@ -240,6 +246,12 @@ func renderString(path, text string, params Params, fm template.FuncMap, secrets
 	if err != nil {
 		return "", kindErr(ErrTemplate, Redact(err.Error(), secrets))
 	}
+	return renderGuarded(text, params, unsafeOptionsOf(params.Options), func(params Params) (string, error) {
+		return execute(t, params, secrets)
+	})
+}
+
+func execute(t *template.Template, params Params, secrets [][]byte) (string, error) {
 	b := limitedBuilder{max: MaxRenderedSize}
 	if err := t.Execute(&b, params); err != nil {
 		if errors.Is(err, errTooLong) {

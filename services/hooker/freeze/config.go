@@ -20,22 +20,24 @@ type Config struct {
 	service.Common
 	workload.ClientConfig
 
-	BlueprintNamespaces []string      `envconfig:"BLUEPRINT_NAMESPACES" desc:"namespaces searched in order, comma-separated, for a blueprint that is not in the workload's own namespace; empty: the hooker's own namespace (POD_NAMESPACE), then kanister and kasten-io, where Kanister and K10 keep theirs"`
-	BlueprintNamespace  string        `envconfig:"BLUEPRINT_NAMESPACE" desc:"deprecated, use BLUEPRINT_NAMESPACES: the one namespace searched after the workload's own, instead of the default list; ignored when BLUEPRINT_NAMESPACES is set"`
-	Namespace           string        `envconfig:"POD_NAMESPACE" desc:"the namespace the hooker runs in, first of the default BLUEPRINT_NAMESPACES; empty: the service account's namespace in a pod, else freezeframe"`
-	HookTimeout         time.Duration `envconfig:"HOOK_TIMEOUT" default:"60s" desc:"default timeout of one hook exec; a phase's \"timeout\" arg overrides it"`
-	MaxFreeze           time.Duration `envconfig:"MAX_FREEZE" default:"5m" desc:"longest an application may stay frozen; then it is resumed and the backup fails"`
-	Concurrency         int           `envconfig:"CONCURRENCY" default:"1024" desc:"resume triggers handled at once"`
-	RequestConcurrency  int           `envconfig:"REQUEST_CONCURRENCY" default:"16" desc:"backups that start freezing at once per replica; low, so that resumes never wait behind pre-hooks"`
-	AckWait             time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
-	MaxDeliver          int           `envconfig:"MAX_DELIVER" default:"10" desc:"attempts at one event (a pre-hook's lease wait, a failing post-hook) before the failure is reported; a post-hook that fails its last attempt leaves the freeze to the watchdog, which asks again"`
-	RetryMaxDelay       time.Duration `envconfig:"RETRY_MAX_DELAY" default:"30s" desc:"longest wait between two attempts at one event (from 250ms, doubling)"`
-	Replica             string        `envconfig:"POD_NAME" desc:"this replica's name, recorded as the holder of its freezes (default: host name)"`
-	LeaseBucket         string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`
-	LeaseRenewEvery     time.Duration `envconfig:"LEASE_RENEW_EVERY" default:"1s" desc:"how often the replica holding a freeze renews its lease"`
-	LeaseStaleAfter     time.Duration `envconfig:"LEASE_STALE_AFTER" default:"10s" desc:"a lease not renewed for this long means its holder is gone: the watchdog unlocks the workload"`
-	SnapshotStallAfter  time.Duration `envconfig:"SNAPSHOT_STALL_AFTER" default:"30s" desc:"a frozen workload whose snapshot no snapshotter has reported progress on for this long (since its last report, or since the freeze) is resumed and the backup fails, long before MAX_FREEZE; longer than the snapshotter's ACK_WAIT, so a restarted snapshotter picks the work up first; 0: only MAX_FREEZE applies"`
-	WatchdogTick        time.Duration `envconfig:"WATCHDOG_TICK" default:"250ms" desc:"how often the watchdog checks the leases for a passed freeze deadline or a gone holder"`
+	BlueprintNamespaces  []string      `envconfig:"BLUEPRINT_NAMESPACES" desc:"namespaces searched in order, comma-separated, for a workload's blueprint (after the workload's own namespace only with NAMESPACED_BLUEPRINTS); empty: the hooker's own namespace (POD_NAMESPACE), then kanister and kasten-io, where Kanister and K10 keep theirs"`
+	BlueprintNamespace   string        `envconfig:"BLUEPRINT_NAMESPACE" desc:"deprecated, use BLUEPRINT_NAMESPACES: the one namespace searched, instead of the default list; ignored when BLUEPRINT_NAMESPACES is set"`
+	NamespacedBlueprints bool          `envconfig:"NAMESPACED_BLUEPRINTS" default:"false" desc:"also look for a workload's blueprint in the workload's own namespace, before the blueprint namespaces: whoever may create Blueprints there then chooses the hooks run for it (still confined to its pods, and to Secrets and ConfigMaps of its namespace); off: only the blueprint namespaces, which the platform team owns"`
+	ExecAllow            ExecAllowList `envconfig:"EXEC_ALLOW" desc:"pods outside the workload being backed up that hooks may exec into, set by the platform team: namespace:label selector entries separated by semicolons, e.g. db-tools:app=backup-agent; empty: a hook may exec only into the pods of its workload (its namespace, selected by its selector)"`
+	Namespace            string        `envconfig:"POD_NAMESPACE" desc:"the namespace the hooker runs in, first of the default BLUEPRINT_NAMESPACES; empty: the service account's namespace in a pod, else freezeframe"`
+	HookTimeout          time.Duration `envconfig:"HOOK_TIMEOUT" default:"60s" desc:"default timeout of one hook exec; a phase's \"timeout\" arg overrides it"`
+	MaxFreeze            time.Duration `envconfig:"MAX_FREEZE" default:"5m" desc:"longest an application may stay frozen; then it is resumed and the backup fails"`
+	Concurrency          int           `envconfig:"CONCURRENCY" default:"1024" desc:"resume triggers handled at once"`
+	RequestConcurrency   int           `envconfig:"REQUEST_CONCURRENCY" default:"16" desc:"backups that start freezing at once per replica; low, so that resumes never wait behind pre-hooks"`
+	AckWait              time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
+	MaxDeliver           int           `envconfig:"MAX_DELIVER" default:"10" desc:"attempts at one event (a pre-hook's lease wait, a failing post-hook) before the failure is reported; a post-hook that fails its last attempt leaves the freeze to the watchdog, which asks again"`
+	RetryMaxDelay        time.Duration `envconfig:"RETRY_MAX_DELAY" default:"30s" desc:"longest wait between two attempts at one event (from 250ms, doubling)"`
+	Replica              string        `envconfig:"POD_NAME" desc:"this replica's name, recorded as the holder of its freezes (default: host name)"`
+	LeaseBucket          string        `envconfig:"LEASE_BUCKET" default:"freezeframe-freezes" desc:"JetStream key-value bucket holding one freeze lease per frozen workload"`
+	LeaseRenewEvery      time.Duration `envconfig:"LEASE_RENEW_EVERY" default:"1s" desc:"how often the replica holding a freeze renews its lease"`
+	LeaseStaleAfter      time.Duration `envconfig:"LEASE_STALE_AFTER" default:"10s" desc:"a lease not renewed for this long means its holder is gone: the watchdog unlocks the workload"`
+	SnapshotStallAfter   time.Duration `envconfig:"SNAPSHOT_STALL_AFTER" default:"30s" desc:"a frozen workload whose snapshot no snapshotter has reported progress on for this long (since its last report, or since the freeze) is resumed and the backup fails, long before MAX_FREEZE; longer than the snapshotter's ACK_WAIT, so a restarted snapshotter picks the work up first; 0: only MAX_FREEZE applies"`
+	WatchdogTick         time.Duration `envconfig:"WATCHDOG_TICK" default:"250ms" desc:"how often the watchdog checks the leases for a passed freeze deadline or a gone holder"`
 }
 
 // leaseConfig configures the freeze record. Ends are remembered as long as

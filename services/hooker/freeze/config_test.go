@@ -107,3 +107,34 @@ func TestBlueprintNamespacesHelp(t *testing.T) {
 		}
 	}
 }
+
+// The confinement settings, read from the environment: off and empty by
+// default; a malformed allow-list stops the hooker at start, naming the key.
+func TestConfinementFromEnvironment(t *testing.T) {
+	for _, k := range []string{"HOOKER_EXEC_ALLOW", "EXEC_ALLOW", "HOOKER_NAMESPACED_BLUEPRINTS", "NAMESPACED_BLUEPRINTS"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	var cfg Config
+	if _, err := service.Load("HOOKER", &cfg, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NamespacedBlueprints || len(cfg.ExecAllow.Entries) != 0 {
+		t.Fatalf("defaults: namespaced blueprints %v, allow-list %q", cfg.NamespacedBlueprints, cfg.ExecAllow)
+	}
+
+	t.Setenv("HOOKER_NAMESPACED_BLUEPRINTS", "true")
+	t.Setenv("HOOKER_EXEC_ALLOW", "db-tools:app=backup-agent;ops:team in (dba,sre)")
+	cfg = Config{}
+	if _, err := service.Load("HOOKER", &cfg, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.NamespacedBlueprints || cfg.ExecAllow.String() != "db-tools:app=backup-agent;ops:team in (dba,sre)" {
+		t.Fatalf("read namespaced blueprints %v, allow-list %q", cfg.NamespacedBlueprints, cfg.ExecAllow)
+	}
+
+	t.Setenv("HOOKER_EXEC_ALLOW", "db-tools")
+	if _, err := service.Load("HOOKER", &Config{}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "HOOKER_EXEC_ALLOW") {
+		t.Fatalf("malformed allow-list: %v, want an error naming HOOKER_EXEC_ALLOW", err)
+	}
+}

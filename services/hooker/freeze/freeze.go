@@ -11,9 +11,9 @@ import (
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
-// freeze handles a BackupRequested: requested → freezing → frozen, or an
-// end that froze nothing.
-func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error {
+// freeze handles a BackupRequested from source: requested → freezing →
+// frozen, or an end that froze nothing.
+func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, source string) error {
 	log := s.log.With("backup_id", req.BackupID, "workload", req.Workload.String())
 	o, ok := s.ops.takeTurn(ctx, req.BackupRef)
 	if !ok {
@@ -30,7 +30,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		}
 	}()
 
-	p, err := s.prepare(ctx, req)
+	p, err := s.prepare(ctx, req, source)
 	if err != nil {
 		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepResolve, err)
 	}
@@ -86,7 +86,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested) error
 		marked <- hold.SetState(mctx, lease.StateFrozen)
 	}()
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
-		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
+		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, RetentionIgnored: p.retentionIgnored, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
 	qctx, cancel := context.WithDeadline(ctx, q.FreezeDeadline)
 	perr := s.publishOnce(qctx, q)
 	cancel()

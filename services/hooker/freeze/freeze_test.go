@@ -58,24 +58,37 @@ type fixture struct {
 	exec   *podexectest.Recorder
 	svc    *Service
 	logs   *strings.Builder
+	logMu  *sync.Mutex
 	start  func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc)
 }
 
-func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
-	f := newEnv(t, bp, annotations)
+// newFixture starts one hooker replica; objs are added to the cluster (see newEnv).
+func newFixture(t *testing.T, cfg Config, bp *unstructured.Unstructured, annotations map[string]string, objs ...runtime.Object) *fixture {
+	f := newEnv(t, bp, annotations, objs...)
 	f.svc, _ = f.start(t, cfg, "hooker-0")
 	return f
 }
 
 // newEnv makes the cluster and the server; start adds a hooker replica
 // whose cancel func stops it as a crash would (no more lease renewals).
-func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string) *fixture {
+// objs are added to the cluster: custom resources (BackupPolicies, as
+// unstructured objects) to those the hooker reads dynamically, the rest
+// (pods) to the typed client.
+func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]string, objs ...runtime.Object) *fixture {
 	t.Helper()
 	srv := eventstest.NewServer(t)
 	nc, js := srv.JetStream()
-	kube := kubefake.NewClientset(
+	var kubeObjs, dynObjs []runtime.Object
+	for _, o := range objs {
+		if _, ok := o.(*unstructured.Unstructured); ok {
+			dynObjs = append(dynObjs, o)
+		} else {
+			kubeObjs = append(kubeObjs, o)
+		}
+	}
+	kube := kubefake.NewClientset(append([]runtime.Object{
 		&appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: annotations},
+			ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: "shop", Annotations: annotations, Labels: map[string]string{"app": "redis"}},
 			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "redis"}}},
 		},
 		&corev1.Pod{
@@ -94,12 +107,11 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "redis"}}},
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 		},
-	)
-	var objs []runtime.Object
+	}, kubeObjs...)...)
 	if bp != nil {
-		objs = append(objs, bp)
+		dynObjs = append(dynObjs, bp)
 	}
-	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), objs...)
+	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), dynObjs...)
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&logMu, logs}, nil))
@@ -109,7 +121,7 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{client: client, js: js, exec: ex, logs: logs}
+	f := &fixture{client: client, js: js, exec: ex, logs: logs, logMu: &logMu}
 	f.start = func(t *testing.T, cfg Config, replica string) (*Service, context.CancelFunc) {
 		leases, err := lease.Open(t.Context(), js, lease.Config{RenewEvery: 200 * time.Millisecond, StaleAfter: 2 * time.Second})
 		if err != nil {
@@ -122,10 +134,12 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 		}
 		svc := New(cfg, Deps{
 			Workloads:  workload.NewResolver(kube),
-			Blueprints: NewKubeBlueprints(dyn, cfg.BlueprintNamespace),
+			Blueprints: NewKubeBlueprints(dyn, cfg.NamespacedBlueprints, cfg.BlueprintNamespace),
 			Objects:    NewKubeObjects(kube),
+			Pods:       NewKubeObjects(kube),
+			Policies:   NewKubePolicies(dyn),
 			Exec:       ex,
-			Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+			Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 			Lookup:     events.NewStreamHistory(js, "").Lookup,
 			Leases:     leases,
 		}, log.With("replica", replica))
@@ -138,6 +152,13 @@ func newEnv(t *testing.T, bp *unstructured.Unstructured, annotations map[string]
 		return svc, stop
 	}
 	return f
+}
+
+// logText is everything the fixture's replicas logged so far.
+func (f *fixture) logText() string {
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
+	return f.logs.String()
 }
 
 type lockedWriter struct {
@@ -182,7 +203,7 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 	if qp.Holder != "hooker-0" || qp.Blueprint != "redis-hooks" || len(qp.Hooks) != 1 || qp.FreezeDeadline.Sub(qp.QuiescedAt) > 5*time.Minute || qp.FreezeDeadline.Sub(qp.QuiescedAt) < 4*time.Minute {
 		t.Errorf("quiesced payload %+v", qp)
 	}
-	pub := events.NewPublisher(f.js, "/test/snapshotter")
+	pub := events.NewPublisher(f.js, events.RoleSnapshotter.Source())
 	if _, _, err := pub.Publish(t.Context(), &events.Snapshotted{BackupRef: qp.BackupRef, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +222,8 @@ func TestFreezeThenResumeAfterSnapshot(t *testing.T) {
 		t.Fatalf("commands %q, want %q", got, want)
 	}
 	// A duplicate trigger after the resume runs nothing again.
-	if _, _, err := pub.Publish(t.Context(), &events.UnlockRequested{BackupRef: qp.BackupRef, Reason: "late watchdog"}); err != nil {
+	watchdog := events.NewPublisher(f.js, events.RoleHooker.Source())
+	if _, _, err := watchdog.Publish(t.Context(), &events.UnlockRequested{BackupRef: qp.BackupRef, Reason: "late watchdog"}); err != nil {
 		t.Fatal(err)
 	}
 	col.Next(5 * time.Second) // unlock-requested
@@ -228,7 +250,7 @@ func TestPrehookFailureResumesAndFails(t *testing.T) {
 	if failed.Step != events.StepQuiesce || !failed.ResumePending || !strings.Contains(failed.Reason, "pauseWrites") {
 		t.Errorf("failure %+v", failed)
 	}
-	if strings.Contains(failed.Reason, password) || strings.Contains(f.logs.String(), password) {
+	if strings.Contains(failed.Reason, password) || strings.Contains(f.logText(), password) {
 		t.Fatalf("secret leaked: reason %q", failed.Reason)
 	}
 	if r := evs[2].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterPrehookFailed {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -41,11 +42,15 @@ var ErrBlueprintNotFound = errors.New("blueprint not found")
 // none of them holds. It matches ErrBlueprintNotFound.
 type BlueprintNotFoundError struct {
 	Name string
-	// Namespaces were searched in this order: the workload's own first.
+	// Namespaces were searched in this order (the workload's own first
+	// when namespaced blueprints are allowed).
 	Namespaces []string
 	// Forbidden are the searched namespaces the hooker may not read
 	// blueprints in (RBAC that does not cover them).
 	Forbidden []string
+	// NamespacedOff is the workload's namespace when it was not searched
+	// because namespaced blueprints are not allowed.
+	NamespacedOff string
 }
 
 func (e *BlueprintNotFoundError) Error() string {
@@ -53,6 +58,9 @@ func (e *BlueprintNotFoundError) Error() string {
 		blueprint.GroupFreezeframe, blueprint.GroupKanister, e.Name, strings.Join(e.Namespaces, ", "))
 	if len(e.Forbidden) > 0 {
 		msg += fmt.Sprintf(" (not allowed to read blueprints in %s)", strings.Join(e.Forbidden, ", "))
+	}
+	if e.NamespacedOff != "" && !slices.Contains(e.Namespaces, e.NamespacedOff) {
+		msg += fmt.Sprintf("; the workload's namespace %s is not searched: blueprints there are used only when the operator sets HOOKER_NAMESPACED_BLUEPRINTS=true", e.NamespacedOff)
 	}
 	return msg
 }
@@ -66,7 +74,9 @@ func (e *BlueprintNotFoundError) Unwrap() error { return ErrBlueprintNotFound }
 // that use it.
 type KubeBlueprints struct {
 	client dynamic.Interface
-	shared []string // searched after the workload's namespace, in order
+	// namespaced: the workload's own namespace is searched first.
+	namespaced bool
+	shared     []string // searched in order (after the workload's namespace when namespaced)
 
 	mu      sync.Mutex
 	decoded map[blueprintKey]decodedBlueprint
@@ -128,11 +138,12 @@ func sameContent(a, b any) bool {
 // does not fit is decoded on every read, as before.
 const maxDecodedBlueprints = 1024
 
-// NewKubeBlueprints reads blueprints through client, from the workload's
-// namespace, then from each of the shared namespaces in order (the
-// hooker's HOOKER_BLUEPRINT_NAMESPACES).
-func NewKubeBlueprints(client dynamic.Interface, shared ...string) *KubeBlueprints {
-	return &KubeBlueprints{client: client, shared: slices.Clone(shared), decoded: map[blueprintKey]decodedBlueprint{}}
+// NewKubeBlueprints reads blueprints through client, from each of the
+// shared namespaces in order (the hooker's HOOKER_BLUEPRINT_NAMESPACES),
+// and first from the workload's namespace when namespaced (the hooker's
+// HOOKER_NAMESPACED_BLUEPRINTS).
+func NewKubeBlueprints(client dynamic.Interface, namespaced bool, shared ...string) *KubeBlueprints {
+	return &KubeBlueprints{client: client, namespaced: namespaced, shared: slices.Clone(shared), decoded: map[blueprintKey]decodedBlueprint{}}
 }
 
 // Blueprint looks for name in the workload's namespace, then in the shared
@@ -144,13 +155,19 @@ func (k *KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, 
 	if kanisterFirst {
 		resources[0], resources[1] = resources[1], resources[0]
 	}
-	notFound := &BlueprintNotFoundError{Name: name, Namespaces: []string{namespace}}
+	notFound := &BlueprintNotFoundError{Name: name}
 
-	// 1. The workload's own namespace. A step of its own: which namespaces
-	// may bring their own blueprints is for this step alone to decide.
-	// Every error here is the backup's error.
-	if bp, err := k.find(ctx, namespace, name, resources); bp != nil || err != nil {
-		return bp, err
+	// 1. The workload's own namespace, only when the operator allows
+	// namespaced blueprints: otherwise whoever may create a Blueprint there
+	// would choose what the hooker runs. Every error here is the backup's
+	// error.
+	if k.namespaced {
+		notFound.Namespaces = append(notFound.Namespaces, namespace)
+		if bp, err := k.find(ctx, namespace, name, resources); bp != nil || err != nil {
+			return bp, err
+		}
+	} else {
+		notFound.NamespacedOff = namespace
 	}
 
 	// 2. The shared namespaces, where the operator, Kanister and K10 keep
@@ -158,7 +175,7 @@ func (k *KubeBlueprints) Blueprint(ctx context.Context, namespace, name string, 
 	// all: one the hooker may not read holds nothing it could use, and the
 	// failure says so.
 	for _, ns := range k.shared {
-		if ns == namespace {
+		if k.namespaced && ns == namespace {
 			continue // searched in step 1
 		}
 		notFound.Namespaces = append(notFound.Namespaces, ns)
@@ -237,6 +254,15 @@ func (k KubeObjects) Secret(ctx context.Context, namespace, name string) (bluepr
 		return blueprint.Secret{}, fmt.Errorf("get secret %s/%s: %w", namespace, name, err)
 	}
 	return blueprint.Secret{Name: s.Name, Namespace: s.Namespace, Type: string(s.Type), Data: s.Data}, nil
+}
+
+// Pod reads a pod, to check a hook's target just before the exec.
+func (k KubeObjects) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	p, err := k.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+	}
+	return p, nil
 }
 
 // ConfigMap reads a ConfigMap's data for templates.

@@ -21,7 +21,7 @@ import (
 // blueprint share it, and an edit is seen by the next backup.
 func TestKubeBlueprintsDecodeOncePerVersion(t *testing.T) {
 	dyn := dynfake.NewSimpleDynamicClient(runtime.NewScheme(), redisBlueprint("KubeExec"))
-	k := NewKubeBlueprints(dyn, "kanister")
+	k := NewKubeBlueprints(dyn, false, "kanister")
 	first, err := k.Blueprint(t.Context(), "shop", "redis-hooks", true)
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +77,9 @@ func mongoFromPost(t *testing.T) *unstructured.Unstructured {
 	return u
 }
 
-// The workload's namespace first, then the shared ones in order; either
-// group, whichever annotation bound the workload; the first found wins.
+// The workload's namespace first when namespaced blueprints are allowed,
+// then the shared ones in order; either group, whichever annotation bound
+// the workload; the first found wins.
 func TestKubeBlueprintsSearchOrder(t *testing.T) {
 	shadow := mongoFromPost(t) // same name, freezeframe.io, in the hooker's own namespace
 	shadow.SetAPIVersion("freezeframe.io/v1alpha1")
@@ -93,15 +94,17 @@ func TestKubeBlueprintsSearchOrder(t *testing.T) {
 		name          string
 		objs          []runtime.Object
 		kanisterFirst bool
+		namespaced    bool
 		wantNS        string
 	}{
-		{"K10's, with nothing else", []runtime.Object{mongoFromPost(t)}, true, "kasten-io"},
-		{"K10's, bound by freezeframe's annotation", []runtime.Object{mongoFromPost(t)}, false, "kasten-io"},
-		{"an earlier shared namespace wins", []runtime.Object{mongoFromPost(t), shadow}, true, "freezeframe"},
-		{"the workload's namespace wins", []runtime.Object{mongoFromPost(t), shadow, own}, false, "shop"},
+		{"K10's, with nothing else", []runtime.Object{mongoFromPost(t)}, true, false, "kasten-io"},
+		{"K10's, bound by freezeframe's annotation", []runtime.Object{mongoFromPost(t)}, false, false, "kasten-io"},
+		{"an earlier shared namespace wins", []runtime.Object{mongoFromPost(t), shadow}, true, false, "freezeframe"},
+		{"the workload's namespace is not searched by default", []runtime.Object{mongoFromPost(t), shadow, own}, false, false, "freezeframe"},
+		{"the workload's namespace wins when allowed", []runtime.Object{mongoFromPost(t), shadow, own}, false, true, "shop"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			k := NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), tt.objs...), shared...)
+			k := NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), tt.objs...), tt.namespaced, shared...)
 			bp, err := k.Blueprint(t.Context(), "shop", "mongo-hooks", tt.kanisterFirst)
 			if err != nil {
 				t.Fatal(err)
@@ -123,7 +126,7 @@ func TestKubeBlueprintsNotFoundListsNamespaces(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	k := NewKubeBlueprints(dyn, "freezeframe", "shop", "kanister", "kasten-io")
+	k := NewKubeBlueprints(dyn, true, "freezeframe", "shop", "kanister", "kasten-io")
 	_, err := k.Blueprint(t.Context(), "shop", "no-such-hooks", true)
 	var nf *BlueprintNotFoundError
 	if !errors.As(err, &nf) || !errors.Is(err, ErrBlueprintNotFound) {
@@ -151,5 +154,24 @@ func TestKubeBlueprintsNotFoundListsNamespaces(t *testing.T) {
 	_, err = k.Blueprint(t.Context(), "kanister", "mongo-hooks", true)
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("forbidden in the workload's namespace: %v", err)
+	}
+}
+
+// Without namespaced blueprints, a blueprint only the workload's namespace
+// holds is not found, and the error says how the operator allows it.
+func TestKubeBlueprintsNamespacedOff(t *testing.T) {
+	own := mongoFromPost(t)
+	own.SetNamespace("shop")
+	k := NewKubeBlueprints(dynfake.NewSimpleDynamicClient(runtime.NewScheme(), own), false, "freezeframe", "kanister")
+	_, err := k.Blueprint(t.Context(), "shop", "mongo-hooks", true)
+	var nf *BlueprintNotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("error %v, want a BlueprintNotFoundError", err)
+	}
+	if want := []string{"freezeframe", "kanister"}; !slices.Equal(nf.Namespaces, want) {
+		t.Errorf("searched %q, want %q", nf.Namespaces, want)
+	}
+	if want := "the workload's namespace shop is not searched: blueprints there are used only when the operator sets HOOKER_NAMESPACED_BLUEPRINTS=true"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
 	}
 }

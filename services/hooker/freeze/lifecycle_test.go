@@ -15,7 +15,7 @@ import (
 // snapshotted publishes the Snapshotted a snapshotter would.
 func (f *fixture) snapshotted(t *testing.T, ref events.BackupRef) {
 	t.Helper()
-	if _, _, err := events.NewPublisher(f.js, "/test/snapshotter").Publish(t.Context(), &events.Snapshotted{BackupRef: ref, Mode: events.SnapshotModeVolume,
+	if _, _, err := events.NewPublisher(f.js, events.RoleSnapshotter.Source()).Publish(t.Context(), &events.Snapshotted{BackupRef: ref, Mode: events.SnapshotModeVolume,
 		Snapshots: []events.Snapshot{{Name: "s-" + ref.BackupID, Namespace: ref.Workload.Namespace, PVC: "data", CutAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestOneIDForTwoWorkloads(t *testing.T) {
 func TestRebuildRefusesAForgedRequest(t *testing.T) {
 	f := newFixture(t, Config{}, redisBlueprint("KubeExec"), map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
 	ref := events.BackupRef{BackupID: "forged", Workload: redisWorkload}
-	forged, err := events.NewEvent("/test", &events.Resumed{BackupRef: ref, Reason: "x"})
+	forged, err := events.NewEvent(events.RoleHooker.Source(), &events.Resumed{BackupRef: ref, Reason: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}

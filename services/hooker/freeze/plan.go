@@ -31,14 +31,24 @@ type plan struct {
 	maxFreeze time.Duration
 	class     string
 	keep      int
-	volumes   []string
+	// retentionIgnored says why the request's snapshotsToKeep was not
+	// applied (see trustedRetention); empty when it was, or set none.
+	retentionIgnored string
+	volumes          []string
+	// scope is where the hooks may exec (confine.go).
+	scope execScope
+	// localBlueprint: the blueprint lives in the workload's namespace, so
+	// whoever may write Blueprints there wrote it; it reads objects only
+	// from that namespace.
+	localBlueprint bool
 
 	mu sync.Mutex // guards params.Phases outputs, written by parallel execs
 }
 
 // prepare resolves the workload and its blueprint, validates both hooks and
-// fetches every object they name. An error here means nothing was frozen.
-func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*plan, error) {
+// fetches every object they name; source is the request's CloudEvents
+// source. An error here means nothing was frozen.
+func (s *Service) prepare(ctx context.Context, req *events.BackupRequested, source string) (*plan, error) {
 	w := req.Workload
 	info, err := s.workloads.Resolve(ctx, w.Namespace, w.Kind, w.Name)
 	if err != nil {
@@ -70,11 +80,19 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 		return nil, err // pods may be starting: retried
 	}
-	class, keep, err := workload.SnapshotSettingsOf(req.SnapshotClass, req.SnapshotsToKeep, info.Annotations)
+	keep, retentionIgnored, err := s.trustedRetention(ctx, req, source, info)
+	if err != nil {
+		return nil, err
+	}
+	if retentionIgnored != "" {
+		s.log.WarnContext(ctx, "ignoring the request's retention", "backup_id", req.BackupID, "workload", w.String(), "reason", retentionIgnored)
+	}
+	class, keep, err := workload.SnapshotSettingsOf(req.SnapshotClass, keep, info.Annotations)
 	if err != nil {
 		return nil, events.Permanent(fmt.Errorf("%s: %w", w, err))
 	}
-	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs()}
+	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, retentionIgnored: retentionIgnored, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs(),
+		scope: scopeOf(w, info), localBlueprint: bp.Namespace == w.Namespace}
 	// The blueprint, then the request (a policy's), may shorten the cap,
 	// never lengthen it past the operator's.
 	if bp.MaxFreeze > 0 && bp.MaxFreeze < p.maxFreeze {
@@ -98,18 +116,54 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested) (*pl
 		}
 	}
 	p.secrets = p.params.SecretValues()
-	// Render the post-hook now: if it cannot render, it must fail before the
-	// application is frozen, not after.
-	for _, ph := range phasesOf(post) {
-		rendered, err := ph.RenderArgs(p.params)
-		if err == nil {
-			_, err = ph.ExecSpec(rendered)
-		}
-		if err != nil && !referencesOutput(err) {
-			return nil, events.Permanent(err)
+	// Render both hooks now, and check where they exec: a post-hook that
+	// cannot render, an option that is not quoted or a target outside the
+	// workload must fail before the application is frozen, not after.
+	// Phases that read an earlier phase's output render only once it ran,
+	// and are checked then.
+	for _, ph := range append(phasesOf(pre), phasesOf(post)...) {
+		if err := s.checkPhase(ctx, p, ph); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// checkPhase renders a phase as planned and checks its exec targets.
+func (s *Service) checkPhase(ctx context.Context, p *plan, ph blueprint.Phase) error {
+	rendered, err := ph.RenderArgs(p.params)
+	if err != nil {
+		if referencesOutput(err) {
+			return nil
+		}
+		return events.Permanent(err)
+	}
+	targets, namespace, err := targetsOf(ph, rendered)
+	if err != nil {
+		return events.Permanent(err)
+	}
+	for _, pod := range targets {
+		if err := s.checkTarget(ctx, p, ph.Name, namespace, pod, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// targetsOf decodes the pods a rendered phase execs into.
+func targetsOf(ph blueprint.Phase, rendered map[string]any) (pods []string, namespace string, err error) {
+	if ph.Func == blueprint.FuncKubeExecSession {
+		spec, err := ph.SessionSpec(rendered)
+		if err != nil {
+			return nil, "", err
+		}
+		return []string{spec.Pod}, spec.Namespace, nil
+	}
+	spec, err := ph.ExecSpec(rendered)
+	if err != nil {
+		return nil, "", err
+	}
+	return spec.Pods, spec.Namespace, nil
 }
 
 // hooksOf returns a blueprint's validated pre- and post-hook. The post-hook
@@ -174,6 +228,10 @@ func (s *Service) fetchObjects(ctx context.Context, p *plan, ph blueprint.Phase)
 		ns := ref.Namespace
 		if ns == "" {
 			ns = p.ref.Workload.Namespace
+		}
+		if p.localBlueprint && ns != p.ref.Workload.Namespace {
+			return events.Permanent(fmt.Errorf("blueprint %s: phase %s: object %s is in namespace %s: a blueprint in the workload's namespace %s may read Secrets and ConfigMaps only there; "+
+				"a blueprint that needs objects elsewhere belongs in one of the hooker's blueprint namespaces (HOOKER_BLUEPRINT_NAMESPACES)", p.blueprint, ph.Name, alias, ns, p.ref.Workload.Namespace))
 		}
 		var err error
 		switch ref.Kind {
@@ -295,6 +353,17 @@ func (s *Service) runPhase(ctx context.Context, p *plan, action string, ph bluep
 			defer wg.Done()
 			ectx, span := s.startHookSpan(ctx, p, action, ph.Name, spec.Namespace, t.pod, t.container)
 			defer func() { endHookSpan(span, errs[i]) }()
+			// Checked again here: the pod may have changed since the plan,
+			// and targets read from an earlier phase's output are first
+			// known now. Not read again for the post-hook when the plan
+			// vouched for the pod: resuming what this backup froze is the
+			// safe direction, and a refusal (or an API read) there would
+			// only lengthen the freeze.
+			if err := s.checkTarget(ectx, p, ph.Name, spec.Namespace, t.pod, action == blueprint.ActionPosthook); err != nil {
+				runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container}
+				errs[i] = err
+				return
+			}
 			ectx, cancel := context.WithTimeoutCause(ectx, timeout, fmt.Errorf("hook timeout %s", timeout))
 			defer cancel()
 			start := time.Now()
@@ -342,6 +411,9 @@ func (s *Service) startSession(ctx context.Context, p *plan, action string, ph b
 	}
 	sctx, span := s.startHookSpan(ctx, p, action, ph.Name, spec.Namespace, spec.Pod, spec.Container)
 	defer func() { endHookSpan(span, err) }()
+	if err := s.checkTarget(sctx, p, ph.Name, spec.Namespace, spec.Pod, action == blueprint.ActionPosthook); err != nil {
+		return nil, err
+	}
 	timeout := spec.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.HookTimeout

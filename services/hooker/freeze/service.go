@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -43,6 +44,12 @@ type ObjectSource interface {
 	ConfigMap(ctx context.Context, namespace, name string) (blueprint.ConfigMap, error)
 }
 
+// PodSource reads one pod, to check a hook's target just before the exec
+// (KubeObjects).
+type PodSource interface {
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+}
+
 // Executor runs a command in a pod (*podexec.Executor).
 type Executor interface {
 	Exec(ctx context.Context, r podexec.Request) (podexec.Result, error)
@@ -56,9 +63,17 @@ type Deps struct {
 	Workloads  WorkloadResolver
 	Blueprints BlueprintSource
 	Objects    ObjectSource
-	Exec       Executor
-	Publisher  Publisher
-	Lookup     EventLookup
+	// Pods are read to check that a hook execs only into its workload's
+	// pods or the allow-list's; without it every exec outside the pods
+	// resolved for the backup is refused.
+	Pods      PodSource
+	Exec      Executor
+	Publisher Publisher
+	Lookup    EventLookup
+	// Policies reads the BackupPolicy a scheduled request names, to honour
+	// the retention it carries (KubePolicies); nil: no request's retention
+	// is honoured.
+	Policies PolicySource
 	// Leases keeps one freeze lease per workload (lease.Open).
 	Leases *lease.Store
 }
@@ -70,6 +85,9 @@ type Service struct {
 	workloads  WorkloadResolver
 	blueprints BlueprintSource
 	objects    ObjectSource
+	pods       PodSource
+	execAllow  ExecAllowList
+	policies   PolicySource
 	exec       Executor
 	pub        Publisher
 	leases     *lease.Store
@@ -101,7 +119,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	return &Service{
 		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
-		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
+		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, pods: d.Pods, execAllow: cfg.ExecAllow, policies: d.Policies, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
 		log: log, holder: cfg.replica(), sessions: &session.Registry{},
 		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 	}
@@ -117,7 +135,7 @@ var (
 // consumerBase is what the hooker's consumers share.
 func (c Config) consumerBase() events.ConsumerConfig {
 	base := events.ConsumerConfig{Stream: c.NATS.Stream, AckWait: c.AckWait, Concurrency: c.Concurrency, ShutdownGrace: c.ShutdownTimeout,
-		MaxDeliver: c.MaxDeliver}
+		MaxDeliver: c.MaxDeliver, Meters: c.Common.Runtime.Meters}
 	if c.RetryMaxDelay > 0 {
 		base.RetryDelay = events.ExponentialDelay(min(250*time.Millisecond, c.RetryMaxDelay), c.RetryMaxDelay)
 	}
@@ -204,7 +222,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if w := cfg.blueprintNamespaceWarning(); w != "" {
 		log.WarnContext(ctx, w, "blueprint_namespaces", blueprintNamespaces)
 	}
-	log.InfoContext(ctx, "blueprints are looked for in the workload's namespace, then in the blueprint namespaces", "blueprint_namespaces", blueprintNamespaces)
+	if cfg.NamespacedBlueprints {
+		log.InfoContext(ctx, "blueprints are looked for in the workload's namespace, then in the blueprint namespaces", "blueprint_namespaces", blueprintNamespaces)
+	} else {
+		log.InfoContext(ctx, "blueprints are looked for in the blueprint namespaces only (HOOKER_NAMESPACED_BLUEPRINTS is off)", "blueprint_namespaces", blueprintNamespaces)
+	}
+	log.InfoContext(ctx, "hooks exec only into the pods of the workload they back up, and those of the exec allow-list", "exec_allow", cfg.ExecAllow.String())
 	bus, err := service.OpenBus(ctx, cfg.Common, "hooker", log)
 	if err != nil {
 		return err
@@ -227,8 +250,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	s := New(cfg, Deps{
 		Workloads:  workload.NewResolver(kc),
-		Blueprints: NewKubeBlueprints(dc, blueprintNamespaces...),
+		Blueprints: NewKubeBlueprints(dc, cfg.NamespacedBlueprints, blueprintNamespaces...),
 		Objects:    NewKubeObjects(kc),
+		Pods:       NewKubeObjects(kc),
+		Policies:   NewKubePolicies(dc),
 		Exec:       podexec.New(rc, kc),
 		Publisher:  bus.Publisher,
 		Lookup:     events.NewStreamHistory(bus.JetStream, cfg.NATS.Stream).Lookup,
@@ -242,7 +267,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	switch p := ev.Payload.(type) {
 	case *events.BackupRequested:
-		return s.freeze(ctx, p)
+		return s.freeze(ctx, p, ev.CloudEvent.Source())
 	case *events.Snapshotted:
 		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, false, nil)
 	case *events.BackupFailed:

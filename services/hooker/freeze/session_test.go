@@ -62,7 +62,7 @@ func runSessionBackup(t *testing.T, client *podexectest.DBClient) []events.Event
 			t.Fatal("the session's end was not noticed")
 		}
 	}
-	if _, _, err := events.NewPublisher(f.js, "/test").Publish(t.Context(), &events.Snapshotted{BackupRef: qp.BackupRef, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
+	if _, _, err := events.NewPublisher(f.js, events.RoleSnapshotter.Source()).Publish(t.Context(), &events.Snapshotted{BackupRef: qp.BackupRef, Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
 	evs := col.Until(10*time.Second, events.IsTerminal)

@@ -83,7 +83,7 @@ func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (*plan, tim
 	if !ok {
 		return nil, time.Time{}, fmt.Errorf("rebuild the resume plan: the stored request of backup %s is a %s", ref.BackupID, reqEv.Kind())
 	}
-	p, err := s.prepare(ctx, req)
+	p, err := s.prepare(ctx, req, reqEv.CloudEvent.Source())
 	if err != nil {
 		return nil, time.Time{}, err
 	}

@@ -111,7 +111,7 @@ func TestSecondBackupOfAFrozenWorkloadWaits(t *testing.T) {
 	if ev, quiet := col2.Quiet(time.Second); !quiet {
 		t.Fatalf("second backup went on while the first held the freeze: %s %+v", ev.Kind(), ev.Payload)
 	}
-	if _, _, err := events.NewPublisher(f.js, "/test").Publish(t.Context(), &events.Snapshotted{BackupRef: q.Payload.Ref(), Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
+	if _, _, err := events.NewPublisher(f.js, events.RoleSnapshotter.Source()).Publish(t.Context(), &events.Snapshotted{BackupRef: q.Payload.Ref(), Mode: events.SnapshotModeVolume, Snapshots: []events.Snapshot{{Name: "s", Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
 	col1.Until(10*time.Second, events.IsTerminal)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,8 +134,10 @@ func (r Report) failure() string {
 }
 
 // Message lays the report out for Slack: Block Kit for the channel, and a
-// one-line text for notifications and screen readers.
+// one-line text for notifications and screen readers. Every value from the
+// events is escaped first (see escaped): the layout below adds markup only.
 func (r Report) Message() slack.Message {
+	r = r.escaped()
 	if r.Restore != nil {
 		return r.restoreMessage()
 	}
@@ -195,6 +198,35 @@ func (r Report) Message() slack.Message {
 		}
 	}
 	return m
+}
+
+// escaped returns a copy of the report with every text taken from events
+// escaped for Slack (slack.Escape), so that a workload, a reason or a
+// requester cannot mention a channel or add a link. Kubernetes names cannot
+// hold &, < or >, but the events carrying them may be forged, and reasons
+// (a hook's stderr) are free text.
+func (r Report) escaped() Report {
+	e := slack.Escape
+	r.BackupID, r.Step, r.Reason = e(r.BackupID), e(r.Step), e(r.Reason)
+	r.Workload.Cluster, r.Workload.Namespace, r.Workload.Kind, r.Workload.Name = e(r.Workload.Cluster), e(r.Workload.Namespace), e(r.Workload.Kind), e(r.Workload.Name)
+	r.SnapshotMode, r.RequestedBy, r.Blueprint = e(r.SnapshotMode), e(r.RequestedBy), e(r.Blueprint)
+	r.UnlockReason, r.UnlockHolder, r.ResumeReason = e(r.UnlockReason), e(r.UnlockHolder), e(r.ResumeReason)
+	r.Snapshots = slices.Clone(r.Snapshots)
+	for i := range r.Snapshots {
+		s := &r.Snapshots[i]
+		s.Name, s.Namespace, s.PVC = e(s.Name), e(s.Namespace), e(s.PVC)
+	}
+	if r.Restore != nil {
+		rs := *r.Restore
+		rs.RestoreID, rs.TargetNamespace = e(rs.RestoreID), e(rs.TargetNamespace)
+		rs.Claims = slices.Clone(rs.Claims)
+		for i := range rs.Claims {
+			c := &rs.Claims[i]
+			c.Namespace, c.Name, c.PVC, c.Snapshot, c.Volume, c.Capacity = e(c.Namespace), e(c.Name), e(c.PVC), e(c.Snapshot), e(c.Volume), e(c.Capacity)
+		}
+		r.Restore = &rs
+	}
+	return r
 }
 
 func mode(m string) string {

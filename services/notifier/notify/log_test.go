@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/notifier/notify"
 )
 
@@ -50,7 +51,7 @@ func TestLogNotifier(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			n := notify.NewLogNotifier(slog.New(slog.NewJSONHandler(&buf, nil)))
-			ev, err := events.NewEvent("/test", tt.payload)
+			ev, err := eventstest.NewEvent(tt.payload)
 			if err != nil {
 				t.Fatal(err)
 			}

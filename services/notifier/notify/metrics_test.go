@@ -45,7 +45,7 @@ func backupsCounted(t *testing.T, reader *sdkmetric.ManualReader) map[string]int
 func TestBackupsCountedOnce(t *testing.T) {
 	srv := eventstest.NewServer(t)
 	_, js := srv.JetStream()
-	pub := events.NewPublisher(js, "/test")
+	pub := eventstest.NewPipeline(js)
 	reader := sdkmetric.NewManualReader()
 	cfg := notify.Config{Common: service.Common{ShutdownTimeout: 5 * time.Second, Runtime: service.Runtime{Meters: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))}}}
 	svc := notify.New(cfg, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -23,7 +23,7 @@ func TestSlackRestoreMessages(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	now := time.Now().UTC()
 	shop, pay := in("shop", "bk-r1"), in("payments", "bk-r2")
-	publish(t, events.NewPublisher(js, "/test"),
+	publish(t, eventstest.NewPipeline(js),
 		&events.RestoreRequested{BackupRef: shop, RestoreID: "rs-ok", TargetNamespace: "shop-copy",
 			Volumes: []events.RestoreVolume{{PVC: "data-db-0", Snapshot: "ff-1-data-db-0", Claim: "data-db-0"}}},
 		&events.Restored{BackupRef: shop, RestoreID: "rs-ok", TargetNamespace: "shop-copy", Consistent: true, Took: events.Duration(1500 * time.Millisecond),

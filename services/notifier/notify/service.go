@@ -42,7 +42,7 @@ func (c Config) SharedConsumers() []events.ConsumerConfig {
 	c = c.withDefaults()
 	d, _ := events.DurableNamed(Durable)
 	cc := d.Consumer(c.NATS.Stream)
-	cc.Concurrency, cc.ShutdownGrace = c.Concurrency, c.ShutdownTimeout
+	cc.Concurrency, cc.ShutdownGrace, cc.Meters = c.Concurrency, c.ShutdownTimeout, c.Common.Runtime.Meters
 	return []events.ConsumerConfig{cc}
 }
 

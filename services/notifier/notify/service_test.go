@@ -89,7 +89,7 @@ func waitSettled(t *testing.T, js jetstream.JetStream, want uint64) {
 	})
 }
 
-func publish(t *testing.T, pub *events.Publisher, payloads ...events.Payload) []events.Event {
+func publish(t *testing.T, pub *eventstest.Pipeline, payloads ...events.Payload) []events.Event {
 	t.Helper()
 	var out []events.Event
 	for _, p := range payloads {
@@ -107,7 +107,7 @@ func TestNotifiesTerminalEventsOnly(t *testing.T) {
 	_, js := srv.JetStream()
 	rec := &recorder{}
 	now := time.Now().UTC()
-	sent := publish(t, events.NewPublisher(js, "/test"),
+	sent := publish(t, eventstest.NewPipeline(js),
 		// bk-1 froze the application, the snapshot failed, the post-hook ran.
 		&events.Quiesced{BackupRef: ref("bk-1"), QuiescedAt: now, Blueprint: "redis-hooks"},
 		&events.BackupFailed{BackupRef: ref("bk-1"), Step: events.StepSnapshot, Reason: "csi driver timed out", ResumePending: true},
@@ -150,7 +150,7 @@ func TestNotifyErrors(t *testing.T) {
 		}
 		return nil
 	}}
-	sent := publish(t, events.NewPublisher(js, "/test"),
+	sent := publish(t, eventstest.NewPipeline(js),
 		&events.Resumed{BackupRef: ref("bk-flaky"), Reason: events.ResumeAfterSnapshot, Succeeded: true},
 		&events.Resumed{BackupRef: ref("bk-bad"), Reason: events.ResumeAfterSnapshot, Succeeded: true},
 	)

@@ -44,7 +44,7 @@ func in(ns, id string) events.BackupRef {
 }
 
 // history publishes the events of a set of backups: every kind of ending.
-func history(t *testing.T, pub *events.Publisher) {
+func history(t *testing.T, pub *eventstest.Pipeline) {
 	now := time.Now().UTC()
 	ok := func(r events.BackupRef) []events.Payload {
 		return []events.Payload{
@@ -119,7 +119,7 @@ func TestSlackContract(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	history(t, events.NewPublisher(js, "/test"))
+	history(t, eventstest.NewPipeline(js))
 	run(t, js, replica(t, js, fake, log))
 	run(t, js, replica(t, js, fake, log))
 

@@ -1,5 +1,23 @@
 package slack
 
+import "strings"
+
+// escaper replaces the three characters Slack reads as control sequences in
+// message text: with them, a name or reason taken from an event could
+// write <!channel>, <@U123> or a link of its own choosing.
+var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// Escape makes s safe to put into mrkdwn or a message's text fallback, per
+// Slack's rules: &, < and > become &amp;, &lt; and &gt; (and nothing else
+// is encoded, as Slack decodes only those). Everything taken from an event
+// goes through it; the notifier's own markup (*bold*, `code`) does not.
+func Escape(s string) string {
+	if !strings.ContainsAny(s, "&<>") {
+		return s
+	}
+	return escaper.Replace(s)
+}
+
 // Text is a Block Kit text object.
 type Text struct {
 	Type string `json:"type"` // "mrkdwn" or "plain_text"

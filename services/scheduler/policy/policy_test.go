@@ -105,7 +105,7 @@ func newHarness(t *testing.T) *harness {
 	if _, err := events.EnsureStream(t.Context(), js, events.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{js: js, pub: events.NewPublisher(js, "/freezeframe/scheduler"), logs: &syncBuffer{}}
+	return &harness{js: js, pub: events.NewPublisher(js, events.RoleScheduler.Source()), logs: &syncBuffer{}}
 }
 
 func (h *harness) scheduler(dyn *dynfake.FakeDynamicClient) *policy.Scheduler {
@@ -191,10 +191,16 @@ func TestTicks(t *testing.T) {
 		kind, name, _ := strings.Cut(rest, "/")
 		k, _ := events.NormalizeKind(kind)
 		ref := events.BackupRef{BackupID: b.BackupID, Workload: events.Workload{Cluster: cluster, Namespace: ns, Kind: k, Name: name}}
+		// As the hooker would end them.
+		hooker := events.NewPublisher(h.js, events.RoleHooker.Source())
+		var err error
 		if name == "pg" {
-			h.pub.Publish(t.Context(), &events.Resumed{BackupRef: ref, Reason: events.ResumeAfterSnapshot, Succeeded: true})
+			_, _, err = hooker.Publish(t.Context(), &events.Resumed{BackupRef: ref, Reason: events.ResumeAfterSnapshot, Succeeded: true})
 		} else {
-			h.pub.Publish(t.Context(), &events.BackupFailed{BackupRef: ref, Step: events.StepQuiesce, Reason: "exec failed"})
+			_, _, err = hooker.Publish(t.Context(), &events.BackupFailed{BackupRef: ref, Step: events.StepQuiesce, Reason: "exec failed"})
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := s.Reconcile(t.Context(), at("2026-03-01T02:10:00Z")); err != nil {
@@ -311,6 +317,10 @@ func TestPausedAndRefused(t *testing.T) {
 			o["spec"].(map[string]any)["blueprint"] = ""
 		}),
 		newPolicy("bad", "61 * * * *", "", created),
+		// A credential as an option would be stored in the stream: nothing is requested.
+		newPolicy("leaky", "@hourly", "", created, func(o map[string]any) {
+			o["spec"].(map[string]any)["options"] = map[string]any{"dbPassword": "hunter2"}
+		}),
 		// ops/cache has no blueprint: its backup ends at once, and says why.
 		newPolicy("ops", "@hourly", "", created, func(o map[string]any) {
 			o["spec"].(map[string]any)["selection"].(map[string]any)["namespaces"] = []any{"ops"}
@@ -334,5 +344,8 @@ func TestPausedAndRefused(t *testing.T) {
 	}
 	if st := status(t, dyn, "bad"); !strings.Contains(st.Message, "61") {
 		t.Errorf("invalid schedule status %+v", st)
+	}
+	if st := status(t, dyn, "leaky"); !strings.Contains(st.Message, "options.dbPassword") || !strings.Contains(st.Message, "Kubernetes Secret") || st.NextScheduleTime != nil {
+		t.Errorf("secret option status %+v", st)
 	}
 }

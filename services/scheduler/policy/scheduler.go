@@ -133,6 +133,10 @@ func (s *Scheduler) reconcileOne(ctx context.Context, u *unstructured.Unstructur
 	st := p.Status
 	st.ObservedGeneration = p.Generation
 	sched, err := ParseSchedule(p.Spec.Schedule, p.Spec.TimeZone)
+	if err == nil {
+		// Every request would be refused for it: say so once, here.
+		err = events.ValidateOptions(p.Spec.Options)
+	}
 	if err != nil {
 		st.Message = err.Error()
 		st.NextScheduleTime = nil
@@ -238,27 +242,16 @@ func (s *Scheduler) runTick(ctx context.Context, p *Policy, tick time.Time, log 
 }
 
 func (s *Scheduler) selectWorkloads(ctx context.Context, p *Policy) ([]Workload, error) {
-	sel, err := p.Spec.Selection.selector()
+	sel, err := p.Spec.Selection.Selector()
 	if err != nil {
 		return nil, fmt.Errorf("policy %s/%s: label selector: %w", p.Namespace, p.Name, err)
 	}
-	namespaces := p.Spec.Selection.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{p.Namespace}
-	}
-	kinds := []string{events.KindDeployment, events.KindStatefulSet}
-	if len(p.Spec.Selection.Kinds) > 0 {
-		kinds = nil
-		for _, k := range p.Spec.Selection.Kinds {
-			nk, err := events.NormalizeKind(k)
-			if err != nil {
-				return nil, fmt.Errorf("policy %s/%s: %w", p.Namespace, p.Name, err)
-			}
-			kinds = append(kinds, nk)
-		}
+	kinds, err := p.Spec.Selection.WorkloadKinds()
+	if err != nil {
+		return nil, fmt.Errorf("policy %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	var out []Workload
-	for _, ns := range namespaces {
+	for _, ns := range p.Spec.Selection.NamespacesFor(p.Namespace) {
 		for _, k := range kinds {
 			ws, err := s.lister.List(ctx, ns, k, sel)
 			if err != nil {

@@ -8,13 +8,14 @@ import (
 	"github.com/robfig/cron/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/freezeframe/freezeframe/pkg/workload"
 )
 
-// GVR is the BackupPolicy resource.
-var GVR = schema.GroupVersionResource{Group: "freezeframe.io", Version: "v1alpha1", Resource: "backuppolicies"}
+// GVR is the BackupPolicy resource (defined in pkg/workload, which the
+// hooker shares).
+var GVR = workload.BackupPolicyResource
 
 // Policy is a BackupPolicy as the scheduler reads it.
 type Policy struct {
@@ -42,15 +43,9 @@ type Spec struct {
 	Paused          bool              `json:"paused,omitempty"`
 }
 
-// Selection picks the workloads a policy backs up.
-type Selection struct {
-	// Namespaces to look in; the policy's own when empty.
-	Namespaces []string `json:"namespaces,omitempty"`
-	// Kinds are Deployment and/or StatefulSet; both when empty.
-	Kinds []string `json:"kinds,omitempty"`
-	// LabelSelector over the workloads; everything when empty.
-	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
-}
+// Selection picks the workloads a policy backs up. The hooker reads it too
+// (to trust a scheduled request's retention), so it lives in pkg/workload.
+type Selection = workload.PolicySelection
 
 // Status is what the scheduler reports.
 type Status struct {
@@ -124,11 +119,3 @@ func ParseSchedule(expr, tz string) (Schedule, error) {
 
 // Next is the first tick strictly after t.
 func (s Schedule) Next(t time.Time) time.Time { return s.cron.Next(t.In(s.loc)).UTC() }
-
-// selector returns the label selector of the selection.
-func (sel Selection) selector() (labels.Selector, error) {
-	if sel.LabelSelector == nil {
-		return labels.Everything(), nil
-	}
-	return metav1.LabelSelectorAsSelector(sel.LabelSelector)
-}

@@ -63,7 +63,7 @@ func start(t *testing.T, kube kubernetes.Interface) *harness {
 	srv := eventstest.NewServer(t)
 	nc, js := srv.JetStream()
 	cfg := schedule.Config{Common: service.Common{Cluster: cluster, ShutdownTimeout: 5 * time.Second}}
-	svc := schedule.New(cfg, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	svc := schedule.New(cfg, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), slog.New(slog.NewTextHandler(t.Output(), nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	var runErr error
 	finished := make(chan struct{})

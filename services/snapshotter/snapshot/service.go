@@ -48,6 +48,7 @@ func (c Config) SharedConsumers() []events.ConsumerConfig {
 		// An interrupted snapshot is redelivered; waiting longer than the
 		// operator allows for shutdown helps nobody.
 		ShutdownGrace: c.ShutdownTimeout,
+		Meters:        c.Common.Runtime.Meters,
 	}
 	cuts, ready, restores := common, common, common
 	cuts.Durable, cuts.Kinds, cuts.Concurrency = Durable, []events.Kind{events.KindQuiesced}, c.Concurrency

@@ -90,7 +90,7 @@ func start(t *testing.T, o options) *env {
 	}
 	e := &env{
 		t: t, js: js, client: client,
-		hooker: events.NewPublisher(js, "/freezeframe/hooker"),
+		hooker: events.NewPublisher(js, events.RoleHooker.Source()),
 		kube:   kubefake.NewClientset(append(st.kube(), o.objects...)...),
 		// The snapshot client generates no apply configurations, so it has
 		// no NewClientset; the simple one is all there is.
@@ -114,7 +114,7 @@ func start(t *testing.T, o options) *env {
 	eventstest.StandInHooker(ctx, t, client, js)
 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := snapshot.New(o.cfg, snapshot.Deps{Workloads: workload.NewResolver(e.kube), Snapshots: e.snaps, Kube: e.kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+	svc := snapshot.New(o.cfg, snapshot.Deps{Workloads: workload.NewResolver(e.kube), Snapshots: e.snaps, Kube: e.kube}, events.NewPublisher(js, events.RoleSnapshotter.Source()), log)
 	wg.Go(func() {
 		if err := svc.Run(ctx, js); err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("run: %v", err)

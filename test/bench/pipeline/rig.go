@@ -124,7 +124,7 @@ func Start(tb testing.TB, o Options) *Rig {
 			}
 		})
 	}
-	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, "/freezeframe/scheduler"), log)
+	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
 	leases, err := lease.Open(ctx, js, lease.Config{})
 	if err != nil {
@@ -134,15 +134,16 @@ func Start(tb testing.TB, o Options) *Rig {
 	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
-		Blueprints: freeze.NewKubeBlueprints(dyn, "kanister"),
+		Blueprints: freeze.NewKubeBlueprints(dyn, false, "kanister"),
 		Objects:    freeze.NewKubeObjects(kube),
+		Pods:       freeze.NewKubeObjects(kube),
 		Exec:       r.Exec,
-		Publisher:  events.NewPublisher(js, "/freezeframe/hooker"),
+		Publisher:  events.NewPublisher(js, events.RoleHooker.Source()),
 		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
 	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: time.Minute},
-		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, "/freezeframe/snapshotter"), log)
+		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, events.RoleSnapshotter.Source()), log)
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 
 	if err := r.observe(ctx, js); err != nil {

@@ -292,7 +292,7 @@ func (r *rowRun) setUp(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return fmt.Errorf("connect jetstream: %w", err)
 	}
-	if r.client, err = events.NewClient(r.nc, events.WithSource("/freezeframe/chaos")); err != nil {
+	if r.client, err = events.NewClient(r.nc); err != nil {
 		return err
 	}
 	if r.obs, err = Observe(r.nc); err != nil {
@@ -338,7 +338,9 @@ func (r *rowRun) serviceEnv(kind, name string) []string {
 		env = append(env, "MAX_FREEZE="+r.e.cfg.MaxFreeze.String(), "ACK_WAIT="+ackWait.String(),
 			"LEASE_RENEW_EVERY=250ms", "LEASE_STALE_AFTER="+leaseStaleAfter.String(),
 			"SNAPSHOT_STALL_AFTER="+snapshotStall.String(), "WATCHDOG_TICK=100ms",
-			"POD_NAME="+name, "HOOK_TIMEOUT=20s")
+			"POD_NAME="+name, "HOOK_TIMEOUT=20s",
+			// Each row's blueprint lives in its application's namespace.
+			"NAMESPACED_BLUEPRINTS=true")
 		if r.row.kind == kindCutExec {
 			// Its exec streams go through the proxy, which cuts them.
 			env = append(env, "KUBECONFIG="+r.proxy.Kubeconfig)

@@ -138,6 +138,9 @@ func (u *Up) start(ctx context.Context) error {
 		"CLUSTER="+u.opts.Cluster,
 		// A test stops it; nothing in flight is worth waiting long for.
 		"SHUTDOWN_TIMEOUT=5s",
+		// The suite keeps each application's blueprint in its namespace, as a team
+		// owning its namespace would; the default (off) is tested in the hooker.
+		"HOOKER_NAMESPACED_BLUEPRINTS=true",
 	)
 	if u.opts.Bus != nil {
 		cmd.Env = append(cmd.Env, u.opts.Bus.ServiceEnv()...)

@@ -87,11 +87,37 @@ exist at install or upgrade (the Kanister and K10 defaults, which most clusters 
 {{- end }}
 
 {{/*
+hooker.execAllow as HOOKER_EXEC_ALLOW: "namespace:selector" entries joined by ";".
+*/}}
+{{- define "freezeframe.execAllow" -}}
+{{- $entries := list }}
+{{- range $i, $e := .Values.hooker.execAllow }}
+{{- $ns := required (printf "hooker.execAllow[%d].namespace is required" $i) $e.namespace }}
+{{- $sel := required (printf "hooker.execAllow[%d].podSelector is required (a label selector, e.g. app=backup-agent)" $i) $e.podSelector }}
+{{- if contains ";" $sel }}
+{{- fail (printf "hooker.execAllow[%d].podSelector must not contain \";\"" $i) }}
+{{- end }}
+{{- $entries = append $entries (printf "%s:%s" $ns $sel) }}
+{{- end }}
+{{- join ";" $entries }}
+{{- end }}
+
+{{/* The namespaces of hooker.execAllow, as a JSON list. */}}
+{{- define "freezeframe.execAllowNamespaces" -}}
+{{- $out := list }}
+{{- range .Values.hooker.execAllow }}
+{{- $out = append $out .namespace }}
+{{- end }}
+{{- $out | uniq | toJson }}
+{{- end }}
+
+{{/*
 RBAC rule sets per service, from what each service calls (see the README's RBAC table).
-"namespaced: true" sets follow rbac.namespaces; the others are always cluster-wide, either
-because the resource is cluster-scoped or because the service lists it in all namespaces.
-"alsoIn" adds namespaces to a namespaced set when rbac.namespaces is set; "alsoInIfPresent"
-adds those among them that exist (a lookup: `helm template` sees none).
+"namespaced: true" sets are Roles in rbac.namespaces (cluster-wide only with
+rbac.clusterWide=true); the others are always cluster-wide, either because the resource is
+cluster-scoped or because the service lists it in all namespaces. "alsoIn" adds namespaces to a
+namespaced set; "alsoInIfPresent" adds those among them that exist (a lookup: `helm template`
+sees none); "workloadNamespaces: false" leaves rbac.namespaces out.
 */}}
 {{- define "freezeframe.ruleSets" -}}
 {{- $bp := include "freezeframe.blueprintNamespaces" . | fromJson }}
@@ -119,26 +145,54 @@ hooker:
 - name: workloads
   namespaced: true
   rules:
-  # The workload and its running pods.
+  # The workload and its running pods; each hook's target pod is read again just before
+  # the exec, to check it is still the workload's.
   - apiGroups: [apps]
     resources: [deployments, statefulsets]
     verbs: [get]
   - apiGroups: [""]
     resources: [pods]
-    verbs: [list]
+    verbs: [get, list]
   # Hooks: exec over WebSocket (GET) with a fallback to SPDY (POST = create).
   - apiGroups: [""]
     resources: [pods/exec]
     verbs: [create, get]
 - name: blueprints
   namespaced: true
+  # In the workloads' namespaces only if blueprints there are used.
+  workloadNamespaces: {{ .Values.hooker.namespacedBlueprints }}
   alsoIn: {{ $bp.required | toJson }}
   alsoInIfPresent: {{ $bp.optional | toJson }}
   rules:
-  # Looked up by name in the workload's namespace, then in each blueprint namespace.
+  # Looked up by name in each blueprint namespace (first in the workload's namespace
+  # with hooker.namespacedBlueprints).
   - apiGroups: [freezeframe.io, cr.kanister.io]
     resources: [blueprints]
     verbs: [get]
+{{- /* With rbac.clusterWide, the workloads set already grants this everywhere. */}}
+{{- with and (not .Values.rbac.clusterWide) (include "freezeframe.execAllowNamespaces" . | fromJsonArray) }}
+- name: exec-allow
+  namespaced: true
+  workloadNamespaces: false
+  alsoIn: {{ toJson . }}
+  rules:
+  # hooker.execAllow: helper pods outside the workloads that hooks may exec into.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [pods/exec]
+    verbs: [create, get]
+{{- end }}
+{{- if .Values.scheduler.policies }}
+- name: policies
+  namespaced: false
+  rules:
+  # A scheduled request's snapshotsToKeep counts only when the BackupPolicy it names says it.
+  - apiGroups: [freezeframe.io]
+    resources: [backuppolicies]
+    verbs: [get]
+{{- end }}
 snapshotter:
 - name: snapshots
   namespaced: false

@@ -267,3 +267,42 @@ func Validate(m slack.Message) error {
 	}
 	return nil
 }
+
+// ControlSequences returns what Slack would read as a link, a mention or an
+// entity in m's text fallback and mrkdwn texts: every <...> span, and every
+// & that is not one of the three escapes. freezeframe's messages carry
+// none; one in a post means text from an event went in unescaped.
+func ControlSequences(m slack.Message) []string {
+	var out []string
+	scan := func(s string) {
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
+			case '<', '>':
+				end := strings.IndexByte(s[i:], '>')
+				if s[i] == '>' || end < 0 {
+					out = append(out, s[i:i+1])
+					continue
+				}
+				out = append(out, s[i:i+end+1])
+				i += end
+			case '&':
+				if !strings.HasPrefix(s[i:], "&amp;") && !strings.HasPrefix(s[i:], "&lt;") && !strings.HasPrefix(s[i:], "&gt;") {
+					out = append(out, "&")
+				}
+			}
+		}
+	}
+	scan(m.Text)
+	for _, b := range m.Blocks {
+		texts := append(append([]slack.Text(nil), b.Fields...), b.Elements...)
+		if b.Text != nil {
+			texts = append(texts, *b.Text)
+		}
+		for _, t := range texts {
+			if t.Type == "mrkdwn" {
+				scan(t.Text)
+			}
+		}
+	}
+	return out
+}
