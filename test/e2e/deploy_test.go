@@ -129,10 +129,12 @@ func TestChartRender(t *testing.T) {
 			}
 			t.Logf("rendered %d objects: %v", len(objs), kinds)
 			// RBAC is namespaced by default: the two services that watch or list across all
-			// namespaces keep a ClusterRole; the hooker only reads blueprints in the release's
-			// namespace until rbac.namespaces names where backups run.
+			// namespaces keep a ClusterRole, and the hooker one that only gets BackupPolicies
+			// (a scheduled request's retention counts only when its policy says it); the
+			// hooker reads blueprints in the release's namespace until rbac.namespaces names
+			// where backups run.
 			for kind, want := range map[string]int{"CustomResourceDefinition": 2, "Deployment": 4, "ServiceAccount": 4, "PodDisruptionBudget": 4,
-				"ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Job": 1} {
+				"ClusterRole": 3, "ClusterRoleBinding": 3, "Role": 1, "RoleBinding": 1, "Job": 1} {
 				got := 0
 				for _, o := range deploy.Select(objs, kind) {
 					if o.GetLabels()["app.kubernetes.io/part-of"] == "freezeframe" || kind == "CustomResourceDefinition" {
