@@ -116,6 +116,17 @@ func TestNoSecretInLogsStreamsOrSlack(t *testing.T) {
 	common.NATS.Stream = events.DefaultStream
 	common.NATS.StreamReplicas = 1
 
+	// The bus set up as `freezeframe setup` would, by the one identity
+	// this server knows.
+	setupNC, setupJS, err := service.Connect(t.Context(), common.NATS, "setup", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Setup(t.Context(), setupJS, events.SetupConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	setupNC.Close()
+
 	kube := redisCluster(t)
 	if _, err := kube.CoreV1().Secrets("shop").Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis-auth", Namespace: "shop"},
 		Data: map[string][]byte{"password": []byte(dbPassword)}}, metav1.CreateOptions{}); err != nil {

@@ -108,7 +108,7 @@ func TestConsumerCountsForgedEvents(t *testing.T) {
 	_, js := eventstest.NewServer(t).JetStream()
 	reader := sdkmetric.NewManualReader()
 	handled := make(chan events.Event, 1)
-	c, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "counted", Kinds: []events.Kind{events.KindResumed},
+	c, err := events.NewConsumer(t.Context(), js, events.ConsumerConfig{Durable: "counted", Kinds: []events.Kind{events.KindResumed}, Owned: true,
 		Meters: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))},
 		func(_ context.Context, ev events.Event) error { handled <- ev; return nil }, slog.New(slog.DiscardHandler))
 	if err != nil {
