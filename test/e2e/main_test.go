@@ -130,6 +130,12 @@ func startUp(t *testing.T, env ...string) *harness.Up {
 	bin := freezeframeBin(t)
 	installCRD(t)
 	dir := t.TempDir()
+	var slackToken string
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "NOTIFIER_SLACK_") }) {
+		var slack []string
+		slack, slackToken = slackEnv(t)
+		env = append(slack, env...)
+	}
 	// Setup sees the services' settings too, so that it makes their consumers to match.
 	bus := startBus(t, filepath.Join(dir, "nats"), env...)
 	up, err := harness.StartUp(t.Context(), harness.UpOptions{
@@ -151,6 +157,7 @@ func startUp(t *testing.T, env ...string) *harness.Up {
 		if d := time.Since(start); d > 3*time.Second {
 			t.Logf("freezeframe up took %s to stop", d.Round(time.Millisecond))
 		}
+		checkNoSecretLeaked(t, up, bus, slackToken)
 		if t.Failed() || os.Getenv("FREEZEFRAME_E2E_LOGS") != "" {
 			t.Logf("freezeframe up log (%s), last lines:\n%s", up.LogPath(), up.LogTail(120))
 		}
