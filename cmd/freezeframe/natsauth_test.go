@@ -319,9 +319,7 @@ func testRefusals(t *testing.T, srv *authServer) {
 // connection as its own role (service.OpenBus, as the binaries do), with
 // the pipeline's stand-ins for exec and the CSI controller.
 func testSecureBackup(t *testing.T, srv *authServer) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	group := newServiceGroup(t)
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The services' settings as `freezeframe setup` read them: the
@@ -346,13 +344,7 @@ func testSecureBackup(t *testing.T, srv *authServer) {
 		t.Cleanup(b.Close)
 		return b
 	}
-	runService := func(name string, f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		})
-	}
+	runService := group.run
 	kube := redisCluster(t)
 	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
 	snapshottest.NewController(t, snaps, snapshottest.ControllerOptions{ReadyAtCut: true})

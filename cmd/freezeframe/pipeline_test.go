@@ -83,17 +83,8 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	}
 	snapshottest.NewController(t, snaps, cuts)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}()
-	}
+	group := newServiceGroup(t)
+	run := group.run
 	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
 	hooker := newHooker(t, common, js, kube, ex, log)
@@ -103,7 +94,6 @@ func startPipeline(t *testing.T, snapshotFailure string) *pipeline {
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 	notifier := notify.New(notify.Config{Common: common}, notified, log)
 	run("notifier", func(ctx context.Context) error { return notifier.Run(ctx, js) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	client, err := events.NewClient(nc)
 	if err != nil {
@@ -289,4 +279,38 @@ func TestPipelineMissingWorkloadIsRefusedWithAnEvent(t *testing.T) {
 	if len(p.exec.Commands()) != 0 {
 		t.Fatal("hooks ran for a refused request")
 	}
+}
+
+// serviceGroup runs in-process services until stop or the end of the test;
+// one that returns an error before then fails the test.
+type serviceGroup struct {
+	t      *testing.T
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+func newServiceGroup(t *testing.T) *serviceGroup {
+	g := &serviceGroup{t: t}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	t.Cleanup(g.stop)
+	return g
+}
+
+// run starts f, named for the failure message.
+func (g *serviceGroup) run(name string, f func(context.Context) error) {
+	g.wg.Go(func() {
+		if err := f(g.ctx); err != nil && g.ctx.Err() == nil {
+			g.t.Errorf("%s: %v", name, err)
+		}
+	})
+}
+
+// stop ends every service and waits for them.
+func (g *serviceGroup) stop() {
+	g.once.Do(func() {
+		g.cancel()
+		g.wg.Wait()
+	})
 }

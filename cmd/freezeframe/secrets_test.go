@@ -108,7 +108,7 @@ func TestNoSecretInLogsStreamsOrSlack(t *testing.T) {
 	t.Cleanup(slackAPI.Close)
 	postedCount := func() int { slackMu.Lock(); defer slackMu.Unlock(); return len(posted) }
 
-	var logs syncLog
+	var logs lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	common := service.Common{Cluster: "dev", ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug}
 	common.NATS.URL = ns.ClientURL()
@@ -138,26 +138,8 @@ func TestNoSecretInLogsStreamsOrSlack(t *testing.T) {
 	// AUTH reply quoted back.
 	ex := &podexectest.Recorder{Code: 1, Stderr: "AUTH " + dbPassword + " failed: NOAUTH"}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}()
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			wg.Wait()
-		}
-	}
-	t.Cleanup(stop)
+	group := newServiceGroup(t)
+	run := group.run
 	openBus := func(name string) *service.Bus {
 		bus, err := service.OpenBus(t.Context(), common, name, log.With("service", name))
 		if err != nil {
@@ -243,7 +225,7 @@ func TestNoSecretInLogsStreamsOrSlack(t *testing.T) {
 	if streams < 3 || !strings.Contains(stored.String(), "backup.requested") {
 		t.Fatalf("read %d streams, %d bytes: nothing to search", streams, stored.Len())
 	}
-	stop()
+	group.stop()
 
 	slackMu.Lock()
 	slackBodies := strings.Join(posted, "\n")
@@ -320,16 +302,3 @@ func dumpStream(t *testing.T, js jetstream.JetStream, name string, w *bytes.Buff
 		fmt.Fprintf(w, "%s %s %v\n%s\n", name, m.Subject, m.Header, m.Data)
 	}
 }
-
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncLog) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
