@@ -3,11 +3,12 @@ package workload
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/freezeframe/freezeframe/pkg/events"
 )
 
 // BackupPolicyResource is the BackupPolicy custom resource. The scheduler
@@ -53,14 +54,11 @@ func (s PolicySelection) WorkloadKinds() ([]string, error) {
 	}
 	var out []string
 	for _, k := range s.Kinds {
-		switch strings.ToLower(k) {
-		case "deployment", "deployments", "deploy":
-			out = append(out, kindDeployment)
-		case "statefulset", "statefulsets", "sts":
-			out = append(out, kindStatefulSet)
-		default:
-			return nil, fmt.Errorf("kind %q: must be Deployment or StatefulSet", k)
+		kind, err := events.NormalizeKind(k)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, kind)
 	}
 	return out, nil
 }
@@ -82,6 +80,6 @@ func (s PolicySelection) Selects(policyNamespace string, w *Info) (bool, error) 
 
 // Workload kinds, as Resolve takes them.
 const (
-	kindDeployment  = "Deployment"
-	kindStatefulSet = "StatefulSet"
+	kindDeployment  = events.KindDeployment
+	kindStatefulSet = events.KindStatefulSet
 )
