@@ -251,6 +251,10 @@ type Quiesced struct {
 	// snapshotter cuts only while the freeze record says frozen at this
 	// epoch, and checks it again after the cut.
 	FreezeEpoch uint64 `json:"freezeEpoch,omitempty"`
+	// AdmissionWait is how long the request waited, nothing frozen, for
+	// room to freeze on its storage (the hooker's freeze admission); 0
+	// when it was admitted at once.
+	AdmissionWait Duration `json:"admissionWait,omitempty"`
 }
 
 // EventType implements Payload.

@@ -3,6 +3,7 @@ package admission
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -16,7 +17,13 @@ type Gate struct {
 
 	mu       sync.Mutex
 	storages map[string]*storage
+	// closed is closed by Close: no one is admitted any more.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
+
+// ErrClosed is Admit's error once the gate is closed.
+var ErrClosed = errors.New("admission gate closed")
 
 // storage is one key's limit, its freezes in flight and its queue.
 type storage struct {
@@ -38,7 +45,7 @@ func NewGate(cfg Config, now func() time.Time) *Gate {
 	if now == nil {
 		now = time.Now
 	}
-	return &Gate{cfg: cfg.withDefaults(), now: now, storages: map[string]*storage{}}
+	return &Gate{cfg: cfg.withDefaults(), now: now, storages: map[string]*storage{}, closed: make(chan struct{})}
 }
 
 // Slot is one admitted freeze. Release gives it back; Observe reports its
@@ -73,12 +80,19 @@ func (s *Slot) Key() string {
 // Admit waits until key's storage has room for one more freeze, then
 // returns its slot; the caller owns it and releases it when the freeze
 // ends. Requests are admitted in the order they called Admit. When ctx
-// ends first, Admit returns its error and nothing is held.
+// ends first, Admit returns its error, or ErrClosed once the gate is
+// closed, and nothing is held.
 func (g *Gate) Admit(ctx context.Context, key string) (*Slot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	g.mu.Lock()
+	select {
+	case <-g.closed:
+		g.mu.Unlock()
+		return nil, ErrClosed
+	default:
+	}
 	st := g.storage(key)
 	now := g.now()
 	if len(st.queue) == 0 && g.hasRoom(st) {
@@ -90,23 +104,34 @@ func (g *Gate) Admit(ctx context.Context, key string) (*Slot, error) {
 	st.queue = append(st.queue, w)
 	g.mu.Unlock()
 
+	err := ErrClosed
 	select {
 	case <-w.ready:
 		return w.slot, nil
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-g.closed:
 	}
 	g.mu.Lock()
 	if w.slot != nil {
-		// Admitted while ctx ended: give the room to the next.
+		// Admitted meanwhile: give the room to the next.
 		g.mu.Unlock()
 		w.slot.Release()
-		return nil, ctx.Err()
+		return nil, err
 	}
 	if i := slices.Index(st.queue, w); i >= 0 {
 		st.queue = slices.Delete(st.queue, i, i+1)
 	}
 	g.mu.Unlock()
-	return nil, ctx.Err()
+	return nil, err
+}
+
+// Close stops admitting: every waiter, and every later Admit, gets
+// ErrClosed. Slots already admitted stay theirs until released. A service
+// closes its gate when it starts shutting down, so that no request freezes
+// an application while the replica is leaving.
+func (g *Gate) Close() {
+	g.closeOnce.Do(func() { close(g.closed) })
 }
 
 // Release gives the slot back, once: later calls do nothing.

@@ -162,3 +162,24 @@ func TestGateAdmitsWhenTheLimitGrows(t *testing.T) {
 	a.Release()
 	s.Release()
 }
+
+func TestClosedGateAdmitsNoOne(t *testing.T) {
+	g := NewGate(Config{Initial: 1, Max: 1}, nil)
+	held, err := g.Admit(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := admitLater(t, t.Context(), g, "k")
+	g.Close()
+	g.Close()
+	if s, ok := <-waiting; ok || s != nil {
+		t.Fatal("a waiter was admitted by a closed gate")
+	}
+	if _, err := g.Admit(t.Context(), "other"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Admit on a closed gate = %v, want ErrClosed", err)
+	}
+	held.Release()
+	if in, w := admitted(g, "k"); in != 0 || w != 0 {
+		t.Fatalf("in flight %d, waiting %d after close and release", in, w)
+	}
+}

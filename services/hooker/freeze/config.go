@@ -29,6 +29,9 @@ type Config struct {
 	MaxFreeze            time.Duration `envconfig:"MAX_FREEZE" default:"5m" desc:"longest an application may stay frozen; then it is resumed and the backup fails"`
 	Concurrency          int           `envconfig:"CONCURRENCY" default:"1024" desc:"resume triggers handled at once"`
 	RequestConcurrency   int           `envconfig:"REQUEST_CONCURRENCY" default:"16" desc:"backups that start freezing at once per replica; low, so that resumes never wait behind pre-hooks"`
+	AdmissionDisabled    bool          `envconfig:"ADMISSION_DISABLED" default:"false" desc:"freeze every requested backup at once instead of as its storage (snapshot class) has room: when many are due together, each application then stays frozen for the whole queue of cuts"`
+	AdmissionInitial     int           `envconfig:"ADMISSION_INITIAL" default:"4" desc:"freezes in flight at once per snapshot class and replica before any cut was measured; the limit then follows the measured cuts"`
+	AdmissionMax         int           `envconfig:"ADMISSION_MAX" default:"64" desc:"most freezes in flight at once per snapshot class and replica, however quick the cuts"`
 	AckWait              time.Duration `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery delay of an event whose handler crashed"`
 	MaxDeliver           int           `envconfig:"MAX_DELIVER" default:"10" desc:"attempts at one event (a pre-hook's lease wait, a failing post-hook) before the failure is reported; a post-hook that fails its last attempt leaves the freeze to the watchdog, which asks again"`
 	RetryMaxDelay        time.Duration `envconfig:"RETRY_MAX_DELAY" default:"30s" desc:"longest wait between two attempts at one event (from 250ms, doubling)"`

@@ -34,6 +34,9 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 	if err != nil {
 		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepResolve, err)
 	}
+	if err := s.admit(ctx, o, p); err != nil { // admission.go: nothing frozen or held while waiting
+		return err
+	}
 	now := time.Now()
 	hold, err := s.leases.Acquire(ctx, lease.Lease{BackupID: req.BackupID, Workload: req.Workload, Holder: s.holder, AcquiredAt: now, Deadline: now.Add(p.maxFreeze)})
 	var held *lease.HeldError
@@ -87,6 +90,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 	}()
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
 		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, RetentionIgnored: p.retentionIgnored, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
+	q.AdmissionWait = events.Duration(o.slot.Waited())
 	qctx, cancel := context.WithDeadline(ctx, q.FreezeDeadline)
 	perr := s.publishOnce(qctx, q)
 	cancel()

@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
+	"github.com/freezeframe/freezeframe/services/hooker/admission"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 )
 
@@ -84,6 +85,10 @@ type op struct {
 	// end is set once the end is recorded; the op then only finishes
 	// (Resumed published, lease released).
 	end *events.FreezeEnd
+	// slot is the op's room on its storage (admission.go), from before the
+	// lease to the op's removal; nil for an op that was not admitted here
+	// (a takeover).
+	slot *admission.Slot
 }
 
 // take waits for the op's turn; false when ctx ended first.
@@ -155,8 +160,11 @@ func (o *ops) takeTurn(ctx context.Context, ref events.BackupRef) (*op, bool) {
 	}
 }
 
-// remove forgets x (and only x: a later op of the same key stays).
+// remove forgets x (and only x: a later op of the same key stays), and
+// gives back its admission slot: every end of an op passes here, so this
+// is the one place a freeze leaves its storage's count.
 func (o *ops) remove(x *op) {
+	x.slot.Release()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if k := backupKey(x.ref); o.m[k] == x {

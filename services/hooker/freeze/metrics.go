@@ -40,10 +40,13 @@ type metrics struct {
 	freeze  metric.Float64Histogram
 	hook    metric.Float64Histogram
 	unlocks metric.Int64Counter
+	// admissionWait: admission.go.
+	admissionWait metric.Float64Histogram
 }
 
 func newMetrics(c service.Common) metrics {
 	m := metrics{meter: c.Meter(instrumentationName)}
+	m.admissionWait = newAdmissionWaitHistogram(m.meter)
 	var err error
 	if m.freeze, err = m.meter.Float64Histogram(MetricFreezeDuration, metric.WithUnit("s"),
 		metric.WithDescription("how long applications stayed frozen: end of the pre-hook to start of the post-hook"),

@@ -17,6 +17,7 @@ import (
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
+	"github.com/freezeframe/freezeframe/services/hooker/admission"
 	"github.com/freezeframe/freezeframe/services/hooker/blueprint"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
@@ -100,6 +101,8 @@ type Service struct {
 	sessions *session.Registry
 	// ops are the freezes this replica takes part in (lifecycle.go).
 	ops ops
+	// gate admits freezes as their storage has room (admission.go).
+	gate *admission.Gate
 
 	// life ends when Run returns: lease renewals stop with the service, as
 	// they would with the process.
@@ -120,7 +123,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 		life: life, endLife: endLife,
 		cfg: cfg, lookup: d.Lookup,
 		workloads: d.Workloads, blueprints: d.Blueprints, objects: d.Objects, pods: d.Pods, execAllow: cfg.ExecAllow, policies: d.Policies, exec: d.Exec, pub: d.Publisher, leases: d.Leases,
-		log: log, holder: cfg.replica(), sessions: &session.Registry{},
+		log: log, holder: cfg.replica(), sessions: &session.Registry{}, gate: newGate(cfg),
 		metrics: newMetrics(cfg.Common), tracer: otel.GetTracerProvider().Tracer(instrumentationName),
 	}
 }
@@ -190,6 +193,11 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	defer func() { _ = gauges.Unregister() }()
+	admissionDone, err := s.runAdmission(ctx)
+	if err != nil {
+		return err
+	}
+	defer admissionDone()
 	s.cfg.Runtime.Probe.Ready(js.Conn())
 	watchdog := lease.NewWatchdog(s.leases, lease.WatchdogConfig{Replica: s.holder, Tick: s.cfg.WatchdogTick, SnapshotStallAfter: s.cfg.SnapshotStallAfter}, s.onStale, s.log)
 	g, gctx := errgroup.WithContext(ctx)
@@ -217,6 +225,9 @@ func consumerToken(s string) string {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	blueprintNamespaces, err := cfg.blueprintNamespaces(serviceAccountNamespaceFile)
 	if err != nil {
+		return err
+	}
+	if _, err := cfg.admissionConfig(); err != nil {
 		return err
 	}
 	if w := cfg.blueprintNamespaceWarning(); w != "" {
@@ -269,6 +280,7 @@ func (s *Service) Handle(ctx context.Context, ev events.Event) error {
 	case *events.BackupRequested:
 		return s.freeze(ctx, p, ev.CloudEvent.Source())
 	case *events.Snapshotted:
+		s.observeCut(p)
 		return s.resume(ctx, p.BackupRef, events.ResumeAfterSnapshot, false, nil)
 	case *events.BackupFailed:
 		if !p.ResumePending {
