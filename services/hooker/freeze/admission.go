@@ -92,7 +92,7 @@ func (s *Service) admit(ctx context.Context, o *op, p *plan) error {
 	if err != nil {
 		return s.failBeforeFreeze(ctx, o.ref, events.StepQuiesce, fmt.Errorf("wait for a freeze slot on snapshot class %s: %w", storageLabel(key), err))
 	}
-	o.slot = slot
+	o.slot.Store(slot)
 	waited := slot.Waited()
 	s.metrics.admissionWait.Record(ctx, waited.Seconds(), metric.WithAttributes(attribute.String("snapshot_class", storageLabel(key))))
 	if waited > 0 {
@@ -108,7 +108,7 @@ func (s *Service) admit(ctx context.Context, o *op, p *plan) error {
 // tells this replica's gate nothing it admitted.
 func (s *Service) observeCut(p *events.Snapshotted) {
 	if o := s.ops.get(p.BackupRef); o != nil {
-		o.slot.Observe(time.Duration(p.CutDuration))
+		o.slot.Load().Observe(time.Duration(p.CutDuration))
 	}
 }
 

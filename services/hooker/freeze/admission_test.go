@@ -2,6 +2,8 @@ package freeze
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
+	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/services/hooker/admission"
 )
 
@@ -244,4 +247,53 @@ func TestAdmissionSlotComesBackHoweverTheFreezeEnds(t *testing.T) {
 	}
 	eventstest.Eventually(t, 5*time.Second, "every slot given back", func() bool { st := f.gateStats(t); return st.InFlight == 0 && st.Waiting == 0 })
 	waitReleased(t, f.svc.leases)
+}
+
+// The admission keys, read from the environment: on, 4 and 64 by default;
+// a limit that cannot be stops the hooker at start, naming the key.
+func TestAdmissionFromEnvironment(t *testing.T) {
+	keys := []string{"ADMISSION_DISABLED", "ADMISSION_INITIAL", "ADMISSION_MAX"}
+	for _, k := range keys {
+		for _, name := range []string{"HOOKER_" + k, k} {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+	var cfg Config
+	if _, err := service.Load("HOOKER", &cfg, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.admissionConfig()
+	if err != nil || got != (admission.Config{Initial: 4, Max: 64}) {
+		t.Fatalf("defaults: %+v, %v", got, err)
+	}
+	for _, tt := range []struct {
+		env     map[string]string
+		want    admission.Config
+		wantErr string
+	}{
+		{env: map[string]string{"HOOKER_ADMISSION_DISABLED": "true"}, want: admission.Config{Disabled: true, Initial: 4, Max: 64}},
+		{env: map[string]string{"HOOKER_ADMISSION_INITIAL": "2", "HOOKER_ADMISSION_MAX": "8"}, want: admission.Config{Initial: 2, Max: 8}},
+		{env: map[string]string{"HOOKER_ADMISSION_INITIAL": "-1"}, wantErr: "HOOKER_ADMISSION_INITIAL -1"},
+		{env: map[string]string{"HOOKER_ADMISSION_MAX": "-3"}, wantErr: "HOOKER_ADMISSION_MAX -3"},
+		{env: map[string]string{"HOOKER_ADMISSION_INITIAL": "100"}, wantErr: "HOOKER_ADMISSION_INITIAL 100 is above HOOKER_ADMISSION_MAX 64"},
+	} {
+		for k, v := range tt.env {
+			t.Setenv(k, v)
+		}
+		cfg := Config{}
+		if _, err := service.Load("HOOKER", &cfg, nil, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cfg.admissionConfig()
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%v: error %v, want one saying %q", tt.env, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || got != tt.want):
+			t.Errorf("%v: %+v, %v; want %+v", tt.env, got, err, tt.want)
+		}
+		for k := range tt.env {
+			os.Unsetenv(k)
+		}
+	}
 }

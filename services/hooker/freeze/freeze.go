@@ -90,7 +90,7 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 	}()
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
 		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, RetentionIgnored: p.retentionIgnored, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
-	q.AdmissionWait = events.Duration(o.slot.Waited())
+	q.AdmissionWait = events.Duration(o.slot.Load().Waited())
 	qctx, cancel := context.WithDeadline(ctx, q.FreezeDeadline)
 	perr := s.publishOnce(qctx, q)
 	cancel()

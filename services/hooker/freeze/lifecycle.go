@@ -52,6 +52,7 @@ package freeze
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/events"
@@ -87,8 +88,8 @@ type op struct {
 	end *events.FreezeEnd
 	// slot is the op's room on its storage (admission.go), from before the
 	// lease to the op's removal; nil for an op that was not admitted here
-	// (a takeover).
-	slot *admission.Slot
+	// (a takeover). Atomic: a cut is reported to it without the turn.
+	slot atomic.Pointer[admission.Slot]
 }
 
 // take waits for the op's turn; false when ctx ended first.
@@ -164,7 +165,7 @@ func (o *ops) takeTurn(ctx context.Context, ref events.BackupRef) (*op, bool) {
 // gives back its admission slot: every end of an op passes here, so this
 // is the one place a freeze leaves its storage's count.
 func (o *ops) remove(x *op) {
-	x.slot.Release()
+	x.slot.Load().Release()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if k := backupKey(x.ref); o.m[k] == x {
