@@ -22,7 +22,9 @@
 //
 // Each freeze reports the duration of its snapshot cut once (Slot.Observe).
 // Limit compares it with the baseline, the shortest cut seen within the
-// last BaselineWindow: while cuts stay near the baseline the limit grows
+// last BaselineWindow (never less than NoiseFloor, since a cut of a few
+// milliseconds is measurement jitter): while cuts stay near the baseline
+// the limit grows
 // (by one per cut until the first congestion, then by one per limit's
 // worth of cuts), in a dead band it holds, and past Tolerance times the
 // baseline it shrinks multiplicatively, once per generation of freezes

@@ -12,6 +12,7 @@ const (
 	DefaultNearBaseline   = 1.25
 	DefaultTolerance      = 1.5
 	DefaultBaselineWindow = 2 * time.Minute
+	DefaultNoiseFloor     = 10 * time.Millisecond
 )
 
 // Config shapes every limit of a Gate. Zero fields take their defaults.
@@ -31,6 +32,10 @@ type Config struct {
 	// BaselineWindow is how long a short cut keeps counting as what the
 	// storage can do: a storage that became slower is relearned after it.
 	BaselineWindow time.Duration
+	// NoiseFloor is the shortest baseline cuts are compared with: a cut
+	// measured over the API and the bus varies by milliseconds whatever
+	// the storage does, so cuts this short say nothing of its load.
+	NoiseFloor time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -49,6 +54,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BaselineWindow <= 0 {
 		c.BaselineWindow = DefaultBaselineWindow
+	}
+	if c.NoiseFloor <= 0 {
+		c.NoiseFloor = DefaultNoiseFloor
 	}
 	return c
 }
@@ -119,7 +127,7 @@ func (l *Limit) Observe(s Sample, now time.Time) {
 		return
 	}
 	l.remember(s.Cut, now)
-	base := l.Baseline(now)
+	base := max(l.Baseline(now), l.cfg.NoiseFloor)
 	ratio := float64(s.Cut) / float64(base)
 	switch {
 	case ratio > l.cfg.Tolerance:

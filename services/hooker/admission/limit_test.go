@@ -134,9 +134,24 @@ func TestLimitIgnoresAMissingCut(t *testing.T) {
 	}
 }
 
+// A storage that cuts in a few milliseconds (a stand-in, a very fast
+// array) is not throttled by the jitter of the measurement.
+func TestLimitIgnoresJitterBelowTheNoiseFloor(t *testing.T) {
+	l := NewLimit(Config{Initial: 4, Max: 8})
+	now := t0
+	for i := range 40 {
+		now = now.Add(ms)
+		cut := time.Duration(1+i%9) * ms // 1 to 9 ms: up to 9x the shortest
+		l.Observe(crowded(cut, now.Add(-ms/2)), now)
+	}
+	if l.Current() != 8 {
+		t.Fatalf("limit %d after cuts of 1 to 9 ms, want the max 8", l.Current())
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	c := Config{Initial: 100, Max: 8, Tolerance: 1.1}.withDefaults()
-	if c.Initial != 8 || c.Max != 8 || c.NearBaseline != DefaultNearBaseline || c.Tolerance != DefaultTolerance || c.BaselineWindow != DefaultBaselineWindow {
+	if c.Initial != 8 || c.Max != 8 || c.NearBaseline != DefaultNearBaseline || c.Tolerance != DefaultTolerance || c.BaselineWindow != DefaultBaselineWindow || c.NoiseFloor != DefaultNoiseFloor {
 		t.Fatalf("defaults %+v", c)
 	}
 }

@@ -131,7 +131,11 @@ func Start(tb testing.TB, o Options) *Rig {
 		tb.Fatal(err)
 	}
 	r.leases = leases
-	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0"}, freeze.Deps{
+	// Freeze admission is off: the rig measures the services' own cost with
+	// every backup in flight at once (liveInFlight holds every cut), over a
+	// stand-in storage that cuts at once; the gate is measured on the
+	// sandbox, against a storage that queues.
+	hooker := freeze.New(freeze.Config{Common: common, Replica: "hooker-0", AdmissionDisabled: true}, freeze.Deps{
 		Leases:     leases,
 		Workloads:  workload.NewResolver(kube),
 		Blueprints: freeze.NewKubeBlueprints(dyn, false, "kanister"),
