@@ -22,7 +22,12 @@ func describe(ev events.Event) string {
 		for _, h := range p.Hooks {
 			hooks = append(hooks, fmt.Sprintf("%s@%s %s", h.Phase, h.Pod, round(h.Duration.Std())))
 		}
-		return fmt.Sprintf("frozen by %s (%s), resume by %s at the latest", p.Blueprint, strings.Join(hooks, ", "), p.FreezeDeadline.Local().Format("15:04:05"))
+		s := fmt.Sprintf("frozen by %s (%s), resume by %s at the latest", p.Blueprint, strings.Join(hooks, ", "), p.FreezeDeadline.Local().Format("15:04:05"))
+		if p.AdmissionWait > 0 {
+			// Freeze admission kept it unfrozen while its storage was busy.
+			s += fmt.Sprintf("; waited %s for its turn on the storage", round(p.AdmissionWait.Std()))
+		}
+		return s
 	case *events.Snapshotted:
 		var snaps []string
 		for _, s := range p.Snapshots {
