@@ -23,6 +23,14 @@
 // cap when no unlock came, and the loss of NATS for half the lease's stale
 // period, when it could not hear one.
 //
+// # Admission
+//
+// Between the request's resolution and the freeze lease, a request waits
+// for room on its storage (the snapshot class): admission.go, over the
+// admission package's adaptive gate. The waiting request holds nothing and
+// has frozen nothing; the op owns its slot, and ops.remove, where every op
+// ends, gives it back.
+//
 // # Fast path
 //
 // Everything the post-hook needs (workload, blueprint, secrets) is read and
