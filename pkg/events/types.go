@@ -251,6 +251,12 @@ type Quiesced struct {
 	// snapshotter cuts only while the freeze record says frozen at this
 	// epoch, and checks it again after the cut.
 	FreezeEpoch uint64 `json:"freezeEpoch,omitempty"`
+	// PostHookArmed says that part of the post-hook waits in the pods on an
+	// exec opened by the holder before the freeze, and runs by itself if
+	// that exec's stream ends (the holder died): a replica that takes the
+	// freeze over cannot know whether it ran mid-cut, so it fails the
+	// backup, and runs the post-hook again.
+	PostHookArmed bool `json:"postHookArmed,omitempty"`
 }
 
 // EventType implements Payload.

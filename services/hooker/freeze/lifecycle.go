@@ -76,7 +76,10 @@ type op struct {
 	hold       *lease.Hold
 	quiescedAt time.Time
 	stopKeep   context.CancelFunc
-	takenOver  bool // resumed for a replica that is gone
+	takenOver  bool // resumed for a replica that is gone (or this one before a restart)
+	// armedInPod: the Quiesced of a freeze taken over said its post-hook
+	// was armed (holderBoundLoss).
+	armedInPod bool
 	// resumeHooks are the post-hook runs, for Resumed.
 	resumeHooks []events.HookRun
 	// deadline is the holder's own backstop for the freeze cap (armDeadline).
