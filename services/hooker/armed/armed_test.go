@@ -169,4 +169,6 @@ func TestResumeTimeoutClosesTheStream(t *testing.T) {
 
 type execFunc func(ctx context.Context, r podexec.Request) (podexec.Result, error)
 
-func (f execFunc) Exec(ctx context.Context, r podexec.Request) (podexec.Result, error) { return f(ctx, r) }
+func (f execFunc) Exec(ctx context.Context, r podexec.Request) (podexec.Result, error) {
+	return f(ctx, r)
+}
