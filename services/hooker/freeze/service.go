@@ -229,6 +229,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.InfoContext(ctx, "blueprints are looked for in the blueprint namespaces only (HOOKER_NAMESPACED_BLUEPRINTS is off)", "blueprint_namespaces", blueprintNamespaces)
 	}
 	log.InfoContext(ctx, "hooks exec only into the pods of the workload they back up, and those of the exec allow-list", "exec_allow", cfg.ExecAllow.String())
+	if w := cfg.deadMansSwitchWarning(); w != "" {
+		log.WarnContext(ctx, w)
+	}
 	bus, err := service.OpenBus(ctx, cfg.Common, "hooker", log)
 	if err != nil {
 		return err
