@@ -23,6 +23,12 @@ import (
 // has an armed phase "resume" and, when attended is set, an attended phase
 // "notify".
 func localBlueprint(journal string, attended bool) *unstructured.Unstructured {
+	return localBlueprintWaiting(journal, attended, "")
+}
+
+// localBlueprintWaiting is localBlueprint whose pre-hook, when gate is set,
+// waits for the file gate to exist before it freezes.
+func localBlueprintWaiting(journal string, attended bool, gate string) *unstructured.Unstructured {
 	phase := func(name string) map[string]any {
 		return map[string]any{"func": "KubeExec", "name": name, "args": map[string]any{
 			"namespace": "{{ .Deployment.Namespace }}", "pod": "{{ index .Deployment.Pods 0 }}", "container": "redis",
@@ -35,10 +41,14 @@ func localBlueprint(journal string, attended bool) *unstructured.Unstructured {
 		post = append(post, phase("notify"))
 		meta["annotations"] = map[string]any{blueprint.AnnotationAttendedPhases: "notify"}
 	}
+	pre := phase("freeze")
+	if gate != "" {
+		pre["args"].(map[string]any)["command"] = []any{"sh", "-c", `while [ ! -e "$2" ]; do sleep 0.01; done; echo freeze >> "$1"`, "hook", journal, gate}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cr.kanister.io/v1alpha1", "kind": "Blueprint", "metadata": meta,
 		"actions": map[string]any{
-			"backupPrehook":  map[string]any{"phases": []any{phase("freeze")}},
+			"backupPrehook":  map[string]any{"phases": []any{pre}},
 			"backupPosthook": map[string]any{"phases": post},
 		},
 	}}
@@ -143,6 +153,43 @@ func TestLostArmFailsTheBackupAndRunsThePostHookAgain(t *testing.T) {
 		t.Errorf("resumed %+v: want a failed resume", r)
 	}
 	// At least once: the resume ran the post-hook as an ordinary exec.
+	if n := strings.Count(readJournal(t, journal), "resume\n"); n < 1 {
+		t.Errorf("journal %q: the post-hook never ran", readJournal(t, journal))
+	}
+}
+
+// An armed post-hook that ends while the pre-hook runs: the backup is not
+// announced as quiesced, it fails, and the post-hook runs at once.
+func TestArmLostDuringThePreHookFailsBeforeQuiesced(t *testing.T) {
+	dir := t.TempDir()
+	journal, gate := filepath.Join(dir, "journal"), filepath.Join(dir, "gate")
+	f := newFixture(t, Config{}, localBlueprintWaiting(journal, false, gate), map[string]string{AnnotationKanisterBlueprint: "local-hooks"})
+	started := make(chan *podexectest.LocalProc, 16)
+	f.svc.exec = &podexectest.Local{Started: started}
+	id, col := f.request(t)
+	arm := <-started // armed before the pre-hook, which waits for the gate
+	if _, _, ok := armed.Unwrap(arm.Cmd.Args); !ok {
+		t.Fatalf("first exec %q, want the armed post-hook", arm.Cmd.Args)
+	}
+	// The plan was set before the arm started, and is not written again during the
+	// freeze: reading it after the arm's start is ordered after that write.
+	p := f.svc.ops.get(events.BackupRef{BackupID: id, Workload: redisWorkload}).plan
+	arm.Stdin.Close()
+	eventstest.Eventually(t, 10*time.Second, "the armed exec's end is noticed", func() bool { return p.arms.lost() != nil })
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs := col.Until(10*time.Second, events.IsTerminal)
+	got := kinds(evs)
+	if len(got) != 3 || got[0] != events.KindRequested || got[1] != events.KindFailed || got[2] != events.KindResumed {
+		t.Fatalf("events %v, want requested, failed, resumed: nothing quiesced", got)
+	}
+	if fail := evs[1].Payload.(*events.BackupFailed); !strings.Contains(fail.Reason, "armed post-hook ended before the resume") || !fail.ResumePending {
+		t.Errorf("failure %+v", fail)
+	}
+	if r := evs[2].Payload.(*events.Resumed); r.Succeeded || r.Reason != events.ResumeAfterFailure {
+		t.Errorf("resumed %+v", r)
+	}
 	if n := strings.Count(readJournal(t, journal), "resume\n"); n < 1 {
 		t.Errorf("journal %q: the post-hook never ran", readJournal(t, journal))
 	}
