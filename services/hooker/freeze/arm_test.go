@@ -194,3 +194,40 @@ func TestArmLostDuringThePreHookFailsBeforeQuiesced(t *testing.T) {
 		t.Errorf("journal %q: the post-hook never ran", readJournal(t, journal))
 	}
 }
+
+// A replica that takes over a freeze whose Quiesced says the post-hook was armed fails
+// the backup even after a snapshot (the holder's switch may have fired mid-cut), and
+// runs the post-hook itself; the holder, its lease lost, disarms its arm rather than run
+// it.
+func TestTakeoverOfAnArmedFreezeFailsTheBackup(t *testing.T) {
+	f := newEnv(t, redisBlueprint("KubeExec"), map[string]string{AnnotationKanisterBlueprint: "redis-hooks"})
+	a, _ := f.start(t, Config{}, "hooker-a")
+	_, col := f.request(t)
+	q := quiesced(t, col)
+	if !q.PostHookArmed {
+		t.Fatal("Quiesced does not say the post-hook is armed")
+	}
+	b, _ := f.start(t, Config{}, "hooker-b")
+	// As after a Snapshotted whose holder is gone.
+	if err := b.resume(t.Context(), q.BackupRef, events.ResumeAfterSnapshot, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	evs := col.Until(10*time.Second, events.IsTerminal)
+	var fail *events.BackupFailed
+	for _, e := range evs {
+		if p, ok := e.Payload.(*events.BackupFailed); ok {
+			fail = p
+		}
+	}
+	if fail == nil || !strings.Contains(fail.Reason, "armed the post-hook is gone") {
+		t.Fatalf("events %v, failure %+v: want the takeover to fail the backup for its armed post-hook", kinds(evs), fail)
+	}
+	if r, ok := evs[len(evs)-1].Payload.(*events.Resumed); !ok || r.Succeeded || r.Reason != events.ResumeAfterFailure {
+		t.Fatalf("last %+v: want a failed resume", evs[len(evs)-1].Payload)
+	}
+	// hooker-a learns its lease is gone at its next renewal and disarms.
+	eventstest.Eventually(t, 10*time.Second, "hooker-a drops the freeze", func() bool { return a.ops.get(q.BackupRef) == nil })
+	if n := countContaining(f.exec.Commands(), "CLIENT UNPAUSE"); n != 1 {
+		t.Fatalf("post-hook ran %d times, want once, by hooker-b: %q", n, f.exec.Commands())
+	}
+}
