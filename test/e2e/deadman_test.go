@@ -70,9 +70,10 @@ func startDeadmanRig(t testing.TB, ns string) *deadmanRig {
 	t.Helper()
 	var proxy *harness.APIProxy
 	rig := startDemoRedisUnderWriterWith(t, sandbox.Shared(t), ns, func(t testing.TB) *harness.Up {
-		// A short stale period: the restarted hooker takes the dead holder's freeze over
-		// soon after it starts.
-		up, p := startUpHoldingSnapshots(t, "HOOKER_LEASE_STALE_AFTER=2s")
+		// The default stale period (10 s): the switch may fire only while the freeze
+		// record vouches for the freeze, half of it past each renewal (see
+		// docs/blueprints.md); a short one would leave too little.
+		up, p := startUpHoldingSnapshots(t)
 		proxy = p
 		return up
 	})

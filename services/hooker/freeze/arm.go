@@ -222,7 +222,7 @@ func (s *Service) armPostHook(ctx context.Context, p *plan, fireUntil int64) {
 		})
 	}
 	wg.Wait()
-	s.log.DebugContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "fire_until", time.Unix(fireUntil, 0).UTC())
+	s.log.InfoContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "armed", countArmed(p.arms), "fire_until", time.Unix(fireUntil, 0).UTC())
 }
 
 // execHook runs one hook exec: a post-hook's through its arm when the
@@ -257,4 +257,10 @@ const (
 
 func (s *Service) countArm(ctx context.Context, outcome string) {
 	s.metrics.arms.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+}
+
+func countArmed(a *armSet) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.m)
 }
