@@ -260,6 +260,9 @@ func (s *Service) countArm(ctx context.Context, outcome string) {
 }
 
 func countArmed(a *armSet) int {
+	if a == nil {
+		return 0
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.m)
