@@ -255,6 +255,12 @@ type Quiesced struct {
 	// room to freeze on its storage (the hooker's freeze admission); 0
 	// when it was admitted at once.
 	AdmissionWait Duration `json:"admissionWait,omitempty"`
+	// PostHookArmed says that part of the post-hook waits in the pods on an
+	// exec opened by the holder before the freeze, and runs by itself if
+	// that exec's stream ends (the holder died): a replica that takes the
+	// freeze over cannot know whether it ran mid-cut, so it fails the
+	// backup, and runs the post-hook again.
+	PostHookArmed bool `json:"postHookArmed,omitempty"`
 }
 
 // EventType implements Payload.

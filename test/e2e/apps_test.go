@@ -125,7 +125,7 @@ func (a *redisApp) deploy(t *testing.T) {
 	}
 }
 
-func waitPodRunning(t *testing.T, ns, selector string) string {
+func waitPodRunning(t testing.TB, ns, selector string) string {
 	t.Helper()
 	c := sandbox.Shared(t)
 	var pod string
@@ -189,7 +189,7 @@ actions:
 `, ns)
 }
 
-func applyBlueprint(t *testing.T, ns, manifest string) {
+func applyBlueprint(t testing.TB, ns, manifest string) {
 	t.Helper()
 	installCRD(t)
 	if err := sandbox.Shared(t).EnsureNamespace(t.Context(), ns); err != nil {
@@ -236,7 +236,7 @@ func snapshotDir(t *testing.T, ns, name string) string {
 }
 
 // ctxTimeout is t.Context() bounded by d.
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -124,16 +124,17 @@ func installCRD(t testing.TB) {
 // services each connecting as its own NATS identity to the test's own nats-server
 // (startBus). It is stopped when the test ends; if the test failed, the end of its log is
 // shown.
-func startUp(t *testing.T, env ...string) *harness.Up {
+func startUp(t testing.TB, env ...string) *harness.Up {
 	t.Helper()
 	c := sandbox.Shared(t)
 	bin := freezeframeBin(t)
 	installCRD(t)
 	dir := t.TempDir()
 	var slackToken string
-	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "NOTIFIER_SLACK_") }) {
+	// A benchmark runs without Slack, as benchUp does (slacktest serves tests only).
+	if tt, ok := t.(*testing.T); ok && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "NOTIFIER_SLACK_") }) {
 		var slack []string
-		slack, slackToken = slackEnv(t)
+		slack, slackToken = slackEnv(tt)
 		env = append(slack, env...)
 	}
 	// Setup sees the services' settings too, so that it makes their consumers to match.
@@ -169,7 +170,7 @@ func startUp(t *testing.T, env ...string) *harness.Up {
 // creations (the cut does not happen until proxy.Release), and `freezeframe up` whose
 // snapshotter goes through it. At the end the proxy fails what it still holds before up
 // is stopped, so the snapshotter is not stuck in a call at shutdown.
-func startUpHoldingSnapshots(t *testing.T, env ...string) (*harness.Up, *harness.APIProxy) {
+func startUpHoldingSnapshots(t testing.TB, env ...string) (*harness.Up, *harness.APIProxy) {
 	t.Helper()
 	proxy, err := harness.StartAPIProxy(sandbox.Shared(t).Config, t.TempDir())
 	if err != nil {
@@ -184,7 +185,7 @@ func startUpHoldingSnapshots(t *testing.T, env ...string) (*harness.Up, *harness
 
 // waitHeld waits until the proxy holds a VolumeSnapshot creation: the snapshotter is at
 // the cut.
-func waitHeld(t *testing.T, proxy *harness.APIProxy) {
+func waitHeld(t testing.TB, proxy *harness.APIProxy) {
 	t.Helper()
 	waitFor(t, 10*time.Second, "the snapshotter's VolumeSnapshot create held", func() (bool, error) {
 		now, _ := proxy.Held()
@@ -193,7 +194,7 @@ func waitHeld(t *testing.T, proxy *harness.APIProxy) {
 }
 
 // connect returns an events client on up's NATS, closed when the test ends.
-func connect(t *testing.T, up *harness.Up) *events.Client {
+func connect(t testing.TB, up *harness.Up) *events.Client {
 	t.Helper()
 	nc, client, err := up.Connect()
 	if err != nil {
@@ -205,7 +206,7 @@ func connect(t *testing.T, up *harness.Up) *events.Client {
 
 // requestBackup asks the scheduler for a backup of a Deployment or StatefulSet, with the
 // snapshot class named (or the default when empty).
-func requestBackup(t *testing.T, up *harness.Up, client *events.Client, ns, kind, name string, class ...string) string {
+func requestBackup(t testing.TB, up *harness.Up, client *events.Client, ns, kind, name string, class ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -234,7 +235,7 @@ type follow struct {
 }
 
 // followBackup follows a backup until the application is resumed (or nothing was frozen).
-func followBackup(t *testing.T, client *events.Client, id string) *follow {
+func followBackup(t testing.TB, client *events.Client, id string) *follow {
 	t.Helper()
 	return followUntil(t, client.Wait, id)
 }
@@ -246,7 +247,7 @@ func followBackupReady(t *testing.T, client *events.Client, id string) *follow {
 	return followUntil(t, client.WaitReady, id)
 }
 
-func followUntil(t *testing.T, wait func(context.Context, string, func(events.Event)) (events.Event, error), id string) *follow {
+func followUntil(t testing.TB, wait func(context.Context, string, func(events.Event)) (events.Event, error), id string) *follow {
 	t.Helper()
 	f := &follow{more: make(chan struct{}, 1), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,7 +277,7 @@ func (f *follow) events() []events.Event {
 }
 
 // waitKind waits for the first event of kind k.
-func (f *follow) waitKind(t *testing.T, k events.Kind, timeout time.Duration) events.Event {
+func (f *follow) waitKind(t testing.TB, k events.Kind, timeout time.Duration) events.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -301,7 +302,7 @@ func (f *follow) waitKind(t *testing.T, k events.Kind, timeout time.Duration) ev
 }
 
 // wait waits for the backup's terminal event and returns every event.
-func (f *follow) wait(t *testing.T, timeout time.Duration) []events.Event {
+func (f *follow) wait(t testing.TB, timeout time.Duration) []events.Event {
 	t.Helper()
 	select {
 	case <-f.done:
@@ -329,7 +330,7 @@ func requireKinds(t *testing.T, evs []events.Event, want ...events.Kind) {
 }
 
 // waitFor polls cond every 100ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -439,7 +440,14 @@ type demoRedisRig struct {
 // startDemoRedisUnderWriter deploys the demo's Redis and Blueprint in ns,
 // starts freezeframe, and a writer writing numbered keys (k:1, k:2, ...),
 // returning once 300 are acknowledged. The caller stops the writer.
-func startDemoRedisUnderWriter(t *testing.T, c *sandbox.Cluster, ns string) demoRedisRig {
+func startDemoRedisUnderWriter(t testing.TB, c *sandbox.Cluster, ns string) demoRedisRig {
+	t.Helper()
+	return startDemoRedisUnderWriterWith(t, c, ns, func(t testing.TB) *harness.Up { return startUp(t) })
+}
+
+// startDemoRedisUnderWriterWith is startDemoRedisUnderWriter with freezeframe started by
+// startUp.
+func startDemoRedisUnderWriterWith(t testing.TB, c *sandbox.Cluster, ns string, startUp func(testing.TB) *harness.Up) demoRedisRig {
 	t.Helper()
 	pass := randomHex(8)
 	if err := c.EnsureNamespace(t.Context(), ns); err != nil {

@@ -113,7 +113,7 @@ func streamMessages(ctx context.Context, bus *harness.Bus) ([][]byte, error) {
 
 // checkNoSecretLeaked fails t for each secret in play found in up's log, the bus's log
 // or the stream.
-func checkNoSecretLeaked(t *testing.T, up *harness.Up, bus *harness.Bus, slackToken string) {
+func checkNoSecretLeaked(t testing.TB, up *harness.Up, bus *harness.Bus, slackToken string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

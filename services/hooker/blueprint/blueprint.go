@@ -54,10 +54,26 @@ type Blueprint struct {
 	// frozen, from the annotation AnnotationMaxFreeze; zero: the hooker's
 	// default. Kanister's format has no such field, hence the annotation.
 	MaxFreeze time.Duration
+	// attended are the backupPosthook phases that run only when the hooker
+	// asks, from the annotation AnnotationAttendedPhases; attendedAll: "*".
+	attended    []string
+	attendedAll bool
 }
 
 // AnnotationMaxFreeze on a Blueprint sets its freeze cap (a Go duration).
 const AnnotationMaxFreeze = "freezeframe.io/max-freeze"
+
+// AnnotationAttendedPhases on a Blueprint names backupPosthook phases, comma
+// separated ("*": all of them), that must run only when the hooker asks:
+// they are not armed before the freeze, so no dead man's switch runs them
+// should the hooker die (see docs/blueprints.md).
+const AnnotationAttendedPhases = "freezeframe.io/attended-phases"
+
+// Attended reports whether the backupPosthook phase may run only when the
+// hooker asks (AnnotationAttendedPhases).
+func (b *Blueprint) Attended(phase string) bool {
+	return b.attendedAll || slices.Contains(b.attended, phase)
+}
 
 // Action is a named list of phases run in order. DeferPhase runs after the
 // phases whether they succeed or fail (Kanister's guarantee, which is what
@@ -206,6 +222,11 @@ func decode(js []byte) (*Blueprint, error) {
 	if b.Actions == nil {
 		b.Actions = map[string]*Action{}
 	}
+	if v, ok := r.Metadata.Annotations[AnnotationAttendedPhases]; ok {
+		if err := b.setAttended(v); err != nil {
+			return nil, err
+		}
+	}
 	for an, a := range b.Actions {
 		if a == nil {
 			continue
@@ -270,4 +291,34 @@ func normalizeNumbers(v any) (any, error) {
 // errorf builds an *Error located at this phase.
 func (p Phase) errorf(field string, err error) *Error {
 	return &Error{Blueprint: p.blueprint, Action: p.action, Phase: p.Name, Field: field, Err: err}
+}
+
+// setAttended reads AnnotationAttendedPhases: "*", or names of the
+// backupPosthook's phases (its defer phase included).
+func (b *Blueprint) setAttended(v string) error {
+	field := "metadata.annotations." + AnnotationAttendedPhases
+	if strings.TrimSpace(v) == "*" {
+		b.attendedAll = true
+		return nil
+	}
+	var known []string
+	if a := b.Actions[ActionPosthook]; a != nil {
+		for _, ph := range a.Phases {
+			known = append(known, ph.Name)
+		}
+		if a.DeferPhase != nil {
+			known = append(known, a.DeferPhase.Name)
+		}
+	}
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+			return &Error{Blueprint: b.Name, Field: field, Err: kindErr(ErrInvalid, fmt.Sprintf("%q has an empty phase name: want phase names of %s separated by commas, or *", v, ActionPosthook))}
+		case !slices.Contains(known, name):
+			return &Error{Blueprint: b.Name, Field: field, Err: kindErr(ErrInvalid, fmt.Sprintf("%q is not a phase of %s (its phases: %s)", name, ActionPosthook, strings.Join(known, ", ")))}
+		}
+		b.attended = append(b.attended, name)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/freezeframe/freezeframe/pkg/events"
 	"github.com/freezeframe/freezeframe/pkg/service"
 	"github.com/freezeframe/freezeframe/pkg/workload"
 	"github.com/freezeframe/freezeframe/services/hooker/lease"
@@ -141,4 +142,20 @@ func (c Config) blueprintNamespaceWarning() string {
 		return "HOOKER_BLUEPRINT_NAMESPACE is deprecated and ignored: HOOKER_BLUEPRINT_NAMESPACES is set"
 	}
 	return "HOOKER_BLUEPRINT_NAMESPACE is deprecated: set HOOKER_BLUEPRINT_NAMESPACES (comma-separated) instead; it alone replaces the default list"
+}
+
+// deadMansSwitchWarning says when the lease settings leave the armed
+// post-hooks too little time to run by themselves. The fire limit is the
+// freeze record's ValidUntil (half the stale period past a renewal) less
+// the clock tolerance and one second, in whole seconds; the holder may die
+// up to one renewal period after its last renewal. Below this margin a
+// switch may find itself past its limit when its hooker dies, and the
+// application then waits for a takeover.
+func (c Config) deadMansSwitchWarning() string {
+	need := c.LeaseRenewEvery + events.FreezeClockTolerance + 2*time.Second
+	if c.LeaseStaleAfter/2 >= need {
+		return ""
+	}
+	return fmt.Sprintf("HOOKER_LEASE_STALE_AFTER=%s with HOOKER_LEASE_RENEW_EVERY=%s: an armed post-hook may be past its fire limit when its hooker dies, "+
+		"and then does not unfreeze the application by itself (the dead man's switch); a stale period of at least %s keeps it working", c.LeaseStaleAfter, c.LeaseRenewEvery, 2*need)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/freezeframe/freezeframe/pkg/service"
 )
@@ -136,5 +137,22 @@ func TestConfinementFromEnvironment(t *testing.T) {
 	t.Setenv("HOOKER_EXEC_ALLOW", "db-tools")
 	if _, err := service.Load("HOOKER", &Config{}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "HOOKER_EXEC_ALLOW") {
 		t.Fatalf("malformed allow-list: %v, want an error naming HOOKER_EXEC_ALLOW", err)
+	}
+}
+
+func TestDeadMansSwitchWarning(t *testing.T) {
+	for _, tc := range []struct {
+		stale, renew time.Duration
+		warn         bool
+	}{
+		{10 * time.Second, time.Second, false}, // the defaults
+		{6500 * time.Millisecond, time.Second, false},
+		{6 * time.Second, time.Second, true},
+		{1500 * time.Millisecond, 300 * time.Millisecond, true}, // make chaos
+	} {
+		w := Config{LeaseStaleAfter: tc.stale, LeaseRenewEvery: tc.renew}.deadMansSwitchWarning()
+		if got := w != ""; got != tc.warn {
+			t.Errorf("stale %s, renew %s: warning %q, want one: %v", tc.stale, tc.renew, w, tc.warn)
+		}
 	}
 }

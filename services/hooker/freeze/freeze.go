@@ -63,8 +63,12 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 		return s.recoverRestartedFreeze(ctx, o, l, log)
 	}
 
+	// Before the freeze, and not counted in it: open the post-hook's execs,
+	// so that the resume is one write on an open stream.
+	s.armPostHook(ctx, p, fireLimit(hold.ValidUntil()))
+
 	// freezing
-	log.InfoContext(ctx, "freezing", "blueprint", p.blueprint, "max_freeze", p.maxFreeze, "epoch", hold.Epoch())
+	log.InfoContext(ctx, "freezing", "blueprint", p.blueprint, "max_freeze", p.maxFreeze, "epoch", hold.Epoch(), "post_hook_armed", p.arms.armed())
 	hooks, err := s.runAction(ctx, p, p.pre, true)
 	o.quiescedAt = time.Now()
 	if err != nil {
@@ -72,6 +76,14 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 		// resuming, with the failure announced first.
 		log.WarnContext(ctx, "pre-hook failed", "err", err)
 		return s.resumeHeld(ctx, o, events.ResumeAfterPrehookFailed, &events.BackupFailed{BackupRef: req.BackupRef, Step: events.StepQuiesce, Reason: err.Error(), ResumePending: true})
+	}
+	if lost := p.arms.lost(); lost != nil {
+		// An armed post-hook ended during the pre-hook (its pod restarted,
+		// its stream broke): it may have run, so the application may not be
+		// frozen. Nothing is announced as quiesced; resume at once.
+		log.WarnContext(ctx, "armed post-hook lost during the pre-hook: resuming without a snapshot", "err", redactedErr(lost, p.secrets))
+		return s.resumeHeld(ctx, o, events.ResumeAfterFailure, &events.BackupFailed{BackupRef: req.BackupRef, Step: events.StepFreeze,
+			Reason: armsLostReason(lost, p.secrets), ResumePending: true})
 	}
 
 	// freezing → frozen, while Quiesced goes out: a Quiesced at this epoch
@@ -89,7 +101,8 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 		marked <- hold.SetState(mctx, lease.StateFrozen)
 	}()
 	q := &events.Quiesced{BackupRef: req.BackupRef, QuiescedAt: o.quiescedAt, FreezeDeadline: hold.Lease().Deadline, Holder: s.holder, Blueprint: p.blueprint,
-		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, RetentionIgnored: p.retentionIgnored, Volumes: p.volumes, FreezeEpoch: hold.Epoch()}
+		Hooks: hooks, SnapshotClass: p.class, SnapshotsToKeep: p.keep, RetentionIgnored: p.retentionIgnored, Volumes: p.volumes, FreezeEpoch: hold.Epoch(),
+		PostHookArmed: p.arms.armed()}
 	q.AdmissionWait = events.Duration(o.slot.Load().Waited())
 	qctx, cancel := context.WithDeadline(ctx, q.FreezeDeadline)
 	perr := s.publishOnce(qctx, q)
@@ -119,6 +132,9 @@ func (s *Service) recoverRestartedFreeze(ctx context.Context, o *op, l lease.Lea
 		if q, err := s.lookup(ctx, events.KindQuiesced, ref); err == nil {
 			if qp, ok := q.Payload.(*events.Quiesced); ok && qp.FreezeEpoch == o.hold.Epoch() {
 				o.quiescedAt = qp.QuiescedAt
+				// The previous process's streams died with it: what was bound
+				// to them is gone, as after a takeover.
+				o.takenOver, o.armedInPod = true, qp.PostHookArmed
 				s.armDeadline(o)
 				return nil // announced: the pipeline goes on, the resume comes as a trigger
 			}

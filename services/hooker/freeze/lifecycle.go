@@ -15,7 +15,8 @@ package freeze
 // The files follow the states: freeze.go (requested → freezing → frozen),
 // resume.go (frozen → resuming → ended), takeover.go (a replica resumes a
 // freeze whose holder is gone), unlock.go (the watchdog's and the
-// operator's unlocks); service.go is the wiring.
+// operator's unlocks), arm.go (the post-hook armed before the freeze) and
+// bound.go (what dies with the holder); service.go is the wiring.
 //
 // Invariants, and what keeps each:
 //
@@ -44,10 +45,27 @@ package freeze
 //     holder cut off from NATS resumes by itself at half the stale period,
 //     before any watchdog may take its freeze over.
 //
+//   - A fired dead man's switch never thaws a later freeze: the post-hook's
+//     execs are armed (arm.go, package armed) after Acquire and before the
+//     pre-hook, and run by themselves when their stream ends, but only
+//     until a fire limit strictly before the record's ValidUntil (less the
+//     clock tolerance), pushed forward after every stored write of the
+//     record (lease.Hold.OnStored). A later freeze of the workload needs
+//     this record ended, which without this holder takes a takeover, which
+//     takes the record gone stale: after ValidUntil.
+//   - A snapshot is never called consistent when what held the freeze in
+//     the holder's streams ended before the resume: a lost lock session, a
+//     lost arm (ended before the resume: fired, stream broken, pod
+//     restarted; checked after the pre-hook and at the resume), or a holder
+//     gone with either (bound.go, one rule for both). Such a backup fails
+//     and its post-hook runs again: at least once.
+//
 // Memory (ops) is a cache of the record for the replica that froze: the
-// plan, the hold and the lock sessions, so that between freeze and resume
-// there is no Kubernetes API call but the exec itself. Each backup has one
-// op, and one transition runs on it at a time.
+// plan (with its armed post-hook execs), the hold and the lock sessions,
+// so that between freeze and resume there is no Kubernetes API call but
+// the exec itself, and for an armed post-hook not even that: one write on
+// its open stream. Each backup has one op, and one transition runs on it
+// at a time.
 
 import (
 	"context"
@@ -78,7 +96,10 @@ type op struct {
 	hold       *lease.Hold
 	quiescedAt time.Time
 	stopKeep   context.CancelFunc
-	takenOver  bool // resumed for a replica that is gone
+	takenOver  bool // resumed for a replica that is gone (or this one before a restart)
+	// armedInPod: the Quiesced of a freeze taken over said its post-hook
+	// was armed (holderBoundLoss).
+	armedInPod bool
 	// resumeHooks are the post-hook runs, for Resumed.
 	resumeHooks []events.HookRun
 	// deadline is the holder's own backstop for the freeze cap (armDeadline).

@@ -201,7 +201,7 @@ func TestRebuildRefusesAForgedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.svc.lookup = func(context.Context, events.Kind, events.BackupRef) (events.Event, error) { return forged, nil }
-	if _, _, err := f.svc.rebuild(t.Context(), ref); err == nil || !strings.Contains(err.Error(), "resumed") {
+	if _, _, _, err := f.svc.rebuild(t.Context(), ref); err == nil || !strings.Contains(err.Error(), "resumed") {
 		t.Fatalf("rebuild = %v, want an error naming the stored event's kind", err)
 	}
 }

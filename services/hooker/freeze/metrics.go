@@ -31,6 +31,11 @@ const (
 	// MetricLongestCurrentFreeze: how long the oldest current lease has been
 	// held; 0 when nothing is frozen. Aggregate with max.
 	MetricLongestCurrentFreeze = "freezeframe_longest_current_freeze_seconds"
+	// MetricArmedPosthooks: post-hook execs opened before a freeze, by
+	// outcome: armed, fallback (could not arm: an ordinary exec at the
+	// resume), lost (ended before the resume: fired, or the stream broke),
+	// disarmed (another replica owns the resume).
+	MetricArmedPosthooks = "freezeframe_armed_posthooks_total"
 )
 
 const instrumentationName = "github.com/freezeframe/freezeframe/services/hooker/freeze"
@@ -40,6 +45,7 @@ type metrics struct {
 	freeze  metric.Float64Histogram
 	hook    metric.Float64Histogram
 	unlocks metric.Int64Counter
+	arms    metric.Int64Counter
 	// admissionWait: admission.go.
 	admissionWait metric.Float64Histogram
 }
@@ -61,6 +67,13 @@ func newMetrics(c service.Common) metrics {
 	if m.unlocks, err = m.meter.Int64Counter(MetricWatchdogUnlocks,
 		metric.WithDescription("unlocks requested by the freeze lease watchdog, by reason")); err != nil {
 		otel.Handle(err)
+	}
+	if m.arms, err = m.meter.Int64Counter(MetricArmedPosthooks,
+		metric.WithDescription("post-hook execs armed before a freeze, by outcome (armed, fallback, lost, disarmed)")); err != nil {
+		otel.Handle(err)
+	}
+	for _, o := range []string{armArmed, armFallback, armLost, armDisarmed} {
+		m.arms.Add(context.Background(), 0, metric.WithAttributes(attribute.String("outcome", o)))
 	}
 	// Zero from the start, so that rules see the first unlock as an increase.
 	for _, c := range []lease.Cause{lease.CauseDeadline, lease.CauseStopped, lease.CauseSnapshotStalled} {

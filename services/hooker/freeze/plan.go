@@ -41,6 +41,10 @@ type plan struct {
 	// whoever may write Blueprints there wrote it; it reads objects only
 	// from that namespace.
 	localBlueprint bool
+	// armable are the post-hook phases to arm before the freeze; arms the
+	// execs armed (arm.go).
+	armable []blueprint.Phase
+	arms    *armSet
 
 	mu sync.Mutex // guards params.Phases outputs, written by parallel execs
 }
@@ -92,7 +96,7 @@ func (s *Service) prepare(ctx context.Context, req *events.BackupRequested, sour
 		return nil, events.Permanent(fmt.Errorf("%s: %w", w, err))
 	}
 	p := &plan{ref: req.BackupRef, blueprint: bp.Name, pre: pre, post: post, class: class, keep: keep, retentionIgnored: retentionIgnored, maxFreeze: s.cfg.MaxFreeze, volumes: info.PVCs(),
-		scope: scopeOf(w, info), localBlueprint: bp.Namespace == w.Namespace}
+		scope: scopeOf(w, info), localBlueprint: bp.Namespace == w.Namespace, armable: armedPhases(bp, post), arms: &armSet{}}
 	// The blueprint, then the request (a policy's), may shorten the cap,
 	// never lengthen it past the operator's.
 	if bp.MaxFreeze > 0 && bp.MaxFreeze < p.maxFreeze {
@@ -185,15 +189,6 @@ func hooksOf(bp *blueprint.Blueprint) (pre, post *blueprint.Action, err error) {
 	}
 	post, _ = bp.Action(blueprint.ActionPosthook)
 	return pre, post, nil
-}
-
-func holdsSessions(a *blueprint.Action) bool {
-	for _, ph := range a.Phases {
-		if ph.Func == blueprint.FuncKubeExecSession {
-			return true
-		}
-	}
-	return false
 }
 
 // referencesOutput tells a post-hook that can only render once the pre-hook
@@ -367,7 +362,7 @@ func (s *Service) runPhase(ctx context.Context, p *plan, action string, ph bluep
 			ectx, cancel := context.WithTimeoutCause(ectx, timeout, fmt.Errorf("hook timeout %s", timeout))
 			defer cancel()
 			start := time.Now()
-			res, err := s.exec.Exec(ectx, podexec.Request{Namespace: spec.Namespace, Pod: t.pod, Container: t.container, Command: spec.Command})
+			res, err := s.execHook(ectx, p, action, ph.Name, podexec.Request{Namespace: spec.Namespace, Pod: t.pod, Container: t.container, Command: spec.Command})
 			took := time.Since(start)
 			s.metrics.recordHook(ctx, action, ph.Name, took)
 			runs[i] = events.HookRun{Phase: ph.Name, Pod: t.pod, Container: t.container, Duration: events.Duration(took)}

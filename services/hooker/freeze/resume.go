@@ -35,11 +35,11 @@ func (s *Service) resume(ctx context.Context, ref events.BackupRef, reason strin
 		return nil // the freeze never began, or this op ended meanwhile
 	}
 	if o.plan == nil && o.end == nil {
-		p, quiescedAt, err := s.rebuild(ctx, ref)
+		p, quiescedAt, armedInPod, err := s.rebuild(ctx, ref)
 		if err != nil {
 			return s.failResume(ctx, o, err)
 		}
-		o.plan, o.quiescedAt = p, quiescedAt
+		o.plan, o.quiescedAt, o.armedInPod = p, quiescedAt, armedInPod
 	}
 	return s.resumeHeld(ctx, o, reason, announce)
 }
@@ -77,11 +77,11 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 	}()
 	defer func() { <-announced }()
 	p := o.plan
-	if o.takenOver && holdsSessions(p.pre) && reason == events.ResumeAfterSnapshot {
-		// The replica that held the lock sessions is gone, and its locks
-		// went with it: the snapshot may have been cut unlocked.
+	if why := holderBoundLoss(o, p); why != "" && reason == events.ResumeAfterSnapshot {
+		// What held the freeze in the holder's streams is gone with it:
+		// the snapshot may have been cut unfrozen.
 		reason = events.ResumeAfterFailure
-		s.announceFailure(ctx, ref, "the hooker holding the lock session is gone; the lock ended with it")
+		s.announceFailure(ctx, ref, why)
 	}
 	// The freeze is over from here on, as far as anyone may count on it:
 	// measured before the first unlock (a session's release), so that a
@@ -94,6 +94,9 @@ func (s *Service) resumeHeld(ctx context.Context, o *op, reason string, announce
 	// Session-held locks first: releasing them is the fastest unfreeze.
 	lost := s.releaseSessions(ctx, ref)
 	hooks, err := s.runAction(ctx, p, p.post, false)
+	if armsLost := p.arms.lost(); armsLost != nil {
+		lost = errors.Join(lost, errors.New(armsLostReason(armsLost, p.secrets)))
+	}
 	if err != nil {
 		_ = marked()
 		// resuming → frozen: the freeze is still on, and the watchdogs keep
@@ -199,6 +202,7 @@ func (s *Service) finish(ctx context.Context, o *op) error {
 	}
 	o.stopKeep()
 	o.disarm()
+	s.disarm(ctx, o.plan, "the resume did not use it")
 	if err := o.hold.Release(context.WithoutCancel(ctx)); err != nil {
 		s.log.WarnContext(ctx, "release freeze lease", "backup_id", o.ref.BackupID, "err", err)
 	}
@@ -253,6 +257,9 @@ func (s *Service) failResume(ctx context.Context, o *op, err error) error {
 // covers any more.
 func (s *Service) lose(ctx context.Context, o *op, cause error) {
 	s.log.WarnContext(ctx, "freeze lease lost: this replica no longer acts on the backup", "backup_id", o.ref.BackupID, "err", cause)
+	// Another replica owns the resume now: an armed post-hook must not run
+	// on this replica's word, nor by itself when this one exits.
+	s.disarm(context.WithoutCancel(ctx), o.plan, "the freeze lease was lost")
 	if err := s.sessions.Release(context.WithoutCancel(ctx), backupKey(o.ref)); err != nil && !errors.Is(err, session.ErrLost) {
 		s.log.WarnContext(ctx, "release lock session", "backup_id", o.ref.BackupID, "err", err)
 	}
@@ -298,6 +305,13 @@ func (s *Service) startKeeping(o *op) {
 	ctx, stop := context.WithCancel(s.life)
 	o.stopKeep = stop
 	hold := o.hold
+	if o.plan != nil {
+		// Every stored write of the record vouches for the freeze a little
+		// longer: the armed post-hooks may fire by themselves that much
+		// longer too (fireLimit).
+		arms := o.plan.arms
+		hold.OnStored(func(l lease.Lease) { arms.extend(fireLimit(l.ValidUntil)) })
+	}
 	go func() {
 		err := hold.Keep(ctx)
 		if err == nil || !o.take(ctx) {

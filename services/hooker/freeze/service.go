@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -205,7 +206,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return watchdog.Run(gctx) })
 	err = g.Wait()
-	s.endSessionsAtShutdown(context.WithoutCancel(ctx))
+	s.endHolderBoundAtShutdown(context.WithoutCancel(ctx))
 	s.endLife()
 	return err
 }
@@ -239,6 +240,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.InfoContext(ctx, "blueprints are looked for in the blueprint namespaces only (HOOKER_NAMESPACED_BLUEPRINTS is off)", "blueprint_namespaces", blueprintNamespaces)
 	}
 	log.InfoContext(ctx, "hooks exec only into the pods of the workload they back up, and those of the exec allow-list", "exec_allow", cfg.ExecAllow.String())
+	if w := cfg.deadMansSwitchWarning(); w != "" {
+		log.WarnContext(ctx, w)
+	}
 	bus, err := service.OpenBus(ctx, cfg.Common, "hooker", log)
 	if err != nil {
 		return err
@@ -334,20 +338,62 @@ func (s *Service) releaseSessions(ctx context.Context, ref events.BackupRef) err
 	return lost
 }
 
-// endSessionsAtShutdown fails and releases the backups whose locks this
-// replica still holds in sessions: exiting ends the sessions anyway, and a
-// snapshot cut after that would not be consistent, so the backup must say so.
-func (s *Service) endSessionsAtShutdown(ctx context.Context) {
+// endHolderBoundAtShutdown ends what of each freeze is bound to this
+// replica's streams (bound.go): exiting ends the lock sessions, and fires
+// the armed post-hooks, anyway. Doing it here says so first (the backup
+// fails: a snapshot cut after that would not be consistent), releases the
+// sessions cleanly and runs the armed post-hooks in their phase order. A
+// freeze with neither stays frozen for a takeover to resume, as before.
+func (s *Service) endHolderBoundAtShutdown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, o := range s.ops.all() {
-		k := backupKey(o.ref)
-		if !s.sessions.Has(k) {
+		if !o.take(ctx) {
 			continue
 		}
+		s.endHolderBound(ctx, o)
+		o.give()
+	}
+}
+
+func (s *Service) endHolderBound(ctx context.Context, o *op) {
+	k := backupKey(o.ref)
+	sessions := s.sessions.Has(k)
+	armed := o.plan != nil && o.plan.arms.armed()
+	switch {
+	case sessions:
 		s.announceFailure(ctx, o.ref, "hooker "+s.holder+" shut down while holding the lock session")
+	case armed:
+		s.announceFailure(ctx, o.ref, "hooker "+s.holder+" shut down while the post-hook was armed: it ran at the shutdown, without waiting for the snapshot")
+	default:
+		return
+	}
+	if sessions {
 		if err := s.sessions.Release(ctx, k); err != nil {
 			s.log.WarnContext(ctx, "release lock session at shutdown", "backup_id", o.ref.BackupID, "err", err)
 		}
 	}
+	if armed {
+		s.resumeArmed(ctx, o.plan)
+	}
+}
+
+// resumeArmed runs the armed execs of a post-hook, phase by phase in the
+// post-hook's order, and disarms nothing: what was not armed is left to
+// the takeover.
+func (s *Service) resumeArmed(ctx context.Context, p *plan) {
+	for _, ph := range phasesOf(p.post) {
+		targets := p.arms.takePhase(ph.Name)
+		var wg sync.WaitGroup
+		for t, arm := range targets {
+			wg.Go(func() {
+				if _, err := arm.Resume(ctx); err != nil {
+					s.log.WarnContext(ctx, "armed post-hook at shutdown", "backup_id", p.ref.BackupID, "phase", t.phase, "pod", t.pod, "container", t.container,
+						"err", redactedErr(err, p.secrets))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	s.log.InfoContext(ctx, "armed post-hook ran at shutdown", "backup_id", p.ref.BackupID)
 }

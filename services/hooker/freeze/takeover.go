@@ -70,28 +70,28 @@ func (s *Service) takeLease(ctx context.Context, o *op, holderGone bool) (bool, 
 }
 
 // rebuild makes the plan of a backup this replica did not freeze (it
-// restarted, or another replica froze it) from the stored request.
-func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (*plan, time.Time, error) {
+// restarted, or another replica froze it) from the stored request, and
+// reads from its Quiesced when it froze and whether its post-hook was armed.
+func (s *Service) rebuild(ctx context.Context, ref events.BackupRef) (_ *plan, quiescedAt time.Time, armedInPod bool, _ error) {
 	if s.lookup == nil {
-		return nil, time.Time{}, errors.New("no event lookup to rebuild the resume plan")
+		return nil, time.Time{}, false, errors.New("no event lookup to rebuild the resume plan")
 	}
 	reqEv, err := s.lookup(ctx, events.KindRequested, ref)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, false, err
 	}
 	req, ok := reqEv.Payload.(*events.BackupRequested)
 	if !ok {
-		return nil, time.Time{}, fmt.Errorf("rebuild the resume plan: the stored request of backup %s is a %s", ref.BackupID, reqEv.Kind())
+		return nil, time.Time{}, false, fmt.Errorf("rebuild the resume plan: the stored request of backup %s is a %s", ref.BackupID, reqEv.Kind())
 	}
 	p, err := s.prepare(ctx, req, reqEv.CloudEvent.Source())
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, false, err
 	}
-	var quiescedAt time.Time
 	if q, err := s.lookup(ctx, events.KindQuiesced, ref); err == nil {
 		if qp, ok := q.Payload.(*events.Quiesced); ok {
-			quiescedAt = qp.QuiescedAt
+			quiescedAt, armedInPod = qp.QuiescedAt, qp.PostHookArmed
 		}
 	}
-	return p, quiescedAt, nil
+	return p, quiescedAt, armedInPod, nil
 }

@@ -65,9 +65,11 @@ func TestAnotherReplicaResumesWhenTheHolderDies(t *testing.T) {
 	if unlock == nil || !unlock.HolderGone || unlock.Holder != "hooker-a" || !strings.Contains(unlock.Reason, "hooker-a") {
 		t.Errorf("unlock %+v", unlock)
 	}
+	// The post-hook was armed: hooker-a runs it as it stops (as the dead
+	// man's switch does when it is killed), and hooker-b runs it again.
 	cmds := f.exec.Commands()
-	if len(cmds) != 2 || !strings.Contains(cmds[1], "CLIENT UNPAUSE") {
-		t.Fatalf("post-hook not run by the surviving replica: %q", cmds)
+	if len(cmds) != 3 || !strings.Contains(cmds[1], "CLIENT UNPAUSE") || !strings.Contains(cmds[2], "CLIENT UNPAUSE") {
+		t.Fatalf("post-hook not run by the stopping holder and the surviving replica: %q", cmds)
 	}
 	waitReleased(t, b.leases)
 }

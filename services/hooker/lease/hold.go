@@ -32,6 +32,8 @@ type Hold struct {
 	epoch    uint64
 	released bool
 	lost     error
+	// onStored is called after every write that was stored.
+	onStored func(Lease)
 }
 
 func (s *Store) newHold(k string, l Lease, rev, epoch uint64) *Hold {
@@ -75,6 +77,17 @@ func (h *Hold) SetState(ctx context.Context, st State) error {
 		l.State = st
 		return nil
 	})
+}
+
+// OnStored sets f to be called with the lease after every write of this
+// holder that was stored (renewals and state changes), in write order: the
+// one place the holder learns that the record vouches for the freeze until
+// a later ValidUntil. f runs while writes are serialised, so it must not
+// block, nor write the lease.
+func (h *Hold) OnStored(f func(Lease)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onStored = f
 }
 
 // Renew rewrites RenewedAt. ErrLost if the lease is gone; other errors are
@@ -127,7 +140,11 @@ func (h *Hold) write(ctx context.Context, change func(*Lease) error) error {
 		if err == nil {
 			h.mu.Lock()
 			h.l, h.rev = next, stored
+			onStored := h.onStored
 			h.mu.Unlock()
+			if onStored != nil {
+				onStored(next)
+			}
 			return nil
 		}
 		if !isConflict(err) {

@@ -1,11 +1,14 @@
 package podexectest
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/freezeframe/freezeframe/services/hooker/armed"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
 )
 
@@ -50,8 +53,17 @@ func (r *Recorder) Block(substr string) {
 	r.block = substr
 }
 
-// Exec records the command, then fails or blocks it as told.
+// Exec records the command, then fails or blocks it as told. An armed
+// post-hook (package armed) is played as the script in a pod would: it
+// reports itself armed, waits on stdin, and runs its command (recorded
+// then) on "resume" or at the end of stdin, or nothing on "disarm".
 func (r *Recorder) Exec(ctx context.Context, req podexec.Request) (podexec.Result, error) {
+	if inner, _, ok := armed.Unwrap(req.Command); ok && req.Stdin != nil {
+		if !awaitResume(ctx, req) {
+			return podexec.Result{}, nil
+		}
+		req.Command = inner
+	}
 	cmd := strings.Join(req.Command, " ")
 	r.mu.Lock()
 	r.calls = append(r.calls, Call{Namespace: req.Namespace, Pod: req.Pod, Container: req.Container, Command: req.Command, At: time.Now()})
@@ -105,4 +117,34 @@ func (r *Recorder) Last(namespace, substr string) (Call, bool) {
 		}
 	}
 	return Call{}, false
+}
+
+// awaitResume plays the armed script's wait: true when the command is to
+// run (resumed, or its stdin ended: the switch fires, the limit aside);
+// false on "disarm" or when ctx ends (the stream was closed).
+func awaitResume(ctx context.Context, req podexec.Request) bool {
+	if req.Stderr != nil {
+		_, _ = io.WriteString(req.Stderr, armed.ReadyLine+"\n")
+	}
+	run := make(chan bool, 1)
+	go func() {
+		lines := bufio.NewScanner(req.Stdin)
+		for lines.Scan() {
+			switch lines.Text() {
+			case armed.ResumeLine:
+				run <- true
+				return
+			case armed.DisarmLine:
+				run <- false
+				return
+			}
+		}
+		run <- true
+	}()
+	select {
+	case r := <-run:
+		return r
+	case <-ctx.Done():
+		return false
+	}
 }
