@@ -87,7 +87,7 @@ BENCH_PPROF ?=
 BENCH_500_ROUNDS ?= 2
 
 .PHONY: bench
-bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput, then on the sandbox the Redis demo and 1, 50 (10 rounds) and 500 (BENCH_500_ROUNDS) backups at once, each with the writer-observed pause, the storage's own bound and CPU/memory per backup (~12 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png; BENCH_PPROF=dir profiles freezeframe up
+bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput, then on the sandbox the Redis demo and 1, 50 (10 rounds) and 500 (BENCH_500_ROUNDS) backups at once, each with the writer-observed pause, the storage's own bound and CPU/memory per backup (~13 min on 2 cores, the sandbox ~10.5 of them); prints the report, plots $(BENCH_OUT)/freeze-overhead.png; BENCH_PPROF=dir profiles freezeframe up
 	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench.txt $(BENCH_OUT)/freeze-samples.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench 'Hop|Codec' -benchtime 3000x -count 3 . | tee $(BENCH_OUT)/bench.txt
 	@cd pkg/events && $(GO) test -run '^$$' -bench Handle -benchtime 100000x -count 3 . | tee -a $(BENCH_OUT)/bench.txt
