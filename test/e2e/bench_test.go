@@ -25,7 +25,7 @@ import (
 	"github.com/freezeframe/freezeframe/test/sandbox"
 )
 
-// The sandbox benchmarks (issue #8, parts 4 and 5): the real `freezeframe up`
+// The sandbox benchmarks (issue #8, parts 4 and 5; issue 16, items 1 and 4): the real `freezeframe up`
 // against the sandbox, real exec into pods backed by real redis-servers, real
 // VolumeSnapshots cut by the sandbox's CSI driver. They report custom metrics
 // (b.ReportMetric, milliseconds), which test/bench/cmd/report sets against the
@@ -43,23 +43,26 @@ import (
 // (pre-hook done -> post-hook start); cut is Snapshotted.CutDuration (create
 // call -> creationTime seen); ready is that plus SnapshotReady.ReadyAfter
 // (last cut -> readyToUse), i.e. create call -> ready; e2e is
-// BackupRequested's time -> Resumed.ResumedAt.
+// BackupRequested's time -> Resumed.ResumedAt. writer-pause is what the
+// application feels: a writer against the Redis (see startWriters) goes this
+// long without an acknowledgement during the backup; writer-beyond-cut is
+// that minus the backup's cut.
 func BenchmarkSandboxRedis(b *testing.B) {
 	set := redisSet(b, "bench-redis", 1)
 	up, client := benchUp(b)
-	one := func() backupFigures {
-		ids := set.backupAll(b, up, client)
-		return ids[0]
-	}
 	for range 3 { // warm up: connections, caches, the snapshot class
-		one()
+		set.backupAll(b, up, client)
 	}
-	var frozen, cut, beyond, ready, readyAfterCut, e2e []time.Duration
+	var frozen, cut, beyond, ready, readyAfterCut, e2e, pause, pauseBeyond []time.Duration
 	stopProfile := profileUp(b, up)
+	var spacing time.Duration
 	for b.Loop() {
-		f := one()
+		r := set.measuredRound(b, up, client)
+		f := r.figs[0]
 		frozen, cut, beyond, e2e = append(frozen, f.frozen), append(cut, f.cut), append(beyond, f.frozen-f.cut), append(e2e, f.e2e)
 		ready, readyAfterCut = append(ready, f.ready), append(readyAfterCut, f.readyAfterCut)
+		pause, pauseBeyond = append(pause, r.pauses...), append(pauseBeyond, r.pausesBeyondCut...)
+		spacing = r.writerSpacing
 	}
 	b.StopTimer()
 	stopProfile()
@@ -71,55 +74,108 @@ func BenchmarkSandboxRedis(b *testing.B) {
 	b.ReportMetric(millis(percentile(readyAfterCut, 50)), "ready-after-cut-ms")
 	b.ReportMetric(millis(percentile(e2e, 50)), "e2e-ms")
 	b.ReportMetric(millis(percentile(e2e, 99)), "e2e-p99-ms")
+	b.ReportMetric(millis(percentile(pause, 50)), "writer-pause-ms")
+	b.ReportMetric(millis(percentile(pause, 99)), "writer-pause-p99-ms")
+	b.ReportMetric(millis(percentile(pauseBeyond, 50)), "writer-beyond-cut-ms")
+	b.ReportMetric(millis(percentile(pauseBeyond, 99)), "writer-beyond-cut-p99-ms")
+	b.Logf("one Redis backup at a time, %d rounds, a writer on it (one write every %s): writer pause p50 %s p99 %s, cut p50 %s, writer beyond cut p50 %s p99 %s, frozen (ours) p50 %s",
+		len(pause), spacing, ms(percentile(pause, 50)), ms(percentile(pause, 99)), ms(percentile(cut, 50)),
+		ms(percentile(pauseBeyond, 50)), ms(percentile(pauseBeyond, 99)), ms(percentile(frozen, 50)))
 }
 
-// BenchmarkSandboxFreeze backs up 1, then 50 Redis workloads at once (50
-// concurrent requests) and waits until every one is resumed. For each backup
-// the freeze beyond the storage's cut is Resumed.FrozenFor (pre-hook done ->
-// post-hook start) minus Snapshotted.CutDuration; all-resumed is from the
-// first request to the last Resumed.ResumedAt. ns/op is one round, with the
+// freezeSizes are the numbers of workloads BenchmarkSandboxFreeze backs up at
+// once. Up to redisWorkloads they are all real Redis servers; beyond, the
+// rest are cheap-hook workloads (see stubSet) and the Redis ones the sample
+// the writers check.
+var freezeSizes = []int{1, 50, 500}
+
+const redisWorkloads = 50
+
+// BenchmarkSandboxFreeze backs up 1, 50, then 500 workloads at once (that
+// many concurrent requests) and waits until every one is resumed and its
+// snapshot ready. Per backup: the freeze beyond the storage's cut is
+// Resumed.FrozenFor (pre-hook done -> post-hook start) minus
+// Snapshotted.CutDuration; the writer's pause (longest time without an
+// acknowledgement, a writer on every real Redis) and that minus the cut.
+// Per round: all-resumed, from the first request to the last
+// Resumed.ResumedAt; the CPU time of the `freezeframe up` process and the
+// rise of its resident set, per backup. Once per size, outside the rounds:
+// storage-bound, the same claims snapshotted by the storage alone (see
+// storageBound). ns/op is one round, with the writers' start and stop and the
 // waits for the freeze leases to go between rounds left out.
 func BenchmarkSandboxFreeze(b *testing.B) {
-	const most = 50
-	set := redisSet(b, "bench-freeze", most)
-	for _, n := range []int{1, most} {
+	const ns = "bench-freeze"
+	set := redisSet(b, ns, redisWorkloads)
+	for _, n := range freezeSizes {
 		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
-			part := &workloadSet{namespace: set.namespace, names: set.names[:n]}
+			part := &workloadSet{namespace: set.namespace, names: set.names[:min(n, redisWorkloads)], dbs: set.dbs}
+			if n > redisWorkloads {
+				part.names = append(slices.Clone(part.names), stubSet(b, ns, n-redisWorkloads)...)
+			}
 			up, client := benchUp(b)
 			kv := leases(b, up)
-			round := func() ([]backupFigures, time.Duration) {
-				start := time.Now()
-				figs := part.backupAll(b, up, client)
-				var last time.Time
-				for _, f := range figs {
-					last = maxTime(last, f.resumedAt)
-				}
-				return figs, last.Sub(start)
+			// Warm up (connections, caches, both blueprints) on at most 100 of
+			// them: a whole warm-up round of 500 would cost 1.5 min on 2 cores.
+			warm := &workloadSet{namespace: part.namespace, names: part.names[:min(n, redisWorkloads)]}
+			if n > redisWorkloads {
+				warm.names = append(slices.Clone(warm.names), part.names[redisWorkloads:min(n, 2*redisWorkloads)]...)
 			}
-			round() // warm up
-			waitReleased(b, kv)
-			var beyond, frozen, cut []time.Duration
-			var all []time.Duration
+			warm.backupAll(b, up, client)
+			waitReleased(b, kv, n)
+			var beyond, frozen, cut, pause, pauseBeyond, all, cpu []time.Duration
+			var rssRise int64
+			var spacing time.Duration
 			stopProfile := profileUp(b, up)
 			for b.Loop() {
-				figs, took := round()
+				r := part.measuredRound(b, up, client)
 				b.StopTimer()
-				for _, f := range figs {
+				for _, f := range r.figs {
 					beyond, frozen, cut = append(beyond, f.frozen-f.cut), append(frozen, f.frozen), append(cut, f.cut)
 				}
-				all = append(all, took)
-				waitReleased(b, kv)
+				pause, pauseBeyond = append(pause, r.pauses...), append(pauseBeyond, r.pausesBeyondCut...)
+				all, cpu = append(all, r.took), append(cpu, r.cpu)
+				rssRise = max(rssRise, r.rssRiseKiB)
+				spacing = r.writerSpacing
+				waitReleased(b, kv, n)
 				b.StartTimer()
 			}
 			b.StopTimer()
 			stopProfile()
+			runs := 3
+			if n > redisWorkloads {
+				runs = 1 // 500 snapshots made and deleted again take a while
+			}
+			var bounds []time.Duration
+			for range runs {
+				bounds = append(bounds, storageBound(b, part.namespace, part.claims()))
+			}
+			bound := percentile(bounds, 50)
+			allResumed := percentile(all, 50)
 			b.ReportMetric(millis(percentile(beyond, 50)), "freeze-beyond-cut-p50-ms")
 			b.ReportMetric(millis(percentile(beyond, 99)), "freeze-beyond-cut-p99-ms")
 			b.ReportMetric(millis(percentile(beyond, 100)), "freeze-beyond-cut-max-ms")
 			b.ReportMetric(millis(percentile(frozen, 50)), "frozen-p50-ms")
 			b.ReportMetric(millis(percentile(frozen, 99)), "frozen-p99-ms")
 			b.ReportMetric(millis(percentile(cut, 50)), "cut-p50-ms")
-			b.ReportMetric(percentile(all, 50).Seconds(), "all-resumed-s")
+			b.ReportMetric(allResumed.Seconds(), "all-resumed-s")
+			b.ReportMetric(millis(percentile(pause, 50)), "writer-pause-p50-ms")
+			b.ReportMetric(millis(percentile(pause, 99)), "writer-pause-p99-ms")
+			b.ReportMetric(millis(percentile(pauseBeyond, 50)), "writer-beyond-cut-p50-ms")
+			b.ReportMetric(millis(percentile(pauseBeyond, 99)), "writer-beyond-cut-p99-ms")
+			b.ReportMetric(bound.Seconds(), "storage-bound-s")
+			b.ReportMetric(allResumed.Seconds()/bound.Seconds(), "batch-vs-storage")
+			// CPU: the median round's; memory: the largest rise of any round,
+			// as what a deployment must have room for.
+			b.ReportMetric(millis(percentile(cpu, 50))/float64(n), "cpu-ms-per-backup")
+			b.ReportMetric(float64(rssRise)/float64(n), "rss-kib-per-backup-in-flight")
+			b.Logf("%d workloads at once (%d with a real Redis and a writer, one write every %s), %d rounds: "+
+				"writer pause p50 %s p99 %s, beyond the cut p50 %s p99 %s; cut p50 %s; frozen (ours) p50 %s; "+
+				"all resumed %s, storage alone %s (%d runs), ratio %.2f; freezeframe up: %s CPU and %d KiB peak RSS rise per backup",
+				n, len(part.writerDatabases()), spacing, len(all),
+				ms(percentile(pause, 50)), ms(percentile(pause, 99)), ms(percentile(pauseBeyond, 50)), ms(percentile(pauseBeyond, 99)),
+				ms(percentile(cut, 50)), ms(percentile(frozen, 50)),
+				allResumed.Round(time.Millisecond), bound.Round(time.Millisecond), runs, allResumed.Seconds()/bound.Seconds(),
+				(percentile(cpu, 50) / time.Duration(n)).Round(10*time.Microsecond), rssRise/int64(n))
 		})
 	}
 }
@@ -131,11 +187,85 @@ type backupFigures struct {
 	resumedAt            time.Time
 }
 
-// workloadSet is n Redis Deployments in one namespace, bound to the demo's
-// Blueprint.
+// workloadSet is workloads in one namespace: Redis Deployments bound to the
+// demo's Blueprint, and cheap-hook ones (stubSet). Each has one claim,
+// <name>-data.
 type workloadSet struct {
 	namespace string
 	names     []string
+	// dbs holds the real database behind a workload, by name; a workload
+	// without one has cheap hooks and no writer.
+	dbs map[string]*sandbox.Database
+}
+
+func (s *workloadSet) claims() []string {
+	out := make([]string, len(s.names))
+	for i, n := range s.names {
+		out[i] = n + "-data"
+	}
+	return out
+}
+
+// writerDatabases returns the real databases of the set, in the order of its
+// names.
+func (s *workloadSet) writerDatabases() []*sandbox.Database {
+	var out []*sandbox.Database
+	for _, n := range s.names {
+		if db := s.dbs[n]; db != nil {
+			out = append(out, db)
+		}
+	}
+	return out
+}
+
+// roundFigures is one measured round: every backup's figures (in the order of
+// the set's names), the writers' pauses and those minus the cut of the same
+// workload's backup, and what `freezeframe up` spent.
+type roundFigures struct {
+	figs                    []backupFigures
+	pauses, pausesBeyondCut []time.Duration
+	writerSpacing           time.Duration
+	took                    time.Duration // first request -> last Resumed.ResumedAt
+	cpu                     time.Duration
+	rssRiseKiB              int64
+}
+
+// measuredRound backs up the whole set at once, as backupAll, with a writer on
+// every real database and `freezeframe up`'s CPU and memory watched. The
+// benchmark timer is stopped while the writers start and stop.
+func (s *workloadSet) measuredRound(b *testing.B, up *upProcess, client *events.Client) roundFigures {
+	b.Helper()
+	b.StopTimer()
+	dbs := s.writerDatabases()
+	writers := startWriters(b, dbs)
+	usage, err := watchUsage(up.Pid())
+	if err != nil {
+		writers.stopAll()
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	start := time.Now()
+	figs := s.backupAll(b, up, client)
+	b.StopTimer()
+	var end time.Time
+	for _, f := range figs {
+		end = maxTime(end, f.resumedAt)
+	}
+	r := roundFigures{figs: figs, writerSpacing: writers.spacing, took: end.Sub(start)}
+	if r.cpu, r.rssRiseKiB, err = usage.end(); err != nil {
+		writers.stopAll()
+		b.Fatal(err)
+	}
+	r.pauses = writers.pauses(b, start, end)
+	cuts := map[string]time.Duration{}
+	for i, name := range s.names {
+		cuts[name] = figs[i].cut
+	}
+	for i, db := range dbs {
+		r.pausesBeyondCut = append(r.pausesBeyondCut, r.pauses[i]-cuts[db.Workload])
+	}
+	b.StartTimer()
+	return r
 }
 
 var (
@@ -162,9 +292,10 @@ func redisSet(b *testing.B, ns string, n int) *workloadSet {
 	if _, err := harness.Apply(b.Context(), c, bp.YAML()); err != nil {
 		b.Fatal(err)
 	}
-	s := &workloadSet{namespace: ns, names: make([]string, n)}
+	s := &workloadSet{namespace: ns, names: make([]string, n), dbs: map[string]*sandbox.Database{}}
 	start := time.Now()
 	errs := make([]error, n)
+	dbs := make([]*sandbox.Database, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := range n {
@@ -174,13 +305,16 @@ func redisSet(b *testing.B, ns string, n int) *workloadSet {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			_, errs[i] = c.StartRedis(ctx, sandbox.DatabaseOptions{Namespace: ns, Name: s.names[i],
+			dbs[i], errs[i] = c.StartRedis(ctx, sandbox.DatabaseOptions{Namespace: ns, Name: s.names[i],
 				Annotations: map[string]string{"freezeframe.io/blueprint": demo.Blueprint}})
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
+	}
+	for i, db := range dbs {
+		s.dbs[s.names[i]] = db
 	}
 	b.Logf("%d redis workloads in %s ready in %s", n, ns, time.Since(start).Round(time.Millisecond))
 	sets[ns] = s
@@ -192,7 +326,8 @@ func redisSet(b *testing.B, ns string, n int) *workloadSet {
 // backup that fails fails the benchmark.
 func (s *workloadSet) backupAll(b *testing.B, up *upProcess, client *events.Client) []backupFigures {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+	// 500 backups at once take minutes on 2 cores.
+	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute+time.Duration(len(s.names))*500*time.Millisecond)
 	defer cancel()
 	// One subscription for every event from now on, so that 50 backups are
 	// not 50 consumers.
@@ -355,9 +490,9 @@ func leases(b *testing.B, up *upProcess) jetstream.KeyValue {
 
 // waitReleased waits until no freeze lease is held, so that the next round's
 // requests do not find their workloads still held by the last round's.
-func waitReleased(b *testing.B, kv jetstream.KeyValue) {
+func waitReleased(b *testing.B, kv jetstream.KeyValue, workloads int) {
 	b.Helper()
-	eventstest.Eventually(b, 30*time.Second, "every freeze lease released", func() bool {
+	eventstest.Eventually(b, 30*time.Second+time.Duration(workloads)*100*time.Millisecond, "every freeze lease released", func() bool {
 		keys, err := kv.ListKeys(b.Context())
 		if err != nil {
 			return false
@@ -384,6 +519,9 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ms prints d in milliseconds with one decimal, for the benchmarks' log lines.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", millis(d)) }
 
 func maxTime(a, b time.Time) time.Time {
 	if b.After(a) {

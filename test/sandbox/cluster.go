@@ -28,6 +28,9 @@ import (
 const (
 	// NodeName is the kwok node that pods are scheduled onto.
 	NodeName = "sandbox-node"
+	// NodePods is how many pods the node takes (a kubelet's default is 110): the
+	// benchmarks run 500 workloads at once beside the tests' own.
+	NodePods = 2000
 	// StorageClassName is the default StorageClass, backed by the sandbox CSI driver.
 	StorageClassName = "sandbox"
 	// SnapshotClassName is the default VolumeSnapshotClass, backed by the sandbox CSI driver.
