@@ -34,12 +34,15 @@ const (
 	ResumeLine = "resume"
 	// DisarmLine ends the script without running the post-hook.
 	DisarmLine = "disarm"
-	// UntilPrefix, followed by unix seconds, moves the fire limit.
+	// UntilPrefix, followed by unix milliseconds, moves the fire limit.
 	UntilPrefix = "until "
 )
 
 // script is the POSIX sh program the exec runs; $1 is the fire limit in
-// unix seconds, the rest the post-hook command. The notices are written
+// unix milliseconds, the rest the post-hook command. The time is read with
+// GNU date's %N; a date without it (busybox) gives whole seconds, taken as
+// the last millisecond of that second, so that the comparison only ever
+// errs towards not firing. The notices are written
 // from a subshell: when the stream is gone, a write into it may raise
 // SIGPIPE, which must end the subshell, not the switch.
 const script = `limit=$1; shift
@@ -51,7 +54,11 @@ while IFS= read -r line; do
 	` + DisarmLine + `) exit 0 ;;
 	esac
 done
-if [ "$(date +%s)" -le "$limit" ] 2>/dev/null; then
+now=$(date +%s%3N 2>/dev/null)
+case $now in
+''|*[!0-9]*) now=$(( $(date +%s) * 1000 + 999 )) ;;
+esac
+if [ "$now" -le "$limit" ] 2>/dev/null; then
 	(printf '%s\n' '` + Name + `: the hooker stream ended before the resume: running the post-hook (dead man switch)' >&2)
 	exec "$@" </dev/null >/dev/null 2>&1
 fi
@@ -60,7 +67,7 @@ exit 0
 `
 
 // Command wraps a post-hook command into the armed script with its first
-// fire limit (unix seconds).
+// fire limit (unix milliseconds).
 func Command(fireUntil int64, cmd []string) []string {
 	return append([]string{"sh", "-c", script, Name, strconv.FormatInt(fireUntil, 10)}, cmd...)
 }
@@ -98,7 +105,7 @@ type Spec struct {
 	Pod       string
 	Container string
 	Command   []string
-	// FireUntil is the first fire limit, in unix seconds.
+	// FireUntil is the first fire limit, in unix milliseconds.
 	FireUntil int64
 	// ReadyTimeout bounds the wait for the script to run.
 	ReadyTimeout time.Duration
@@ -215,7 +222,7 @@ func (a *Arm) write(s string) error {
 	return err
 }
 
-// Extend moves the fire limit to fireUntil (unix seconds). It never waits:
+// Extend moves the fire limit to fireUntil (unix milliseconds). It never waits:
 // only the latest limit not yet written is kept.
 func (a *Arm) Extend(fireUntil int64) {
 	for {

@@ -30,7 +30,7 @@ func arm(t *testing.T, fireUntil int64, cmd ...string) (*armed.Arm, *podexectest
 	return a, <-ex.Started
 }
 
-func future() int64 { return time.Now().Add(time.Hour).Unix() }
+func future() int64 { return time.Now().Add(time.Hour).UnixMilli() }
 
 // waitFile polls for a file the command writes, up to a deadline.
 func waitFile(t *testing.T, path string) string {
@@ -103,7 +103,7 @@ func TestEndOfStdinFiresWithinTheLimit(t *testing.T) {
 
 func TestEndOfStdinPastTheLimitRunsNothing(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
-	a, proc := arm(t, time.Now().Add(-2*time.Second).Unix(), "touch", marker)
+	a, proc := arm(t, time.Now().Add(-2*time.Second).UnixMilli(), "touch", marker)
 	proc.Stdin.Close()
 	<-a.Done()
 	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
@@ -125,7 +125,7 @@ func TestExtendMovesTheLimit(t *testing.T) {
 		return local.Exec(ctx, r)
 	})
 	a, err := armed.Start(t.Context(), ex, armed.Spec{Namespace: "ns", Pod: "p", Container: "c", Command: []string{"touch", marker},
-		FireUntil: time.Now().Add(-2 * time.Second).Unix(), ReadyTimeout: 10 * time.Second})
+		FireUntil: time.Now().Add(-2 * time.Second).UnixMilli(), ReadyTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

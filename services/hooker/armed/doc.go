@@ -7,11 +7,11 @@
 //
 // The exec runs a small POSIX sh script (Command builds it):
 //
-//	sh -c '<script>' freezeframe-armed <fire-until-unix-seconds> <post-hook command...>
+//	sh -c '<script>' freezeframe-armed <fire-until-unix-milliseconds> <post-hook command...>
 //
 // It prints ReadyLine on stderr once it runs, then reads lines from stdin:
 //
-//   - "until <unix seconds>" moves the fire limit (sent after every write
+//   - "until <unix milliseconds>" moves the fire limit (sent after every write
 //     of the freeze record, see Arm.Extend);
 //   - "resume" runs the post-hook command in place of the script (exec, so
 //     its output and exit status come back on the same stream, exactly as

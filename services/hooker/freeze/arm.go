@@ -147,15 +147,15 @@ func (s *Service) disarm(ctx context.Context, p *plan, why string) {
 	}
 }
 
-// fireLimit is the last unix second at which an armed post-hook may still
-// run by itself, for a freeze record valid until validUntil. A new freeze of
-// the workload is possible only once this freeze's record ended; without
-// this holder, only a takeover ends it, and only once the record went
-// stale, which is after ValidUntil. So a fire at or before the limit can
-// never thaw a later backup's freeze: the tolerance covers the pod's clock,
-// and the second the script's whole-second comparison.
+// fireLimit is the last unix millisecond at which an armed post-hook may
+// still run by itself, for a freeze record valid until validUntil. A new
+// freeze of the workload is possible only once this freeze's record ended;
+// without this holder, only a takeover ends it, and only once the record
+// went stale, which is after ValidUntil. So a fire at or before the limit
+// can never thaw a later backup's freeze: the tolerance covers the pod's
+// clock.
 func fireLimit(validUntil time.Time) int64 {
-	return validUntil.Add(-events.FreezeClockTolerance).Unix() - 1
+	return validUntil.Add(-events.FreezeClockTolerance).UnixMilli()
 }
 
 // armedPhases are the post-hook phases to arm: KubeExec and KubeExecAll
@@ -222,7 +222,7 @@ func (s *Service) armPostHook(ctx context.Context, p *plan, fireUntil int64) {
 		})
 	}
 	wg.Wait()
-	s.log.InfoContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "armed", countArmed(p.arms), "fire_until", time.Unix(fireUntil, 0).UTC())
+	s.log.InfoContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "armed", countArmed(p.arms), "fire_until", time.UnixMilli(fireUntil).UTC())
 }
 
 // execHook runs one hook exec: a post-hook's through its arm when the

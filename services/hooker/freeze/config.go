@@ -147,12 +147,17 @@ func (c Config) blueprintNamespaceWarning() string {
 // deadMansSwitchWarning says when the lease settings leave the armed
 // post-hooks too little time to run by themselves. The fire limit is the
 // freeze record's ValidUntil (half the stale period past a renewal) less
-// the clock tolerance and one second, in whole seconds; the holder may die
-// up to one renewal period after its last renewal. Below this margin a
-// switch may find itself past its limit when its hooker dies, and the
-// application then waits for a takeover.
+// the clock tolerance; the holder may die up to one renewal period (and a
+// write's latency, switchMargin) after its last stored renewal. Below this
+// margin a switch may find itself past its limit when its hooker dies, and
+// the application then waits for a takeover. (A pod whose date cannot
+// tell milliseconds loses up to one second more: see package armed.)
+// switchMargin is the slack deadMansSwitchWarning leaves for a renewal's
+// write and its push to the armed execs.
+const switchMargin = 250 * time.Millisecond
+
 func (c Config) deadMansSwitchWarning() string {
-	need := c.LeaseRenewEvery + events.FreezeClockTolerance + 2*time.Second
+	need := c.LeaseRenewEvery + events.FreezeClockTolerance + switchMargin
 	if c.LeaseStaleAfter/2 >= need {
 		return ""
 	}

@@ -146,9 +146,10 @@ func TestDeadMansSwitchWarning(t *testing.T) {
 		warn         bool
 	}{
 		{10 * time.Second, time.Second, false}, // the defaults
-		{6500 * time.Millisecond, time.Second, false},
-		{6 * time.Second, time.Second, true},
-		{1500 * time.Millisecond, 300 * time.Millisecond, true}, // make chaos
+		{3 * time.Second, time.Second, false},
+		{2500 * time.Millisecond, time.Second, true},
+		{1500 * time.Millisecond, 250 * time.Millisecond, false}, // make chaos
+		{1500 * time.Millisecond, 500 * time.Millisecond, true},
 	} {
 		w := Config{LeaseStaleAfter: tc.stale, LeaseRenewEvery: tc.renew}.deadMansSwitchWarning()
 		if got := w != ""; got != tc.warn {
