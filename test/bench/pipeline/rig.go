@@ -35,6 +35,21 @@ import (
 // Cluster is the cluster name the rig's services run for.
 const Cluster = "bench"
 
+// KeepEvery is how often, with n backups frozen at once, each freeze lease
+// is renewed and each snapshot's progress reported to the watchdogs: every
+// second (the services' defaults) up to 1,000 at once, every 5 s beyond.
+// Both are a key-value write per frozen backup; at 1 s, 10,000 frozen at
+// once are 20,000 writes a second, which the one embedded NATS server on 2
+// shared cores did not sustain: renewals timed out and most freezes
+// resumed early ("cannot reach NATS to keep the freeze"). Leases go stale
+// after ten renewals missed, as by default.
+func KeepEvery(n int) time.Duration {
+	if n > 1000 {
+		return 5 * time.Second
+	}
+	return time.Second
+}
+
 // Rig is a running pipeline.
 type Rig struct {
 	Client    *events.Client
@@ -66,6 +81,12 @@ type Outcome struct {
 type Options struct {
 	// Workloads is how many Deployments there are, each in its namespace.
 	Workloads int
+	// CutsAtOnce is how many backups the snapshotter cuts at once (its
+	// Concurrency); default Workloads, so that with every cut held (see
+	// snapshottest.Controller.Hold) every backup is in flight at once,
+	// rather than the snapshotter's production default of 1,024 per
+	// replica holding the rest back in the stream.
+	CutsAtOnce int
 	// Log is the services' logger; by default JSON to io.Discard, so that
 	// they pay for formatting records as in production but not for writing.
 	Log *slog.Logger
@@ -85,6 +106,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	common := service.Common{Cluster: Cluster, ShutdownTimeout: 5 * time.Second}
 	common.NATS.Stream = events.DefaultStream
 
+	keepEvery := KeepEvery(n)
 	var objs []k8sruntime.Object
 	r := &Rig{requested: map[string]time.Time{}, ended: make(chan Outcome, n+1024)}
 	for i := range n {
@@ -126,7 +148,7 @@ func Start(tb testing.TB, o Options) *Rig {
 	}
 	sched := schedule.New(schedule.Config{Common: common}, schedule.NewKubeWorkloads(kube), events.NewPublisher(js, events.RoleScheduler.Source()), log)
 	run("scheduler", func(ctx context.Context) error { return sched.Run(ctx, nc) })
-	leases, err := lease.Open(ctx, js, lease.Config{})
+	leases, err := lease.Open(ctx, js, lease.Config{RenewEvery: keepEvery, StaleAfter: 10 * keepEvery})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -142,7 +164,14 @@ func Start(tb testing.TB, o Options) *Rig {
 		Lookup:     events.NewStreamHistory(js, "").Lookup,
 	}, log)
 	run("hooker", func(ctx context.Context) error { return hooker.Run(ctx, js) })
-	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: time.Minute},
+	cutsAtOnce := o.CutsAtOnce
+	if cutsAtOnce <= 0 {
+		cutsAtOnce = n
+	}
+	// A held cut waits until every backup is frozen (see Controller.Hold):
+	// 10,000 take a while to get there on 2 cores.
+	cutTimeout := time.Minute + time.Duration(n)*10*time.Millisecond
+	snapper := snapshot.New(snapshot.Config{Common: common, CutTimeout: cutTimeout, Concurrency: cutsAtOnce, ProgressEvery: keepEvery},
 		snapshot.Deps{Workloads: workload.NewResolver(kube), Snapshots: snaps, Kube: kube}, events.NewPublisher(js, events.RoleSnapshotter.Source()), log)
 	run("snapshotter", func(ctx context.Context) error { return snapper.Run(ctx, js) })
 
