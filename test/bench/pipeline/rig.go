@@ -110,26 +110,30 @@ func Start(tb testing.TB, o Options) *Rig {
 
 	keepEvery := KeepEvery(n)
 	var objs []k8sruntime.Object
+	var pods []*corev1.Pod
 	r := &Rig{requested: map[string]time.Time{}, ended: make(chan Outcome, n+1024)}
 	for i := range n {
 		ns := fmt.Sprintf("bench-%04d", i)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: ns, Labels: map[string]string{"app": "db"}},
+			Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+			},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		}
+		pods = append(pods, pod)
 		objs = append(objs,
 			&appsv1.Deployment{
 				ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns, Annotations: map[string]string{workload.AnnotationKanisterBlueprint: "redis-hooks"}},
 				Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
 			},
-			&corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: ns, Labels: map[string]string{"app": "db"}},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "redis", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
-					Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
-				},
-				Status: corev1.PodStatus{Phase: corev1.PodRunning},
-			})
+			pod)
 		objs = append(objs, snapshottest.Claims(ns, "data")...)
 		r.Workloads = append(r.Workloads, events.Workload{Cluster: Cluster, Namespace: ns, Kind: "deployment", Name: "db"})
 	}
 	kube := kubefake.NewClientset(append(objs, snapshottest.StorageClasses()...)...)
+	indexPodLists(kube, pods)
 	dyn := dynfake.NewSimpleDynamicClient(k8sruntime.NewScheme(), blueprinttest.RedisPause())
 	snaps := snapfake.NewSimpleClientset(snapshottest.Classes()...)
 	deepWatches(snaps)
