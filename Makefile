@@ -87,7 +87,7 @@ BENCH_OUT ?= $(BIN)/bench
 BENCH_PPROF ?=
 
 .PHONY: bench
-bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput (1 to 10,000 at once), then on the sandbox the Redis demo and 1 and 50 backups at once (~3 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png and $(BENCH_OUT)/pause-vs-concurrency.png; BENCH_PPROF=dir profiles freezeframe up
+bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput (1 to 10,000 at once), then on the sandbox the Redis demo and 1 and 50 backups at once (~5 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png and $(BENCH_OUT)/pause-vs-concurrency.png; BENCH_PPROF=dir profiles freezeframe up
 	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench.txt $(BENCH_OUT)/freeze-samples.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench 'Hop|Codec' -benchtime 3000x -count 3 . | tee $(BENCH_OUT)/bench.txt
 	@cd pkg/events && $(GO) test -run '^$$' -bench Handle -benchtime 100000x -count 3 . | tee -a $(BENCH_OUT)/bench.txt

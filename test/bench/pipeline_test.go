@@ -243,7 +243,7 @@ func waitHeld(b *testing.B, rig *pipeline.Rig, reqs *requests, n int, timeout ti
 // processCPU) over the backups they made.
 //
 // make bench runs 3 rounds of each size up to 1,000 and 1 of 10,000
-// (-benchtime 1x, ~1 min on 2 cores with its warm-up round and the
+// (-benchtime 1x, 1.5-3 min on 2 cores with its warm-up round and the
 // in-flight round): see the Makefile.
 func BenchmarkThroughput(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000, 10000} {
