@@ -82,20 +82,24 @@ vet: ## go vet every module, and check each builds on its own (GOWORK=off)
 	done
 
 BENCH_OUT ?= $(BIN)/bench
+# Throughput runs 3 rounds of each size up to 1,000 at once, and 1 of 10,000
+# (besides its warm-up round and the round that holds every backup in flight).
 BENCH_PPROF ?=
 # Rounds of 500 backups at once: each takes over a minute on 2 cores.
 BENCH_500_ROUNDS ?= 2
 
 .PHONY: bench
-bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput, then on the sandbox the Redis demo and 1, 50 (10 rounds) and 500 (BENCH_500_ROUNDS) backups at once, each with the writer-observed pause, the storage's own bound and CPU/memory per backup (~13 min on 2 cores, the sandbox ~10.5 of them); prints the report, plots $(BENCH_OUT)/freeze-overhead.png; BENCH_PPROF=dir profiles freezeframe up
+bench: sandbox-build ## benchmarks: hop latency, freeze overhead, throughput (1 to 10,000 at once), then on the sandbox the Redis demo, the dead man's switch, and 1, 50 (10 rounds) and 500 (BENCH_500_ROUNDS) backups at once, each with the writer-observed pause, the storage's own bound and CPU/memory per backup (~20 min on 2 cores); prints the report, plots $(BENCH_OUT)/freeze-overhead.png and $(BENCH_OUT)/pause-vs-concurrency.png; BENCH_PPROF=dir profiles freezeframe up
 	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench.txt $(BENCH_OUT)/freeze-samples.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench 'Hop|Codec' -benchtime 3000x -count 3 . | tee $(BENCH_OUT)/bench.txt
 	@cd pkg/events && $(GO) test -run '^$$' -bench Handle -benchtime 100000x -count 3 . | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/bench && $(GO) test -run '^$$' -bench Orchestration -benchtime 1000x -count 3 . -args -freeze-samples $(BENCH_OUT)/freeze-samples.txt | tee -a $(BENCH_OUT)/bench.txt
-	@cd test/bench && $(GO) test -run '^$$' -bench Throughput -benchtime 3x -timeout 10m . | tee -a $(BENCH_OUT)/bench.txt
-	@cd test/e2e && FREEZEFRAME_BENCH_PPROF=$(BENCH_PPROF) GOWORK=off $(GO) test -run '^$$' -bench 'SandboxRedis|SandboxFreeze/workloads=(1|50)$$' -benchtime 10x -timeout 20m . | grep -v '^        {' | tee -a $(BENCH_OUT)/bench.txt
+	@cd test/bench && $(GO) test -run '^$$' -bench 'Throughput/workloads=(1|10|100|1000)$$' -benchtime 3x -timeout 10m . | tee -a $(BENCH_OUT)/bench.txt
+	@cd test/bench && $(GO) test -run '^$$' -bench 'Throughput/workloads=10000$$' -benchtime 1x -timeout 20m . | tee -a $(BENCH_OUT)/bench.txt
+	@cd test/e2e && FREEZEFRAME_BENCH_PPROF=$(BENCH_PPROF) GOWORK=off $(GO) test -run '^$$' -bench 'SandboxRedis|SandboxDeadMansSwitch|SandboxFreeze/workloads=(1|50)$$' -benchtime 10x -timeout 20m . | grep -v '^        {' | tee -a $(BENCH_OUT)/bench.txt
 	@cd test/e2e && FREEZEFRAME_BENCH_PPROF=$(BENCH_PPROF) GOWORK=off $(GO) test -run '^$$' -bench 'SandboxFreeze/workloads=500$$' -benchtime $(BENCH_500_ROUNDS)x -timeout 30m . | grep -v '^        {' | tee -a $(BENCH_OUT)/bench.txt
-	@cd test/bench && $(GO) run ./cmd/report -in $(BENCH_OUT)/bench.txt -samples $(BENCH_OUT)/freeze-samples.txt -plot $(BENCH_OUT)/freeze-overhead.png
+	@cd test/bench && $(GO) run ./cmd/report -in $(BENCH_OUT)/bench.txt -samples $(BENCH_OUT)/freeze-samples.txt -plot $(BENCH_OUT)/freeze-overhead.png \
+		-plot-concurrency $(BENCH_OUT)/pause-vs-concurrency.png
 
 .PHONY: demo
 demo: sandbox-build ## the main job: a sandbox, Redis under writes, a backup end to end, the snapshot proven consistent (cold first run ~15 min); DEMO_FLAGS=-keep leaves it up

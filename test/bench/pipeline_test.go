@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,19 @@ func writeHeapProfile(b *testing.B, path string) {
 	}
 }
 
+// processCPU is the CPU time this process has used so far, user and
+// system (getrusage). The benchmark's process holds every part of the
+// pipeline: the services, the embedded NATS server, the stand-ins and the
+// benchmark's own requests and observer, so a round's share of it, per
+// backup, bounds freezeframe's own CPU per backup from above.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // liveInFlight is the heap live while n backups are all in flight at once:
 // every workload frozen and its snapshot created, the cuts held by the
 // stand-in; after a GC, above the heap live before they were requested,
@@ -113,15 +127,8 @@ func liveInFlight(b *testing.B, rig *pipeline.Rig, n int) float64 {
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapAlloc
 	rig.Cuts.Hold()
-	var reqs sync.WaitGroup
-	for _, w := range rig.Workloads {
-		reqs.Go(func() {
-			if _, err := rig.Backup(ctx, w); err != nil {
-				b.Error(err)
-			}
-		})
-	}
-	eventstest.Eventually(b, 2*time.Minute, "every backup frozen, its cut held", func() bool { return rig.Cuts.Held() == n })
+	reqs := requestAll(ctx, rig)
+	waitHeld(b, rig, reqs, n, roundTimeout(n))
 	rig.ForgetCalls()
 	runtime.GC()
 	runtime.GC()
@@ -131,16 +138,95 @@ func liveInFlight(b *testing.B, rig *pipeline.Rig, n int) float64 {
 		writeHeapProfile(b, fmt.Sprintf("%s.%d", *heapProfile, n))
 	}
 	rig.Cuts.Release()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, roundTimeout(n))
 	defer cancel()
 	for range n {
 		if _, err := rig.Next(wctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reqs.Wait()
-	eventstest.Eventually(b, 10*time.Second, "every lease released", func() bool { return rig.Released(ctx) })
+	reqs.Wait(b)
+	eventstest.Eventually(b, settleTimeout(n), "every lease released", func() bool { return rig.Released(ctx) })
 	return live
+}
+
+// requests are backup requests in flight, one goroutine each.
+type requests struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	n      int
+	failed int
+	first  error
+}
+
+// requestsUnanswered bounds the backup requests waiting for the
+// scheduler's answer at once. The scheduler answers 64 at a time; 10,000
+// unanswered requests at once made each wait longer than a client's attempt
+// (3 s), so that all of them were sent again, and again, and 5 attempts ran
+// out while the first copies were still being served (a few hundred still
+// did with 1,000 on a loaded machine).
+const requestsUnanswered = 256
+
+// requestAll asks for a backup of every workload at once, or as fast as
+// the scheduler answers past requestsUnanswered.
+func requestAll(ctx context.Context, rig *pipeline.Rig) *requests {
+	r := &requests{n: len(rig.Workloads)}
+	slots := make(chan struct{}, requestsUnanswered)
+	for _, w := range rig.Workloads {
+		r.wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if _, err := rig.Backup(ctx, w); err != nil {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				r.failed++
+				if r.first == nil {
+					r.first = err
+				}
+			}
+		})
+	}
+	return r
+}
+
+// err says how many requests failed so far, and the first error; nil if none.
+func (r *requests) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d backup requests failed, the first: %w", r.failed, r.n, r.first)
+}
+
+// Wait waits for every answer and fails the benchmark, once, if a request
+// failed: one line, not one per request.
+func (r *requests) Wait(b *testing.B) {
+	b.Helper()
+	r.wg.Wait()
+	if err := r.err(); err != nil {
+		b.Error(err)
+	}
+}
+
+// waitHeld waits until the stand-in holds n cuts: every backup frozen and
+// its snapshot asked for. It fails saying how far it got, at once if a
+// request failed (its backup never comes).
+func waitHeld(b *testing.B, rig *pipeline.Rig, reqs *requests, n int, timeout time.Duration) {
+	b.Helper()
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for held := rig.Cuts.Held(); held < n; held = rig.Cuts.Held() {
+		if err := reqs.err(); err != nil {
+			b.Fatalf("every backup frozen, its cut held: %d of %d after %s: %v", held, n, time.Since(start).Round(time.Millisecond), err)
+		}
+		if time.Since(start) > timeout {
+			b.Fatalf("every backup frozen, its cut held: %d of %d after %s", held, n, timeout)
+		}
+		<-tick.C
+	}
+	b.Logf("%d backups frozen, their cuts held, after %s", n, time.Since(start).Round(time.Millisecond))
 }
 
 // BenchmarkThroughput requests backups of n workloads at once (n
@@ -152,13 +238,19 @@ func liveInFlight(b *testing.B, rig *pipeline.Rig, n int) float64 {
 // (each VolumeSnapshot stored, every API call recorded). retained-B/backup
 // is the heap still live after the round and a GC, per backup; alloc-B/backup
 // is everything allocated during the round, per backup; live-B/backup-in-flight
-// is the heap live with every backup frozen at once (see liveInFlight).
+// is the heap live with every backup frozen at once (see liveInFlight);
+// cpu-ms-per-backup is the process's CPU time during the rounds (see
+// processCPU) over the backups they made.
+//
+// make bench runs 3 rounds of each size up to 1,000 and 1 of 10,000
+// (-benchtime 1x, 1.5-3 min on 2 cores with its warm-up round and the
+// in-flight round): see the Makefile.
 func BenchmarkThroughput(b *testing.B) {
-	for _, n := range []int{1, 10, 100, 1000} {
+	for _, n := range []int{1, 10, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
 			rig := pipeline.Start(b, options(n))
 			ctx := context.Background()
-			round := func() (time.Duration, uint64, memUse, []time.Duration) {
+			round := func() roundUse {
 				runtime.GC()
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
@@ -181,18 +273,10 @@ func BenchmarkThroughput(b *testing.B) {
 						}
 					}
 				})
-				start := time.Now()
-				var reqs sync.WaitGroup
-				for _, w := range rig.Workloads {
-					reqs.Go(func() {
-						if _, err := rig.Backup(ctx, w); err != nil {
-							b.Error(err)
-						}
-					})
-				}
-				wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				start, cpuStart := time.Now(), processCPU(b)
+				reqs := requestAll(ctx, rig)
+				wctx, cancel := context.WithTimeout(ctx, roundTimeout(n))
 				defer cancel()
-				over := make([]time.Duration, 0, n)
 				for range n {
 					o, err := rig.Next(wctx)
 					if err != nil {
@@ -202,10 +286,11 @@ func BenchmarkThroughput(b *testing.B) {
 						b.Errorf("backup %s of %s ended with %s", o.BackupID, o.Workload, o.Kind)
 					}
 				}
-				took := time.Since(start)
+				took, cpu := time.Since(start), processCPU(b)-cpuStart
 				close(stop)
 				sampler.Wait()
-				reqs.Wait()
+				reqs.Wait(b)
+				over := make([]time.Duration, 0, n)
 				for _, w := range rig.Workloads {
 					if d, _, _, err := rig.FreezeOverhead(w.Namespace); err == nil {
 						over = append(over, d)
@@ -213,42 +298,69 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&ms)
-				mu := memUse{retained: float64(int64(ms.HeapAlloc)-int64(baseAlloc)) / float64(n), alloc: float64(ms.TotalAlloc-baseTotal) / float64(n)}
-				return took, peak - base, mu, over
+				return roundUse{
+					took: took, cpu: cpu, heapGrew: peak - base, over: over,
+					retained: float64(int64(ms.HeapAlloc)-int64(baseAlloc)) / float64(n),
+					alloc:    float64(ms.TotalAlloc-baseTotal) / float64(n),
+				}
 			}
 			round() // warm up
 			released := func() bool { return rig.Released(ctx) }
-			eventstest.Eventually(b, 10*time.Second, "every lease released", released)
-			var total time.Duration
+			eventstest.Eventually(b, settleTimeout(n), "every lease released", released)
+			var total, cpu time.Duration
 			var perBackup []float64
 			var over []time.Duration
-			var mem memUse
+			var retained, alloc float64
 			b.ResetTimer()
 			for b.Loop() {
-				took, grew, m, o := round()
+				r := round()
 				b.StopTimer()
-				mem.retained, mem.alloc = max(mem.retained, m.retained), max(mem.alloc, m.alloc)
-				total += took
-				perBackup = append(perBackup, float64(grew)/float64(n))
-				over = append(over, o...)
-				eventstest.Eventually(b, 10*time.Second, "every lease released", released)
+				retained, alloc = max(retained, r.retained), max(alloc, r.alloc)
+				total += r.took
+				cpu += r.cpu
+				perBackup = append(perBackup, float64(r.heapGrew)/float64(n))
+				over = append(over, r.over...)
+				eventstest.Eventually(b, settleTimeout(n), "every lease released", released)
 				b.StartTimer()
 			}
 			b.StopTimer()
 			live := liveInFlight(b, rig, n)
-			mean := total / time.Duration(len(perBackup))
+			rounds := len(perBackup)
+			mean := total / time.Duration(rounds)
 			b.ReportMetric(float64(n)/mean.Seconds(), "backups/s")
 			b.ReportMetric(maxOf(perBackup), "heap-peak-B/backup")
-			b.ReportMetric(mem.retained, "retained-B/backup")
+			b.ReportMetric(retained, "retained-B/backup")
 			b.ReportMetric(live, "live-B/backup-in-flight")
-			b.ReportMetric(mem.alloc, "alloc-B/backup")
+			b.ReportMetric(alloc, "alloc-B/backup")
+			b.ReportMetric(stats.Millis(cpu)/float64(rounds*n), "cpu-ms-per-backup")
 			b.ReportMetric(stats.Millis(stats.Percentile(over, 50)), "freeze-overhead-p50-ms")
 			b.ReportMetric(stats.Millis(stats.Percentile(over, 99)), "freeze-overhead-p99-ms")
 		})
 	}
 }
 
-type memUse struct{ retained, alloc float64 }
+// roundTimeout bounds one round of n backups: 10,000 at once take several
+// times what 1,000 do, more on a machine shared with other work.
+func roundTimeout(n int) time.Duration {
+	return 2*time.Minute + time.Duration(n)*20*time.Millisecond
+}
+
+// settleTimeout bounds the wait for every lease of n backups to be
+// released, which happens shortly after each Resumed: 10,000 deletions take
+// their time on a shared 2-core machine.
+func settleTimeout(n int) time.Duration {
+	return 10*time.Second + time.Duration(n)*time.Millisecond
+}
+
+// roundUse is what one throughput round took: wall and CPU time for all n,
+// how much the heap in use grew at its peak, the heap retained and
+// allocated per backup, and each workload's freeze overhead.
+type roundUse struct {
+	took, cpu       time.Duration
+	heapGrew        uint64
+	retained, alloc float64
+	over            []time.Duration
+}
 
 func maxOf(xs []float64) float64 {
 	m := 0.0
