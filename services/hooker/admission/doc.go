@@ -13,10 +13,11 @@
 // # What is counted
 //
 // A Gate holds one adaptive limit per storage key (the hooker uses the
-// snapshot class). A Slot is one freeze in flight: taken before the freeze
-// lease is acquired, given back once when the freeze ends, however it
-// ends. Whoever holds a Slot owns its release; Release is idempotent, so
-// an owner with one end path cannot release twice.
+// snapshot class). A Slot is one freeze in flight on its storage: taken
+// before the freeze lease is acquired, given back once its cut is reported
+// or, for a freeze that ends without a cut, when it ends. Release is
+// idempotent, so the holder's two release points cannot count one freeze
+// twice.
 //
 // # How the limit adapts
 //

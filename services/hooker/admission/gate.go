@@ -167,6 +167,16 @@ func (s *Slot) Observe(cut time.Duration) {
 	g.grant(st, s.key)
 }
 
+// Limit is key's current limit; 0 when the gate is disabled.
+func (g *Gate) Limit(key string) int {
+	if g.cfg.Disabled {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.storage(key).limit.Current()
+}
+
 // Stats is one storage's state, for metrics.
 type Stats struct {
 	Key      string

@@ -106,9 +106,24 @@ func (s *Service) admit(ctx context.Context, o *op, p *plan) error {
 // (a Snapshotted): what the storage took, the only measure of its load.
 // A Snapshotted of another replica's freeze, or of a freeze taken over,
 // tells this replica's gate nothing it admitted.
+//
+// The cut is the storage's part of the freeze: once it is done the slot is
+// given back, so that the next freeze's pre-hook runs while this one's
+// post-hook does (ops.remove gives back the slots of freezes that end
+// without a cut).
 func (s *Service) observeCut(p *events.Snapshotted) {
 	if o := s.ops.get(p.BackupRef); o != nil {
-		o.slot.Load().Observe(time.Duration(p.CutDuration))
+		slot := o.slot.Load()
+		if slot == nil {
+			return
+		}
+		before := s.gate.Limit(slot.Key())
+		slot.Observe(time.Duration(p.CutDuration))
+		slot.Release()
+		if after := s.gate.Limit(slot.Key()); after != before {
+			s.log.Info("admission limit changed", "snapshot_class", storageLabel(slot.Key()), "limit", after, "was", before,
+				"cut", time.Duration(p.CutDuration), "backup_id", p.BackupID)
+		}
 	}
 }
 

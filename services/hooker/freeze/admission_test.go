@@ -63,9 +63,11 @@ func (f *fixture) gateStats(t *testing.T) admission.Stats {
 }
 
 // Many backups requested at once: with admission, never more than the
-// limit are frozen at any moment, the rest wait unfrozen (no lease, so the
-// watchdog sees nothing), every backup completes, and the wait shows in
-// Quiesced. Without it (the control), all freeze together.
+// limit are frozen and not yet cut at any moment (a slot is given back at
+// the cut, so the next pre-hook overlaps a post-hook), the rest wait
+// unfrozen (no lease, so the watchdog sees nothing), every backup
+// completes, and the wait shows in Quiesced. Without it (the control), all
+// freeze together.
 func TestAdmissionBoundsTheFreezesInFlight(t *testing.T) {
 	const n, limit = 12, 3
 	for _, tt := range []struct {
@@ -86,6 +88,7 @@ func TestAdmissionBoundsTheFreezesInFlight(t *testing.T) {
 			// expect is frozen: limit of them, or what is left.
 			snapshotter := events.NewPublisher(f.js, events.RoleSnapshotter.Source())
 			var frozen []events.BackupRef
+			wasCut := map[string]bool{}
 			cut, resumed, waited, mostLeases := 0, 0, 0, 0
 			for resumed < n {
 				ev := col.Next(20 * time.Second)
@@ -102,8 +105,15 @@ func TestAdmissionBoundsTheFreezesInFlight(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					mostLeases = max(mostLeases, len(leases))
+					uncut := 0
+					for _, l := range leases {
+						if !wasCut[l.BackupID] {
+							uncut++
+						}
+					}
+					mostLeases = max(mostLeases, uncut)
 					for _, ref := range frozen {
+						wasCut[ref.BackupID] = true
 						if _, _, err := snapshotter.Publish(t.Context(), &events.Snapshotted{BackupRef: ref, Mode: events.SnapshotModeVolume, CutDuration: events.Duration(50 * time.Millisecond),
 							Snapshots: []events.Snapshot{{Name: "s-" + ref.BackupID, Namespace: "shop", PVC: "data", CutAt: time.Now()}}}); err != nil {
 							t.Fatal(err)
@@ -121,18 +131,18 @@ func TestAdmissionBoundsTheFreezesInFlight(t *testing.T) {
 				}
 			}
 			most := mostFrozenAtOnce(f.exec.Commands())
-			t.Logf("%d backups at once: at most %d frozen at once, %d leases at most when the snapshotter cut, %d waited for admission", n, most, mostLeases, waited)
+			t.Logf("%d backups at once: at most %d frozen at once, %d leases of uncut freezes at most when the snapshotter cut, %d waited for admission", n, most, mostLeases, waited)
 			if tt.disabled {
 				if most <= limit {
 					t.Fatalf("without admission at most %d were frozen at once: the test cannot tell admission from none", most)
 				}
 				return
 			}
-			if most != limit {
-				t.Fatalf("at most %d applications frozen at once, want exactly the limit %d", most, limit)
+			if most < limit {
+				t.Fatalf("at most %d applications frozen at once, want the limit %d reached", most, limit)
 			}
 			if mostLeases > limit {
-				t.Fatalf("%d freeze leases at once, want at most %d: a waiting request held one", mostLeases, limit)
+				t.Fatalf("%d freeze leases of freezes not yet cut at once, want at most %d: a waiting request held one", mostLeases, limit)
 			}
 			if waited == 0 {
 				t.Fatal("no Quiesced says its request waited for admission")

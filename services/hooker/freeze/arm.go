@@ -171,7 +171,8 @@ func armedPhases(bp *blueprint.Blueprint, post *blueprint.Action) []blueprint.Ph
 }
 
 // armPostHook opens, in parallel, the exec of every target of the phases
-// to arm, before the pre-hook runs. A phase whose arguments read a pre-hook
+// to arm, before the wait for admission and the pre-hook, with the first
+// fire limit fireUntil (0: not before the lease's writes move it). A phase whose arguments read a pre-hook
 // phase's output cannot render yet and is not armed; an arm that fails is
 // logged, and its target runs as an ordinary exec at the resume. Arming
 // never fails a backup.
@@ -222,7 +223,7 @@ func (s *Service) armPostHook(ctx context.Context, p *plan, fireUntil int64) {
 		})
 	}
 	wg.Wait()
-	s.log.InfoContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "armed", countArmed(p.arms), "fire_until", time.UnixMilli(fireUntil).UTC())
+	s.log.InfoContext(ctx, "post-hook armed", "backup_id", p.ref.BackupID, "execs", len(jobs), "armed", countArmed(p.arms))
 }
 
 // execHook runs one hook exec: a post-hook's through its arm when the

@@ -171,8 +171,9 @@ func TestArmLostDuringThePreHookFailsBeforeQuiesced(t *testing.T) {
 	if _, _, ok := armed.Unwrap(arm.Cmd.Args); !ok {
 		t.Fatalf("first exec %q, want the armed post-hook", arm.Cmd.Args)
 	}
-	// The plan was set before the arm started, and is not written again during the
-	// freeze: reading it after the arm's start is ordered after that write.
+	// The op's plan was set before the pre-hook started (its exec reported on
+	// started), and is not written again during the freeze.
+	<-started
 	p := f.svc.ops.get(events.BackupRef{BackupID: id, Workload: redisWorkload}).plan
 	arm.Stdin.Close()
 	eventstest.Eventually(t, 10*time.Second, "the armed exec's end is noticed", func() bool { return p.arms.lost() != nil })

@@ -34,6 +34,16 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 	if err != nil {
 		return s.failBeforeFreeze(ctx, req.BackupRef, events.StepResolve, err)
 	}
+	// Before the wait for admission and the freeze, counted in neither:
+	// open the post-hook's execs, so that the resume is one write on an
+	// open stream. They may not fire by themselves (limit 0) until the
+	// lease vouches for a freeze.
+	s.armPostHook(ctx, p, 0)
+	defer func() {
+		if !keepOp {
+			s.disarm(context.WithoutCancel(ctx), p, "the freeze did not start")
+		}
+	}()
 	if err := s.admit(ctx, o, p); err != nil { // admission.go: nothing frozen or held while waiting
 		return err
 	}
@@ -57,15 +67,12 @@ func (s *Service) freeze(ctx context.Context, req *events.BackupRequested, sourc
 	}
 	keepOp = true
 	o.plan, o.hold = p, hold
-	s.startKeeping(o)
+	s.startKeeping(o) // from here on every stored write moves the arms' fire limit
+	p.arms.extend(fireLimit(hold.ValidUntil()))
 	if l := hold.Lease(); !l.AcquiredAt.Equal(now) {
 		// This replica held the lease before a restart.
 		return s.recoverRestartedFreeze(ctx, o, l, log)
 	}
-
-	// Before the freeze, and not counted in it: open the post-hook's execs,
-	// so that the resume is one write on an open stream.
-	s.armPostHook(ctx, p, fireLimit(hold.ValidUntil()))
 
 	// freezing
 	log.InfoContext(ctx, "freezing", "blueprint", p.blueprint, "max_freeze", p.maxFreeze, "epoch", hold.Epoch(), "post_hook_armed", p.arms.armed())

@@ -46,11 +46,11 @@ package freeze
 //     before any watchdog may take its freeze over.
 //
 //   - A fired dead man's switch never thaws a later freeze: the post-hook's
-//     execs are armed (arm.go, package armed) after Acquire and before the
-//     pre-hook, and run by themselves when their stream ends, but only
-//     until a fire limit strictly before the record's ValidUntil (less the
-//     clock tolerance), pushed forward after every stored write of the
-//     record (lease.Hold.OnStored). A later freeze of the workload needs
+//     execs are armed (arm.go, package armed) before the admission wait
+//     and the pre-hook, and run by themselves when their stream ends, but
+//     only until a fire limit: 0 until the lease is acquired, then the
+//     record's ValidUntil less the clock tolerance, pushed forward after
+//     every stored write of the record (lease.Hold.OnStored). A later freeze of the workload needs
 //     this record ended, which without this holder takes a takeover, which
 //     takes the record gone stale: after ValidUntil.
 //   - A snapshot is never called consistent when what held the freeze in
