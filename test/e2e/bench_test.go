@@ -446,7 +446,7 @@ func benchUp(b *testing.B) (*upProcess, *events.Client) {
 	}
 	up, err := harness.StartUp(b.Context(), harness.UpOptions{
 		Bin: freezeframeBin(b), Kubeconfig: c.Kubeconfig,
-		StateDir: filepath.Join(dir, "state"), LogPath: "/tmp/upbench.log",
+		StateDir: filepath.Join(dir, "state"), LogPath: filepath.Join(dir, "freezeframe-up.log"),
 		Env: env,
 	})
 	if err != nil {
