@@ -35,7 +35,8 @@ import (
 //
 // FREEZEFRAME_BENCH_PPROF=dir writes a CPU profile of the `freezeframe up`
 // process for each benchmark run into dir (through its FREEZEFRAME_PPROF_ADDR
-// listener).
+// listener). FREEZEFRAME_BENCH_ADMISSION=off runs the hooker without freeze
+// admission (HOOKER_ADMISSION_DISABLED), to compare.
 
 // BenchmarkSandboxRedis backs up one Redis at a time, as the demo does:
 // the demo's Blueprint (CLIENT PAUSE ... WRITE with the password from the
@@ -443,6 +444,11 @@ func benchUp(b *testing.B) (*upProcess, *events.Client) {
 		p.pprofAddr = l.Addr().String()
 		l.Close()
 		env = append(env, "FREEZEFRAME_PPROF_ADDR="+p.pprofAddr)
+	}
+	if os.Getenv("FREEZEFRAME_BENCH_ADMISSION") == "off" {
+		// For the comparison in docs/performance.md: every request
+		// freezes at once, as before freeze admission.
+		env = append(env, "HOOKER_ADMISSION_DISABLED=true")
 	}
 	up, err := harness.StartUp(b.Context(), harness.UpOptions{
 		Bin: freezeframeBin(b), Kubeconfig: c.Kubeconfig,
