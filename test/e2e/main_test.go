@@ -471,7 +471,9 @@ func startDemoRedisUnderWriterWith(t testing.TB, c *sandbox.Cluster, ns string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WaitAcked(ctxTimeout(t, 30*time.Second), 300); err != nil {
+	// On a machine busy building (CI runs the packages side by side),
+	// fsynced writes can take a hundred milliseconds each.
+	if err := w.WaitAcked(ctxTimeout(t, 2*time.Minute), 300); err != nil {
 		w.Stop(5 * time.Second)
 		t.Fatal(err)
 	}
