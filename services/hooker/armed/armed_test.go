@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/freezeframe/freezeframe/pkg/events/eventstest"
 	"github.com/freezeframe/freezeframe/services/hooker/armed"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec"
 	"github.com/freezeframe/freezeframe/services/hooker/podexec/podexectest"
@@ -32,18 +33,16 @@ func arm(t *testing.T, fireUntil int64, cmd ...string) (*armed.Arm, *podexectest
 
 func future() int64 { return time.Now().Add(time.Hour).UnixMilli() }
 
-// waitFile polls for a file the command writes, up to a deadline.
+// waitFile waits for a file the command writes and returns its content.
 func waitFile(t *testing.T, path string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil {
-			return string(b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s was never written", path)
-	return ""
+	var b []byte
+	eventstest.Eventually(t, 10*time.Second, path+" written", func() bool {
+		var err error
+		b, err = os.ReadFile(path)
+		return err == nil
+	})
+	return string(b)
 }
 
 func TestResumeRunsTheCommandOnTheSameStream(t *testing.T) {
